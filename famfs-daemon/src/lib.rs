@@ -1,0 +1,16 @@
+//! famfs-trace: a famfs FUSE server with eBPF observability.
+//!
+//! The data path through this crate is one-way and each stage owns its folder:
+//! image (`famfs`) → log replay (`famfs::replay`) → inode table → FUSE server (`fuse`, `server`)
+//! → events (`probes`, server records) → join (`join`) → metrics (`metrics`) → views (`http`, `cli`).
+
+pub mod cli;
+pub mod famfs;
+pub mod fuse;
+pub mod http;
+pub mod image;
+pub mod join;
+pub mod metrics;
+pub mod probes;
+pub mod server;
+pub mod util;
