@@ -1,1 +1,22 @@
+//! Types shared by the famfs-trace eBPF programs (`famfs-ebpf`) and user space (`famfs-daemon`).
+//!
+//! Everything here is `#[repr(C)]`, `Copy`, free of pointers and padding-explicit, because the same bytes
+//! are written by the kernel programs and read back by user space. This crate owns the *shape* of the data
+//! (map keys, values, counter slots, histogram geometry); it must not contain logic that only one side needs.
+//! User-space-only trait impls (`aya::Pod`) sit behind the `user` feature, one `user.rs` per topic.
 #![no_std]
+
+pub mod counters;
+pub mod fuse_request;
+pub mod hist;
+pub mod opcode;
+
+/// Names of the maps and programs in the eBPF object, so both sides spell them the same way.
+pub mod names {
+    pub const REQ_STATS: &str = "REQ_STATS";
+    pub const INFLIGHT: &str = "INFLIGHT";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const WATCH_CONN: &str = "WATCH_CONN";
+    pub const PROG_FUSE_REQUEST_SEND: &str = "fuse_request_send";
+    pub const PROG_FUSE_REQUEST_END: &str = "fuse_request_end";
+}

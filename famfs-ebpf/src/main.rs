@@ -1,2 +1,20 @@
+//! famfs-trace eBPF programs. Built for `bpfel-unknown-none` by famfs-daemon's build.rs and embedded there.
+//!
+//! One module per program family; `maps` owns every map and load-time global, `filter` the connection
+//! filter and health counters. Programs aggregate in kernel maps; nothing here allocates or loops unbounded.
 #![no_std]
 #![no_main]
+
+mod filter;
+mod fuse_request;
+mod maps;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,1 +1,159 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup | test | demo`.
+//!
+//! `setup` installs, idempotently and quietly, everything a fresh Debian machine lacks (rust-src, a pinned
+//! bpf-linker, the Debian packages the tests use). `test` runs setup, then every check CI runs. `demo`
+//! runs setup, builds, and starts the daemon's demo. Owns no product logic.
+
+use std::{
+    path::PathBuf,
+    process::{Command, ExitCode, Stdio},
+};
+
+use anyhow::{Context, Result, bail};
+
+const TOOLCHAIN: &str = "1.95.0";
+const BPF_LINKER_VERSION: &str = "0.10.0";
+/// Debian packages used by tests, the demo and the VM lane.
+const APT_PACKAGES: &[&str] = &["fuse3", "squashfuse", "squashfs-tools", "prometheus"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let res = match args.first().map(String::as_str) {
+        Some("setup") => setup(),
+        Some("test") => setup().and_then(|()| test(&args[1..])),
+        Some("demo") => setup().and_then(|()| demo(&args[1..])),
+        _ => {
+            eprintln!("usage: cargo xtask <setup | test | demo [ARGS...]>");
+            return ExitCode::from(2);
+        }
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn quiet(cmd: &mut Command) -> Result<bool> {
+    Ok(cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?
+        .success())
+}
+
+/// Run `cmd`, keeping its output in a log that is printed only on failure.
+fn logged(what: &str, cmd: &mut Command) -> Result<()> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("{what}: cannot start {cmd:?}"))?;
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        bail!("{what} failed ({})", out.status);
+    }
+    Ok(())
+}
+
+fn setup() -> Result<()> {
+    // rust-src for -Z build-std=core.
+    let installed = Command::new("rustup")
+        .args(["component", "list", "--installed", "--toolchain", TOOLCHAIN])
+        .output()
+        .context("rustup is required")?;
+    if !String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src"))
+    {
+        eprintln!("setup: adding rust-src to {TOOLCHAIN}");
+        logged(
+            "rustup component add rust-src",
+            Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", TOOLCHAIN]),
+        )?;
+    }
+    // bpf-linker, pinned: it must use the same LLVM as rustc.
+    let have = Command::new("bpf-linker").arg("--version").output();
+    let ok = have.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION));
+    if !ok {
+        eprintln!("setup: installing bpf-linker {BPF_LINKER_VERSION} (a few minutes)");
+        logged(
+            "cargo install bpf-linker",
+            Command::new("cargo").args([
+                &format!("+{TOOLCHAIN}"),
+                "install",
+                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+                "--locked",
+                "--quiet",
+            ]),
+        )?;
+    }
+    // Debian packages.
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("setup: installing Debian packages: {}", missing.join(" "));
+        logged(
+            "apt-get update",
+            Command::new("apt-get").args(["update", "-qq"]),
+        )?;
+        logged(
+            "apt-get install",
+            Command::new("apt-get")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(&missing),
+        )?;
+    }
+    // The Debian prometheus package starts a service on :9090; tests start their own instance.
+    if missing.contains(&"prometheus") {
+        let _ = quiet(Command::new("systemctl").args(["disable", "--now", "prometheus"]));
+    }
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let st = Command::new("cargo")
+        .args(args)
+        .current_dir(root())
+        .status()?;
+    if !st.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    eprintln!("== cargo fmt --check");
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    eprintln!("== cargo clippy --all-targets -- -D warnings");
+    cargo(&["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"])?;
+    eprintln!("== cargo test");
+    let mut args = vec!["test", "--workspace", "--exclude", "famfs-ebpf"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)?;
+    Ok(())
+}
+
+fn demo(extra: &[String]) -> Result<()> {
+    cargo(&["build", "--quiet", "--release", "-p", "famfs-daemon"])?;
+    let bin = root().join("target/release/famfs-daemon");
+    let st = Command::new(bin).arg("demo").args(extra).status()?;
+    if !st.success() {
+        bail!("famfs-daemon demo failed ({st})");
+    }
+    Ok(())
+}

@@ -1,1 +1,21 @@
-fn main(){}
+//! `famfs-trace`: operator tools for famfs-trace.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use famfs_daemon::cli::{TraceCli, TraceCmd, probes_cmd};
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = TraceCli::parse();
+    let res = match cli.cmd {
+        TraceCmd::Probes(args) => probes_cmd::run(args),
+    };
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("famfs-trace: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Probe health counters: one slot each in the per-CPU `COUNTERS` array.
+//!
+//! Kernel programs only ever increment these; user space sums the CPUs and exports them as
+//! `famfs_probe_events_total{event=...}`. Adding a counter = a new index and a name in `NAMES`.
+
+pub const SEND_EVENTS: u32 = 0;
+pub const END_EVENTS: u32 = 1;
+/// `fuse_request_end` with no matching in-flight entry (started before attach, or evicted).
+pub const UNMATCHED_END: u32 = 2;
+/// In-flight map full: the request is counted but its latency is lost.
+pub const INFLIGHT_FULL: u32 = 3;
+/// Events for connections outside the watch set (filter on).
+pub const FILTERED: u32 = 4;
+/// `fuse_request_send` carried `unique == 0` (kernel quirk seen on 6.12): paired by end time instead.
+pub const SEND_UNIQUE_ZERO: u32 = 5;
+/// Stats map full: a (connection, opcode) key could not be created.
+pub const STATS_FULL: u32 = 6;
+
+pub const COUNT: u32 = 7;
+
+/// Export names, indexed by counter slot.
+pub const NAMES: [&str; COUNT as usize] = [
+    "send",
+    "end",
+    "unmatched_end",
+    "inflight_full",
+    "filtered",
+    "send_unique_zero",
+    "stats_full",
+];

@@ -1,0 +1,199 @@
+//! Collector for the kernel-side aggregates: FUSE request families, probe status, health and self-cost.
+
+use std::{
+    borrow::Cow,
+    sync::{Arc, Mutex},
+};
+
+use famfs_common::{
+    counters,
+    hist::{LAT_SLOTS, SIZE_SLOTS},
+};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, NoLabelSet},
+    metrics::MetricType,
+    registry::Unit,
+};
+
+use crate::probes::{ProbeState, Probes};
+
+/// Encodes the probe snapshot on every scrape.
+#[derive(Debug)]
+pub struct KernelCollector {
+    probes: Arc<Mutex<Probes>>,
+}
+
+impl KernelCollector {
+    pub fn new(probes: Arc<Mutex<Probes>>) -> Self {
+        Self { probes }
+    }
+}
+
+/// Bounded opcode label: the upstream name, `op_<n>` below 64, `other` beyond.
+pub fn opcode_label(op: u32) -> Cow<'static, str> {
+    match famfs_common::opcode::name(op) {
+        Some(n) => Cow::Borrowed(n),
+        None if op < 64 => Cow::Owned(format!("op_{op}")),
+        None => Cow::Borrowed("other"),
+    }
+}
+
+/// Cumulative buckets from log2 slots; `scale` converts a slot's exclusive upper bound `2^(i+1)` into
+/// the exported unit. The last slot is open-ended and only counts toward +Inf.
+pub fn cumulative_buckets(slots: &[u64], scale: f64, out: &mut Vec<(f64, u64)>) -> u64 {
+    out.clear();
+    let mut acc = 0u64;
+    let n = slots.len();
+    for (i, c) in slots.iter().enumerate() {
+        acc += c;
+        if i + 1 < n {
+            out.push(((1u64 << (i + 1)) as f64 * scale, acc));
+        }
+    }
+    out.push((f64::INFINITY, acc));
+    acc
+}
+
+impl Collector for KernelCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (snap, status) = {
+            let Ok(p) = self.probes.lock() else {
+                return Ok(());
+            };
+            (p.snapshot(), p.status().to_vec())
+        };
+
+        let mut labels: Vec<[(&'static str, Cow<'static, str>); 2]> =
+            Vec::with_capacity(snap.requests.len());
+        for r in &snap.requests {
+            labels.push([
+                ("connection", Cow::Owned(r.key.connection.to_string())),
+                ("opcode", opcode_label(r.key.opcode)),
+            ]);
+        }
+
+        let mut m = encoder.encode_descriptor(
+            "fuse_requests",
+            "FUSE requests queued by the kernel (fuse_request_send), by connection and opcode",
+            None,
+            MetricType::Counter,
+        )?;
+        for (r, l) in snap.requests.iter().zip(&labels) {
+            m.encode_family(l)?
+                .encode_counter::<NoLabelSet, _, u64>(&r.stats.sent, None)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "fuse_request_errors",
+            "FUSE requests answered with an error, by connection and opcode",
+            None,
+            MetricType::Counter,
+        )?;
+        for (r, l) in snap.requests.iter().zip(&labels) {
+            m.encode_family(l)?
+                .encode_counter::<NoLabelSet, _, u64>(&r.stats.errors, None)?;
+        }
+
+        let mut buckets = Vec::with_capacity(LAT_SLOTS.max(SIZE_SLOTS) + 1);
+        let mut m = encoder.encode_descriptor(
+            "fuse_request_duration",
+            "Kernel-observed FUSE request latency, queue to reply (fuse_request_send to _end)",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for (r, l) in snap.requests.iter().zip(&labels) {
+            let count = cumulative_buckets(&r.stats.lat_slots, 1e-9, &mut buckets);
+            m.encode_family(l)?.encode_histogram::<NoLabelSet>(
+                r.stats.lat_sum_ns as f64 * 1e-9,
+                count,
+                &buckets,
+                None,
+            )?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "fuse_reply_size",
+            "FUSE reply length (reply header len), by connection and opcode",
+            Some(&Unit::Bytes),
+            MetricType::Histogram,
+        )?;
+        for (r, l) in snap.requests.iter().zip(&labels) {
+            let count = cumulative_buckets(&r.stats.reply_slots, 1.0, &mut buckets);
+            m.encode_family(l)?.encode_histogram::<NoLabelSet>(
+                r.stats.reply_bytes_sum as f64,
+                count,
+                &buckets,
+                None,
+            )?;
+        }
+
+        let mut m = encoder.encode_descriptor(
+            "probe_attached",
+            "1 if the probe is attached on this kernel, 0 if unavailable",
+            None,
+            MetricType::Gauge,
+        )?;
+        for s in &status {
+            let l = [("probe", s.program), ("target", s.target.as_str())];
+            let v: i64 = matches!(s.state, ProbeState::Attached).into();
+            m.encode_family(&l)?.encode_gauge(&v)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "probe_events",
+            "Probe health events: send/end seen, unmatched ends, full maps, filtered",
+            None,
+            MetricType::Counter,
+        )?;
+        for (i, name) in counters::NAMES.iter().enumerate() {
+            m.encode_family(&[("event", *name)])?
+                .encode_counter::<NoLabelSet, _, u64>(&snap.counters[i], None)?;
+        }
+        m.encode_family(&[("event", "inflight_expired")])?
+            .encode_counter::<NoLabelSet, _, u64>(&snap.expired_inflight, None)?;
+
+        let mut m = encoder.encode_descriptor(
+            "probe_runs",
+            "Times each eBPF program ran (kernel BPF statistics, enabled while the daemon runs)",
+            None,
+            MetricType::Counter,
+        )?;
+        for p in &snap.programs {
+            m.encode_family(&[("probe", p.program)])?
+                .encode_counter::<NoLabelSet, _, u64>(&p.run_count, None)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "probe_run_time",
+            "CPU time spent in each eBPF program (kernel BPF statistics)",
+            Some(&Unit::Seconds),
+            MetricType::Counter,
+        )?;
+        for p in &snap.programs {
+            m.encode_family(&[("probe", p.program)])?
+                .encode_counter::<NoLabelSet, _, f64>(&(p.run_time_ns as f64 * 1e-9), None)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_cumulative_with_exact_bounds() {
+        let mut slots = [0u64; 4];
+        slots[0] = 1; // value 1
+        slots[2] = 3; // values 4..=7
+        slots[3] = 2; // open-ended
+        let mut b = Vec::new();
+        let total = cumulative_buckets(&slots, 1.0, &mut b);
+        assert_eq!(total, 6);
+        assert_eq!(b, vec![(2.0, 1), (4.0, 1), (8.0, 4), (f64::INFINITY, 6)]);
+    }
+
+    #[test]
+    fn opcode_labels_are_bounded() {
+        assert_eq!(opcode_label(14), "OPEN");
+        assert_eq!(opcode_label(55), "op_55");
+        assert_eq!(opcode_label(9999), "other");
+    }
+}

@@ -1,0 +1,103 @@
+//! Prometheus metrics: one `famfs_`-prefixed registry, encoded as OpenMetrics or Prometheus text.
+//!
+//! Owns metric names, help texts, label sets and the rebuilding of kernel log2 slots into cumulative
+//! histogram buckets. Kernel aggregates are read at scrape time through [`crate::probes::Probes::snapshot`]
+//! (no per-event user-space work). Must not do any I/O besides that read, and must not hold the probe
+//! lock longer than the snapshot.
+
+mod kernel;
+
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use crate::probes::Probes;
+
+pub use kernel::{KernelCollector, opcode_label};
+
+/// Wire format of a scrape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    OpenMetrics,
+    PrometheusText,
+}
+
+impl Format {
+    /// Pick the format from an HTTP `Accept` header (OpenMetrics only when asked for).
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::PrometheusText,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::PrometheusText => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    kernel: String,
+}
+
+/// The daemon's metrics.
+pub struct Metrics {
+    registry: Registry,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    pub fn new(probes: Option<Arc<Mutex<Probes>>>) -> Metrics {
+        let mut registry = Registry::with_prefix("famfs");
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                kernel: kernel_release(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Build and kernel of the running daemon (value 1)",
+            build,
+        );
+        if let Some(p) = probes {
+            registry.register_collector(Box::new(KernelCollector::new(p)));
+        }
+        Metrics { registry }
+    }
+
+    /// Encode every metric in `format`.
+    pub fn render(&self, format: Format) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(16 * 1024);
+        match format {
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut out, &self.registry)?
+            }
+            Format::PrometheusText => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
