@@ -16,7 +16,16 @@ pub const SEND_UNIQUE_ZERO: u32 = 5;
 /// Stats map full: a (connection, opcode) key could not be created.
 pub const STATS_FULL: u32 = 6;
 
-pub const COUNT: u32 = 7;
+/// Ring buffer full: a per-event record was lost (its aggregate was still counted).
+pub const RINGBUF_DROPS: u32 = 7;
+/// A fault `_done` with no start of the same task (started before attach).
+pub const UNMATCHED_FAULT: u32 = 8;
+/// Fault start map full.
+pub const FAULT_START_FULL: u32 = 9;
+/// A kernel-function return with no entry of the same task.
+pub const UNMATCHED_RETURN: u32 = 10;
+
+pub const COUNT: u32 = 11;
 
 /// Export names, indexed by counter slot.
 pub const NAMES: [&str; COUNT as usize] = [
@@ -27,4 +36,8 @@ pub const NAMES: [&str; COUNT as usize] = [
     "filtered",
     "send_unique_zero",
     "stats_full",
+    "ringbuf_drop",
+    "unmatched_fault",
+    "fault_start_full",
+    "unmatched_return",
 ];

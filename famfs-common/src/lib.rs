@@ -3,13 +3,19 @@
 //! Everything here is `#[repr(C)]`, `Copy`, free of pointers and padding-explicit, because the same bytes
 //! are written by the kernel programs and read back by user space. This crate owns the *shape* of the data
 //! (map keys, values, counter slots, histogram geometry); it must not contain logic that only one side needs.
-//! User-space-only trait impls (`aya::Pod`) sit behind the `user` feature, one `user.rs` per topic.
+//! User-space-only trait impls (`aya::Pod`) sit behind the `user` feature, in `user.rs`.
 #![no_std]
 
 pub mod counters;
+pub mod event;
+pub mod fault;
 pub mod fuse_request;
 pub mod hist;
+pub mod kfunc;
 pub mod opcode;
+
+#[cfg(feature = "user")]
+mod user;
 
 /// Names of the maps and programs in the eBPF object, so both sides spell them the same way.
 pub mod names {
@@ -19,4 +25,9 @@ pub mod names {
     pub const WATCH_CONN: &str = "WATCH_CONN";
     pub const PROG_FUSE_REQUEST_SEND: &str = "fuse_request_send";
     pub const PROG_FUSE_REQUEST_END: &str = "fuse_request_end";
+    pub const FAULT_STATS: &str = "FAULT_STATS";
+    pub const FAULT_START: &str = "FAULT_START";
+    pub const FILEMAP_STATS: &str = "FILEMAP_STATS";
+    pub const FN_STATS: &str = "FN_STATS";
+    pub const EVENTS: &str = "EVENTS";
 }

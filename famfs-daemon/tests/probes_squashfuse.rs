@@ -4,47 +4,27 @@
 
 mod common;
 
-use std::{fs, io::Read, process::Command, time::Duration};
+use std::{fs, io::Read, time::Duration};
 
 use common::*;
 
 #[test]
 fn squashfuse_per_opcode_counts_are_exact() {
-    let t = "squashfuse_per_opcode_counts_are_exact";
-    if !require_root(t) || !require_program(t, "squashfuse") || !require_program(t, "mksquashfs") {
+    let files = [
+        ("a.txt", vec![b'a'; 100]),
+        ("b.bin", pattern(5000, 7)),
+        ("sub/c.txt", b"hello\n".to_vec()),
+    ];
+    if !require_root("squashfuse_per_opcode_counts_are_exact") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    fs::create_dir_all(src.join("sub")).unwrap();
-    fs::write(src.join("a.txt"), vec![b'a'; 100]).unwrap();
-    fs::write(
-        src.join("b.bin"),
-        (0..5000u32).map(|i| i as u8).collect::<Vec<_>>(),
-    )
-    .unwrap();
-    fs::write(src.join("sub/c.txt"), b"hello\n").unwrap();
-    let img = dir.path().join("img.sqfs");
-    let st = Command::new("mksquashfs")
-        .args([src.as_os_str(), img.as_os_str()])
-        .args(["-quiet", "-no-progress", "-noappend"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "mksquashfs failed");
-
+    // The daemon first, so the mount's INIT is seen.
     let daemon = Daemon::start(&[]);
-    let mnt = dir.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
-    // squashfuse daemonizes once the mount exists, so the mount is there when it returns.
-    let st = Command::new("squashfuse")
-        .arg(&img)
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "squashfuse failed");
-    let guard = MountGuard(mnt.clone());
-    let conn = mount_connection(&mnt).expect("squashfuse mount in mountinfo");
-    let conn_s = conn.to_string();
+    let Some(sq) = SquashMount::new("squashfuse_per_opcode_counts_are_exact", &files) else {
+        return;
+    };
+    let mnt = sq.mnt.clone();
+    let conn_s = sq.conn.to_string();
 
     // Workload: 4 opens of 3 files, each read to the end; one failed lookup.
     let mut total = 0usize;
@@ -110,7 +90,7 @@ fn squashfuse_per_opcode_counts_are_exact() {
         (count(&m, "RELEASE") == Some(4.0)).then_some(())
     });
     assert!(released.is_some(), "4 RELEASE requests");
-    assert!(guard.unmount(), "unmount squashfuse");
+    assert!(sq.unmount(), "unmount squashfuse");
     let m = daemon.metrics();
     assert_eq!(
         metric(

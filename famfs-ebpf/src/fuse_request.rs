@@ -2,27 +2,24 @@
 //! and reply-size log2 histograms, aggregated in `REQ_STATS`; in-flight requests in `INFLIGHT`.
 //!
 //! send: count `sent`, remember (start time, opcode) under (connection, unique).
-//! end:  take the in-flight entry, count completion/error, add latency and reply size to the slots.
+//! end:  take the in-flight entry, count completion/error, add latency and reply size to the slots;
+//!       OPEN and GET_FMAP completions, and unmatched ends on watched connections, go to `EVENTS`.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use famfs_common::{
     counters,
+    event::{Event, KIND_REQ_END, KIND_REQ_END_UNMATCHED},
     fuse_request::{Inflight, InflightKey, ReqKey, ReqStats},
     hist::{LAT_SLOTS, SIZE_SLOTS, log2_slot},
 };
 
 use crate::{
-    filter::{bump, connection_wanted},
-    maps::{INFLIGHT, REQ_STATS, TP_OFFSETS, ZERO_STATS, global},
+    filter::{bump, connection_wanted, filtering, now_ns, read, tid_tgid},
+    maps::{EVENTS, FMAP_OPCODE, INFLIGHT, REQ_STATS, TP_OFFSETS, ZERO_STATS, global},
 };
 
 const BPF_NOEXIST: u64 = 1;
-
-#[inline(always)]
-fn read<T>(ctx: &TracePointContext, off: u32) -> Option<T> {
-    // SAFETY: `read_at` uses bpf_probe_read_kernel on the tracepoint record; a bad offset yields Err, not UB.
-    unsafe { ctx.read_at::<T>(off as usize) }.ok()
-}
+const FUSE_OPEN: u32 = 14;
 
 /// The stats row for `key`, created zeroed on first use.
 #[inline(always)]
@@ -38,6 +35,13 @@ fn stats_row(key: &ReqKey) -> Option<*mut ReqStats> {
         return None;
     }
     REQ_STATS.get_ptr_mut(key)
+}
+
+#[inline(always)]
+fn emit(ev: Event) {
+    if EVENTS.output::<Event>(&ev, 0).is_err() {
+        bump(counters::RINGBUF_DROPS);
+    }
 }
 
 #[tracepoint]
@@ -68,13 +72,10 @@ pub fn fuse_request_send(ctx: TracePointContext) -> u32 {
         _pad: 0,
         unique,
     };
-    let pid = (aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: plain helper call, no arguments.
-    let start_ns = unsafe { bpf_ktime_get_ns() };
     let val = Inflight {
-        start_ns,
+        start_ns: now_ns(),
         opcode,
-        pid,
+        pid: tid_tgid().1,
     };
     if INFLIGHT.insert(&key, &val, 0).is_err() {
         bump(counters::INFLIGHT_FULL);
@@ -98,6 +99,7 @@ pub fn fuse_request_end(ctx: TracePointContext) -> u32 {
         return 0;
     }
     bump(counters::END_EVENTS);
+    let now = now_ns();
     let key = InflightKey {
         connection,
         _pad: 0,
@@ -105,18 +107,40 @@ pub fn fuse_request_end(ctx: TracePointContext) -> u32 {
     };
     let Some(inflight) = INFLIGHT.get_ptr(&key) else {
         bump(counters::UNMATCHED_END);
+        if filtering() {
+            emit(Event {
+                kind: KIND_REQ_END_UNMATCHED,
+                conn: connection,
+                id: unique,
+                ts_ns: now,
+                len,
+                error,
+                ..Event::default()
+            });
+        }
         return 0;
     };
     // SAFETY: pointer from a successful lookup; copied out before the entry is removed.
     let inflight = unsafe { *inflight };
     let _ = INFLIGHT.remove(&key);
-    // SAFETY: plain helper call, no arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
     let lat = now.saturating_sub(inflight.start_ns);
-    let Some(row) = stats_row(&ReqKey {
-        connection,
-        opcode: inflight.opcode,
-    }) else {
+    let opcode = inflight.opcode;
+    let fmap_op = global(&FMAP_OPCODE);
+    if opcode == FUSE_OPEN || (fmap_op != 0 && opcode == fmap_op) {
+        emit(Event {
+            kind: KIND_REQ_END,
+            conn: connection,
+            id: unique,
+            ts_ns: now,
+            lat_ns: lat,
+            aux: 0,
+            op: opcode,
+            len,
+            error,
+            pid: inflight.pid,
+        });
+    }
+    let Some(row) = stats_row(&ReqKey { connection, opcode }) else {
         return 0;
     };
     // SAFETY: per-CPU value of this CPU; slot indexes are clamped below the array lengths.

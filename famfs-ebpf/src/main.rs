@@ -4,9 +4,15 @@
 //! filter and health counters. Programs aggregate in kernel maps; nothing here allocates or loops unbounded.
 #![no_std]
 #![no_main]
+// The BPF target's `core` has no atomic RMW methods; the intrinsic lowers to BPF_ATOMIC add. The crate is
+// built with RUSTC_BOOTSTRAP=1 (see famfs-daemon/build.rs), which makes this feature available on stable.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
+mod fault;
 mod filter;
 mod fuse_request;
+mod kfunc;
 mod maps;
 
 #[cfg(not(test))]

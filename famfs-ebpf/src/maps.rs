@@ -1,13 +1,15 @@
 //! Every map and load-time global of the eBPF object. Sizes here are defaults; the daemon resizes the
-//! maps at load time (`EbpfLoader::set_max_entries`) and fills the globals (`set_global`).
+//! maps at load time (`EbpfLoader::map_max_entries`) and fills the globals (`override_global`).
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use famfs_common::{
     counters,
+    fault::{DaxOffsets, FaultKey, FaultStart, FaultStats, FileKey, FilemapOffsets},
     fuse_request::{FILTER_ALL, Inflight, InflightKey, ReqKey, ReqStats, TpOffsets},
+    kfunc::{self, FnStartKey, FnStats},
 };
 
 /// Per (connection, opcode) request aggregates.
@@ -22,19 +24,55 @@ pub static INFLIGHT: HashMap<InflightKey, Inflight> = HashMap::with_max_entries(
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::COUNT, 0);
 
-/// FUSE connections to trace when `FILTER_MODE == FILTER_WATCHED`.
+/// FUSE connections (= device numbers of their superblocks) to trace when `FILTER_MODE == FILTER_WATCHED`.
 #[map]
 pub static WATCH_CONN: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
 
-/// A zeroed `ReqStats` to insert from: the value is larger than what the BPF stack may hold.
+/// Zeroed values to insert from: these values are larger than what the BPF stack may hold.
 #[map]
 pub static ZERO_STATS: PerCpuArray<ReqStats> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static ZERO_FAULT: PerCpuArray<FaultStats> = PerCpuArray::with_max_entries(1, 0);
+
+/// DAX fault start, per task, until its `_done`.
+#[map]
+pub static FAULT_START: HashMap<u32, FaultStart> = HashMap::with_max_entries(4096, 0);
+
+/// Per (dev, ino, size, result, write) DAX fault aggregates; LRU so it is bounded by file count.
+#[map]
+pub static FAULT_STATS: LruHashMap<FaultKey, FaultStats> = LruHashMap::with_max_entries(8192, 0);
+
+/// Page-cache faults per (dev, ino); LRU.
+#[map]
+pub static FILEMAP_STATS: LruHashMap<FileKey, u64> = LruHashMap::with_max_entries(8192, 0);
+
+/// Optional kernel-function probes: stats by target id, entry time per (task, id).
+#[map]
+pub static FN_STATS: PerCpuArray<FnStats> = PerCpuArray::with_max_entries(kfunc::COUNT, 0);
+#[map]
+pub static FN_START: HashMap<FnStartKey, u64> = HashMap::with_max_entries(4096, 0);
+
+/// Per-event records for the join (see `famfs_common::event`).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
 #[unsafe(no_mangle)]
 pub static FILTER_MODE: u32 = FILTER_ALL;
-
 #[unsafe(no_mangle)]
 pub static TP_OFFSETS: TpOffsets = TpOffsets::LINUX_6_18;
+#[unsafe(no_mangle)]
+pub static DAX_PTE_OFFSETS: DaxOffsets = DaxOffsets::PTE_6_18;
+#[unsafe(no_mangle)]
+pub static DAX_PMD_OFFSETS: DaxOffsets = DaxOffsets::PMD_6_18;
+#[unsafe(no_mangle)]
+pub static FILEMAP_OFFSETS: FilemapOffsets = FilemapOffsets::LINUX_6_18;
+/// famfs GET_FMAP opcode on the watched connections (0: none negotiated). OPEN and this opcode are
+/// reported one by one through `EVENTS`.
+#[unsafe(no_mangle)]
+pub static FMAP_OPCODE: u32 = 0;
+/// DAX faults slower than this are reported one by one through `EVENTS`.
+#[unsafe(no_mangle)]
+pub static SLOW_FAULT_NS: u64 = 1_000_000;
 
 /// Read a load-time global. Volatile, so the compiler cannot fold the default value in.
 #[inline(always)]

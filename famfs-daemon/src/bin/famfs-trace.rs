@@ -3,13 +3,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use famfs_daemon::cli::{TraceCli, TraceCmd, probes_cmd};
+use famfs_daemon::cli::{TraceCli, TraceCmd, probes_cmd, selftest};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = TraceCli::parse();
     let res = match cli.cmd {
         TraceCmd::Probes(args) => probes_cmd::run(args),
+        TraceCmd::Selftest(args) => selftest::run(args),
     };
     match res {
         Ok(code) => code,

@@ -5,6 +5,7 @@
 pub mod demo;
 pub mod probes_cmd;
 pub mod run;
+pub mod selftest;
 
 use std::net::SocketAddr;
 
@@ -43,6 +44,8 @@ pub struct TraceCli {
 pub enum TraceCmd {
     /// Load the probes on this kernel and print each as attached or unavailable with the reason.
     Probes(probes_cmd::ProbesArgs),
+    /// Check the probes against real kernel activity (RESULT/CHECK lines; used by the VM lane).
+    Selftest(selftest::SelftestArgs),
 }
 
 /// Parse a `host:port` listen address with a message that names the flag.

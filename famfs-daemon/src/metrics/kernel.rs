@@ -7,6 +7,7 @@ use std::{
 
 use famfs_common::{
     counters,
+    fault::{self, FaultStats},
     hist::{LAT_SLOTS, SIZE_SLOTS},
 };
 use prometheus_client::{
@@ -16,7 +17,7 @@ use prometheus_client::{
     registry::Unit,
 };
 
-use crate::probes::{ProbeState, Probes};
+use crate::probes::{ProbeKind, ProbeSnapshot, ProbeState, Probes};
 
 /// Encodes the probe snapshot on every scrape.
 #[derive(Debug)]
@@ -126,6 +127,8 @@ impl Collector for KernelCollector {
             )?;
         }
 
+        encode_faults(&snap, &mut encoder, &mut buckets)?;
+
         let mut m = encoder.encode_descriptor(
             "probe_attached",
             "1 if the probe is attached on this kernel, 0 if unavailable",
@@ -133,7 +136,17 @@ impl Collector for KernelCollector {
             MetricType::Gauge,
         )?;
         for s in &status {
-            let l = [("probe", s.program), ("target", s.target.as_str())];
+            let kind = match s.kind {
+                ProbeKind::Tracepoint => "tracepoint",
+                ProbeKind::Fentry => "fentry",
+                ProbeKind::Kprobe => "kprobe",
+                ProbeKind::Function => "none",
+            };
+            let l = [
+                ("probe", s.program),
+                ("target", s.target.as_str()),
+                ("kind", kind),
+            ];
             let v: i64 = matches!(s.state, ProbeState::Attached).into();
             m.encode_family(&l)?.encode_gauge(&v)?;
         }
@@ -157,7 +170,7 @@ impl Collector for KernelCollector {
             MetricType::Counter,
         )?;
         for p in &snap.programs {
-            m.encode_family(&[("probe", p.program)])?
+            m.encode_family(&[("probe", p.program.as_str())])?
                 .encode_counter::<NoLabelSet, _, u64>(&p.run_count, None)?;
         }
         let mut m = encoder.encode_descriptor(
@@ -167,11 +180,120 @@ impl Collector for KernelCollector {
             MetricType::Counter,
         )?;
         for p in &snap.programs {
-            m.encode_family(&[("probe", p.program)])?
+            m.encode_family(&[("probe", p.program.as_str())])?
                 .encode_counter::<NoLabelSet, _, f64>(&(p.run_time_ns as f64 * 1e-9), None)?;
         }
         Ok(())
     }
+}
+
+fn size_label(size: u8) -> &'static str {
+    if size == fault::SIZE_PMD {
+        "pmd"
+    } else {
+        "pte"
+    }
+}
+
+fn result_label(result: u8) -> &'static str {
+    match result {
+        fault::RESULT_OK => "ok",
+        fault::RESULT_FALLBACK => "fallback",
+        _ => "error",
+    }
+}
+
+/// DAX faults (by size and result, summed over files), page-cache faults per device, and the optional
+/// kernel-function probes. Per-file series come from the join, not from here.
+fn encode_faults(
+    snap: &ProbeSnapshot,
+    encoder: &mut DescriptorEncoder,
+    buckets: &mut Vec<(f64, u64)>,
+) -> Result<(), std::fmt::Error> {
+    // Sum per (size, result) and per size for latency.
+    let mut by_class = [[0u64; 3]; 2];
+    let mut lat = [FaultStats::ZERO; 2];
+    for r in &snap.faults {
+        let s = (r.key.size as usize).min(1);
+        by_class[s][(r.key.result as usize).min(2)] += r.stats.count;
+        lat[s].count += r.stats.count;
+        lat[s].lat_sum_ns += r.stats.lat_sum_ns;
+        for (a, b) in lat[s].lat_slots.iter_mut().zip(r.stats.lat_slots.iter()) {
+            *a += b;
+        }
+    }
+    let mut m = encoder.encode_descriptor(
+        "dax_faults",
+        "DAX page faults (fs_dax tracepoints) by size (pte = 4 KiB, pmd = 2 MiB) and result",
+        None,
+        MetricType::Counter,
+    )?;
+    for (s, row) in by_class.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            let l = [
+                ("size", size_label(s as u8)),
+                ("result", result_label(c as u8)),
+            ];
+            m.encode_family(&l)?
+                .encode_counter::<NoLabelSet, _, u64>(v, None)?;
+        }
+    }
+    let mut m = encoder.encode_descriptor(
+        "dax_fault_duration",
+        "DAX page fault latency (fault start to done) by size",
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    for (s, st) in lat.iter().enumerate() {
+        let count = cumulative_buckets(&st.lat_slots, 1e-9, buckets);
+        m.encode_family(&[("size", size_label(s as u8))])?
+            .encode_histogram::<NoLabelSet>(st.lat_sum_ns as f64 * 1e-9, count, buckets, None)?;
+    }
+    let mut per_dev: Vec<(u32, u64)> = Vec::new();
+    for (k, v) in &snap.filemap {
+        match per_dev.last_mut() {
+            Some((d, n)) if *d == k.dev => *n += v,
+            _ => per_dev.push((k.dev, *v)),
+        }
+    }
+    let mut m = encoder.encode_descriptor(
+        "page_cache_faults",
+        "Page-cache faults (filemap:mm_filemap_fault) on FUSE and other anonymous-device filesystems, by device",
+        None,
+        MetricType::Counter,
+    )?;
+    for (dev, n) in &per_dev {
+        let d = format!("{}:{}", dev >> 20, dev & 0xfffff);
+        m.encode_family(&[("device", d.as_str())])?
+            .encode_counter::<NoLabelSet, _, u64>(n, None)?;
+    }
+    let mut m = encoder.encode_descriptor(
+        "kernel_function_calls",
+        "Calls of famfs/FUSE/DAX kernel functions seen by the optional fentry or kprobe probes",
+        None,
+        MetricType::Counter,
+    )?;
+    for f in &snap.functions {
+        m.encode_family(&[("function", f.function)])?
+            .encode_counter::<NoLabelSet, _, u64>(&f.stats.calls, None)?;
+    }
+    let mut m = encoder.encode_descriptor(
+        "kernel_function_duration",
+        "Latency of famfs/FUSE/DAX kernel functions (entry to return)",
+        Some(&Unit::Seconds),
+        MetricType::Histogram,
+    )?;
+    for f in &snap.functions {
+        let count = cumulative_buckets(&f.stats.lat_slots, 1e-9, buckets);
+        m.encode_family(&[("function", f.function)])?
+            .encode_histogram::<NoLabelSet>(
+                f.stats.lat_sum_ns as f64 * 1e-9,
+                count,
+                buckets,
+                None,
+            )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,12 +1,22 @@
 //! The probe table and attach logic. Every program is attached only where its target exists; a probe
 //! that cannot attach is recorded with the kernel's reason and the daemon goes on without it.
+//!
+//! Tracepoints are the core probes. Kernel-function probes are optional: fentry/fexit where the kernel
+//! allows BPF tracing programs, else kprobe/kretprobe, else "unavailable: <both reasons>".
 
-use std::{os::fd::OwnedFd, path::PathBuf, time::Duration};
+use std::{collections::HashSet, os::fd::OwnedFd, path::Path, time::Duration};
 
-use aya::{Ebpf, EbpfLoader, maps::HashMap as BpfHashMap, programs::TracePoint};
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, PerCpuHashMap},
+    programs::{FEntry, FExit, KProbe, TracePoint},
+};
 use famfs_common::{
-    fuse_request::{FILTER_ALL, FILTER_WATCHED, Inflight, InflightKey, TpOffsets},
-    names,
+    fault::{DaxOffsets, FaultKey, FaultStats, FileKey, FilemapOffsets},
+    fuse_request::{
+        FILTER_ALL, FILTER_WATCHED, Inflight, InflightKey, ReqKey, ReqStats, TpOffsets,
+    },
+    kfunc, names,
 };
 use serde::Serialize;
 
@@ -17,35 +27,68 @@ use super::{EBPF_OBJECT, tracefs};
 #[serde(rename_all = "snake_case")]
 pub enum ProbeKind {
     Tracepoint,
+    /// fentry + fexit (BPF trampoline).
+    Fentry,
+    /// kprobe + kretprobe.
+    Kprobe,
+    /// A kernel-function probe that attached neither way.
+    Function,
 }
 
-/// One row of the probe table.
+/// One tracepoint row of the probe table.
 #[derive(Clone, Copy, Debug)]
-pub struct ProbeSpec {
+pub struct TracepointSpec {
     /// Program name in the eBPF object.
     pub program: &'static str,
-    pub kind: ProbeKind,
     pub category: &'static str,
     pub event: &'static str,
     /// What the probe is for, shown by `famfs-trace probes`.
     pub purpose: &'static str,
 }
 
-/// Every probe the daemon knows, in attach order.
-pub const PROBES: &[ProbeSpec] = &[
-    ProbeSpec {
+/// Every tracepoint probe, in attach order.
+pub const TRACEPOINTS: &[TracepointSpec] = &[
+    TracepointSpec {
         program: names::PROG_FUSE_REQUEST_SEND,
-        kind: ProbeKind::Tracepoint,
         category: "fuse",
         event: "fuse_request_send",
         purpose: "FUSE request queued: per-opcode counts, latency start",
     },
-    ProbeSpec {
+    TracepointSpec {
         program: names::PROG_FUSE_REQUEST_END,
-        kind: ProbeKind::Tracepoint,
         category: "fuse",
         event: "fuse_request_end",
-        purpose: "FUSE reply written: latency, errors, reply size",
+        purpose: "FUSE reply written: latency, errors, reply size, OPEN/GET_FMAP events",
+    },
+    TracepointSpec {
+        program: "dax_pte_fault",
+        category: "fs_dax",
+        event: "dax_pte_fault",
+        purpose: "4 KiB DAX fault start",
+    },
+    TracepointSpec {
+        program: "dax_pte_fault_done",
+        category: "fs_dax",
+        event: "dax_pte_fault_done",
+        purpose: "4 KiB DAX fault result and latency per file",
+    },
+    TracepointSpec {
+        program: "dax_pmd_fault",
+        category: "fs_dax",
+        event: "dax_pmd_fault",
+        purpose: "2 MiB DAX fault start",
+    },
+    TracepointSpec {
+        program: "dax_pmd_fault_done",
+        category: "fs_dax",
+        event: "dax_pmd_fault_done",
+        purpose: "2 MiB DAX fault result (FALLBACK = huge page refused) and latency per file",
+    },
+    TracepointSpec {
+        program: "mm_filemap_fault",
+        category: "filemap",
+        event: "mm_filemap_fault",
+        purpose: "page-cache faults per file (stock-kernel FUSE data path)",
     },
 ];
 
@@ -69,14 +112,22 @@ pub struct ProbeStatus {
 /// Load-time settings.
 #[derive(Clone, Debug)]
 pub struct ProbeConfig {
-    /// Trace only these FUSE connections; `None` traces every connection.
+    /// Trace only these FUSE connections (and devices); `None` traces every connection.
     pub connections: Option<Vec<u32>>,
     /// Capacity of the in-flight request map.
     pub inflight_max: u32,
     /// Capacity of the (connection, opcode) stats map.
     pub stats_max: u32,
+    /// Capacity of the per-file LRU maps (DAX faults, page-cache faults).
+    pub files_max: u32,
     /// Enable the kernel's BPF run-time statistics while the probes are loaded (probe self-cost).
     pub bpf_stats: bool,
+    /// Try the optional kernel-function probes.
+    pub kfuncs: bool,
+    /// famfs GET_FMAP opcode on the watched connections (0 = none): its completions become events.
+    pub fmap_opcode: u32,
+    /// DAX faults at least this slow are reported one by one.
+    pub slow_fault: Duration,
     /// Replace a probe's `category:event` (by program name): lets tests and operators point a probe at a
     /// target that does not exist and check that the daemon degrades.
     pub target_overrides: Vec<(String, String)>,
@@ -88,7 +139,11 @@ impl Default for ProbeConfig {
             connections: None,
             inflight_max: 16384,
             stats_max: 1024,
+            files_max: 8192,
             bpf_stats: true,
+            kfuncs: true,
+            fmap_opcode: 0,
+            slow_fault: Duration::from_millis(1),
             target_overrides: Vec::new(),
         }
     }
@@ -98,7 +153,6 @@ impl Default for ProbeConfig {
 pub struct Probes {
     pub(crate) ebpf: Option<Ebpf>,
     status: Vec<ProbeStatus>,
-    tracefs: Option<PathBuf>,
     mounted_tracefs: bool,
     _stats_fd: Option<OwnedFd>,
     /// In-flight entries removed by `expire_inflight` (requests whose end was never seen).
@@ -113,8 +167,13 @@ impl std::fmt::Debug for Probes {
     }
 }
 
-fn errchain(e: &dyn std::error::Error) -> String {
+/// An error with its sources, on one line.
+pub(crate) fn errchain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
+    // aya appends an empty verifier log to load errors; drop it.
+    if let Some(t) = s.strip_suffix(". Verifier output: ") {
+        s = t.to_string();
+    }
     let mut src = e.source();
     while let Some(inner) = src {
         let t = inner.to_string();
@@ -127,6 +186,57 @@ fn errchain(e: &dyn std::error::Error) -> String {
     s
 }
 
+fn tp_target(cfg: &ProbeConfig, spec: &TracepointSpec) -> (String, String) {
+    for (prog, target) in &cfg.target_overrides {
+        if prog == spec.program {
+            return match target.split_once(':') {
+                Some((c, e)) => (c.to_string(), e.to_string()),
+                None => (String::new(), target.clone()),
+            };
+        }
+    }
+    (spec.category.to_string(), spec.event.to_string())
+}
+
+/// Load-time tracepoint layouts; each falls back to the 6.18 layout with a warning.
+struct Layouts {
+    fuse: TpOffsets,
+    pte: DaxOffsets,
+    pmd: DaxOffsets,
+    filemap: FilemapOffsets,
+}
+
+fn layouts(root: &Path) -> Layouts {
+    fn or_default<T>(what: &str, r: anyhow::Result<T>, d: T) -> T {
+        r.unwrap_or_else(|e| {
+            log::debug!("{what} layout unreadable ({e:#}); using the 6.18 layout");
+            d
+        })
+    }
+    Layouts {
+        fuse: or_default(
+            "fuse",
+            tracefs::fuse_request_offsets(root),
+            TpOffsets::LINUX_6_18,
+        ),
+        pte: or_default(
+            "dax_pte",
+            tracefs::dax_offsets(root, "dax_pte_fault_done"),
+            DaxOffsets::PTE_6_18,
+        ),
+        pmd: or_default(
+            "dax_pmd",
+            tracefs::dax_offsets(root, "dax_pmd_fault_done"),
+            DaxOffsets::PMD_6_18,
+        ),
+        filemap: or_default(
+            "filemap",
+            tracefs::filemap_offsets(root),
+            FilemapOffsets::LINUX_6_18,
+        ),
+    }
+}
+
 impl Probes {
     /// Load the object and attach every probe the kernel offers. Never fails as a whole: what cannot be
     /// loaded or attached is reported in [`Probes::status`].
@@ -134,30 +244,27 @@ impl Probes {
         let mut probes = Probes {
             ebpf: None,
             status: Vec::new(),
-            tracefs: None,
             mounted_tracefs: false,
             _stats_fd: None,
             expired_inflight: 0,
         };
-        let target_of = |spec: &ProbeSpec| -> (String, String) {
-            for (prog, target) in &cfg.target_overrides {
-                if prog == spec.program {
-                    if let Some((c, e)) = target.split_once(':') {
-                        return (c.to_string(), e.to_string());
-                    }
-                    return (String::new(), target.clone());
-                }
-            }
-            (spec.category.to_string(), spec.event.to_string())
-        };
         let fail_all = |probes: &mut Probes, reason: String| {
-            for spec in PROBES {
-                let (c, e) = target_of(spec);
+            for spec in TRACEPOINTS {
+                let (c, e) = tp_target(cfg, spec);
                 probes.status.push(ProbeStatus {
                     program: spec.program,
-                    kind: spec.kind,
+                    kind: ProbeKind::Tracepoint,
                     target: format!("{c}:{e}"),
                     purpose: spec.purpose,
+                    state: ProbeState::Unavailable(reason.clone()),
+                });
+            }
+            for f in kfunc::TARGETS {
+                probes.status.push(ProbeStatus {
+                    program: f,
+                    kind: ProbeKind::Function,
+                    target: f.to_string(),
+                    purpose: "optional kernel-function probe",
                     state: ProbeState::Unavailable(reason.clone()),
                 });
             }
@@ -173,26 +280,26 @@ impl Probes {
                 return probes;
             }
         };
-        probes.tracefs = Some(root.clone());
-
-        let offsets = match tracefs::fuse_request_offsets(&root) {
-            Ok(o) => o,
-            Err(e) => {
-                log::warn!("fuse tracepoint layout unreadable ({e:#}); using the 6.18 layout");
-                TpOffsets::LINUX_6_18
-            }
-        };
+        let lay = layouts(&root);
         let filter_mode = if cfg.connections.is_some() {
             FILTER_WATCHED
         } else {
             FILTER_ALL
         };
+        let slow_ns = cfg.slow_fault.as_nanos() as u64;
         let mut loader = EbpfLoader::new();
         loader
-            .override_global("TP_OFFSETS", &offsets, true)
+            .override_global("TP_OFFSETS", &lay.fuse, true)
+            .override_global("DAX_PTE_OFFSETS", &lay.pte, true)
+            .override_global("DAX_PMD_OFFSETS", &lay.pmd, true)
+            .override_global("FILEMAP_OFFSETS", &lay.filemap, true)
             .override_global("FILTER_MODE", &filter_mode, true)
+            .override_global("FMAP_OPCODE", &cfg.fmap_opcode, true)
+            .override_global("SLOW_FAULT_NS", &slow_ns, true)
             .map_max_entries(names::INFLIGHT, cfg.inflight_max.max(1))
-            .map_max_entries(names::REQ_STATS, cfg.stats_max.max(1));
+            .map_max_entries(names::REQ_STATS, cfg.stats_max.max(1))
+            .map_max_entries(names::FAULT_STATS, cfg.files_max.max(1))
+            .map_max_entries(names::FILEMAP_STATS, cfg.files_max.max(1));
         let mut ebpf = match loader.load(EBPF_OBJECT) {
             Ok(b) => b,
             Err(e) => {
@@ -205,22 +312,12 @@ impl Probes {
         };
 
         if let Some(conns) = &cfg.connections {
-            match ebpf
-                .map_mut(names::WATCH_CONN)
-                .map(BpfHashMap::<_, u32, u32>::try_from)
-            {
-                Some(Ok(mut m)) => {
-                    for c in conns {
-                        if let Err(e) = m.insert(*c, 1, 0) {
-                            log::warn!("cannot watch FUSE connection {c}: {e}");
-                        }
-                    }
+            for c in conns {
+                if let Err(e) = watch(&mut ebpf, *c) {
+                    log::warn!("cannot watch FUSE connection {c}: {e:#}");
                 }
-                Some(Err(e)) => log::warn!("WATCH_CONN map unusable: {e}"),
-                None => log::warn!("WATCH_CONN map missing from the eBPF object"),
             }
         }
-
         if cfg.bpf_stats {
             match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
                 Ok(fd) => probes._stats_fd = Some(fd),
@@ -228,26 +325,56 @@ impl Probes {
             }
         }
 
-        for spec in PROBES {
-            let (category, event) = target_of(spec);
-            let target = format!("{category}:{event}");
-            let state = attach_one(&mut ebpf, spec, &root, &category, &event);
-            match &state {
-                ProbeState::Attached => log::info!("probe {} attached to {target}", spec.program),
-                ProbeState::Unavailable(r) => {
-                    log::warn!("probe {} on {target} unavailable: {r}", spec.program)
-                }
-            }
-            probes.status.push(ProbeStatus {
-                program: spec.program,
-                kind: spec.kind,
-                target,
-                purpose: spec.purpose,
+        for spec in TRACEPOINTS {
+            let (category, event) = tp_target(cfg, spec);
+            let state = attach_tracepoint(&mut ebpf, spec.program, &root, &category, &event);
+            probes.push(
+                spec.program,
+                ProbeKind::Tracepoint,
+                format!("{category}:{event}"),
+                spec.purpose,
                 state,
-            });
+            );
+        }
+        if cfg.kfuncs {
+            let present = kallsyms_present(&kfunc::TARGETS);
+            let btf = Btf::from_sys_fs().map_err(|e| errchain(&e));
+            for f in kfunc::TARGETS {
+                let (kind, state) = attach_kfunc(&mut ebpf, f, &present, &btf);
+                probes.push(
+                    f,
+                    kind,
+                    f.to_string(),
+                    "optional kernel-function probe: calls and latency",
+                    state,
+                );
+            }
         }
         probes.ebpf = Some(ebpf);
         probes
+    }
+
+    fn push(
+        &mut self,
+        program: &'static str,
+        kind: ProbeKind,
+        target: String,
+        purpose: &'static str,
+        state: ProbeState,
+    ) {
+        match &state {
+            ProbeState::Attached => log::info!("probe {program} attached ({kind:?} {target})"),
+            ProbeState::Unavailable(r) => {
+                log::info!("probe {program} on {target} unavailable: {r}")
+            }
+        }
+        self.status.push(ProbeStatus {
+            program,
+            kind,
+            target,
+            purpose,
+            state,
+        });
     }
 
     pub fn status(&self) -> &[ProbeStatus] {
@@ -265,18 +392,73 @@ impl Probes {
         self.mounted_tracefs
     }
 
-    /// Add a FUSE connection to the watch set (only meaningful when loaded with a connection filter).
+    /// Add a FUSE connection (or device) to the watch set (effective when loaded with a filter).
     pub fn watch_connection(&mut self, connection: u32) -> anyhow::Result<()> {
         let ebpf = self
             .ebpf
             .as_mut()
             .ok_or_else(|| anyhow::anyhow!("probes are not loaded"))?;
-        let map = ebpf
-            .map_mut(names::WATCH_CONN)
-            .ok_or_else(|| anyhow::anyhow!("WATCH_CONN map missing"))?;
-        let mut m = BpfHashMap::<_, u32, u32>::try_from(map)?;
-        m.insert(connection, 1, 0)?;
-        Ok(())
+        watch(ebpf, connection)
+    }
+
+    /// Forget everything recorded for `connection`: connection numbers are reused by later mounts, so a
+    /// new mount epoch starts from zero (Prometheus sees an ordinary counter reset).
+    pub fn reset_connection(&mut self, connection: u32) {
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return;
+        };
+        if let Some(Ok(mut m)) = ebpf
+            .map_mut(names::REQ_STATS)
+            .map(PerCpuHashMap::<_, ReqKey, ReqStats>::try_from)
+        {
+            let keys: Vec<ReqKey> = m
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| k.connection == connection)
+                .collect();
+            for k in keys {
+                let _ = m.remove(&k);
+            }
+        }
+        if let Some(Ok(mut m)) = ebpf
+            .map_mut(names::INFLIGHT)
+            .map(BpfHashMap::<_, InflightKey, Inflight>::try_from)
+        {
+            let keys: Vec<InflightKey> = m
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| k.connection == connection)
+                .collect();
+            for k in keys {
+                let _ = m.remove(&k);
+            }
+        }
+        if let Some(Ok(mut m)) = ebpf
+            .map_mut(names::FAULT_STATS)
+            .map(BpfHashMap::<_, FaultKey, FaultStats>::try_from)
+        {
+            let keys: Vec<FaultKey> = m
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| k.dev == connection)
+                .collect();
+            for k in keys {
+                let _ = m.remove(&k);
+            }
+        }
+        if let Some(Ok(mut m)) = ebpf
+            .map_mut(names::FILEMAP_STATS)
+            .map(BpfHashMap::<_, FileKey, u64>::try_from)
+        {
+            let keys: Vec<FileKey> = m
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| k.dev == connection)
+                .collect();
+            for k in keys {
+                let _ = m.remove(&k);
+            }
+        }
     }
 
     /// Remove in-flight entries older than `max_age` (their end event was lost, e.g. an aborted
@@ -308,39 +490,147 @@ impl Probes {
         self.expired_inflight += n as u64;
         n
     }
-}
 
-fn attach_one(
-    ebpf: &mut Ebpf,
-    spec: &ProbeSpec,
-    root: &std::path::Path,
-    category: &str,
-    event: &str,
-) -> ProbeState {
-    match spec.kind {
-        ProbeKind::Tracepoint => {
-            if !tracefs::event_exists(root, category, event) {
-                return ProbeState::Unavailable(format!(
-                    "tracepoint {category}:{event} does not exist on this kernel"
-                ));
-            }
-            let Some(prog) = ebpf.program_mut(spec.program) else {
-                return ProbeState::Unavailable(format!(
-                    "program {} missing from the eBPF object",
-                    spec.program
-                ));
-            };
-            let tp: &mut TracePoint = match prog.try_into() {
-                Ok(tp) => tp,
-                Err(e) => return ProbeState::Unavailable(errchain(&e)),
-            };
-            if let Err(e) = tp.load() {
-                return ProbeState::Unavailable(format!("load: {}", errchain(&e)));
-            }
-            match tp.attach(category, event) {
-                Ok(_) => ProbeState::Attached,
-                Err(e) => ProbeState::Unavailable(format!("attach: {}", errchain(&e))),
+    /// Take the per-event ring buffer (once).
+    pub fn take_events(&mut self) -> Option<super::events::EventReader> {
+        let map = self.ebpf.as_mut()?.take_map(names::EVENTS)?;
+        match aya::maps::RingBuf::try_from(map) {
+            Ok(rb) => Some(super::events::EventReader::new(rb)),
+            Err(e) => {
+                log::warn!("EVENTS ring buffer unusable: {e}");
+                None
             }
         }
     }
+}
+
+fn watch(ebpf: &mut Ebpf, connection: u32) -> anyhow::Result<()> {
+    let map = ebpf
+        .map_mut(names::WATCH_CONN)
+        .ok_or_else(|| anyhow::anyhow!("WATCH_CONN map missing"))?;
+    let mut m = BpfHashMap::<_, u32, u32>::try_from(map)?;
+    m.insert(connection, 1, 0)?;
+    Ok(())
+}
+
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &str,
+    root: &Path,
+    category: &str,
+    event: &str,
+) -> ProbeState {
+    if !tracefs::event_exists(root, category, event) {
+        return ProbeState::Unavailable(format!(
+            "tracepoint {category}:{event} does not exist on this kernel"
+        ));
+    }
+    let Some(prog) = ebpf.program_mut(program) else {
+        return ProbeState::Unavailable(format!("program {program} missing from the eBPF object"));
+    };
+    let tp: &mut TracePoint = match prog.try_into() {
+        Ok(tp) => tp,
+        Err(e) => return ProbeState::Unavailable(errchain(&e)),
+    };
+    if let Err(e) = tp.load() {
+        return ProbeState::Unavailable(format!("load: {}", errchain(&e)));
+    }
+    match tp.attach(category, event) {
+        Ok(_) => ProbeState::Attached,
+        Err(e) => ProbeState::Unavailable(format!("attach: {}", errchain(&e))),
+    }
+}
+
+/// Which of `names` are functions of the running kernel (vmlinux or a loaded module).
+fn kallsyms_present(names: &[&str]) -> HashSet<String> {
+    let mut found = HashSet::new();
+    let Ok(text) = std::fs::read_to_string("/proc/kallsyms") else {
+        return found;
+    };
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(_), Some(kind), Some(name)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if matches!(kind, "t" | "T") && names.contains(&name) {
+            found.insert(name.to_string());
+        }
+    }
+    found
+}
+
+fn attach_kfunc(
+    ebpf: &mut Ebpf,
+    func: &str,
+    present: &HashSet<String>,
+    btf: &Result<Btf, String>,
+) -> (ProbeKind, ProbeState) {
+    if !present.contains(func) {
+        return (
+            ProbeKind::Function,
+            ProbeState::Unavailable(format!(
+                "function {func} is not in this kernel (/proc/kallsyms)"
+            )),
+        );
+    }
+    let fentry_err = match btf {
+        Ok(btf) => match attach_fentry(ebpf, func, btf) {
+            Ok(()) => return (ProbeKind::Fentry, ProbeState::Attached),
+            Err(e) => e,
+        },
+        Err(e) => format!("no kernel BTF: {e}"),
+    };
+    match attach_kprobe(ebpf, func) {
+        Ok(()) => (ProbeKind::Kprobe, ProbeState::Attached),
+        Err(kprobe_err) => (
+            ProbeKind::Function,
+            ProbeState::Unavailable(format!("fentry: {fentry_err}; kprobe: {kprobe_err}")),
+        ),
+    }
+}
+
+fn attach_fentry(ebpf: &mut Ebpf, func: &str, btf: &Btf) -> Result<(), String> {
+    let entry = format!("fentry_{func}");
+    let exit = format!("fexit_{func}");
+    {
+        let p: &mut FEntry = ebpf
+            .program_mut(&entry)
+            .ok_or_else(|| format!("{entry} missing"))?
+            .try_into()
+            .map_err(|e| errchain(&e))?;
+        p.load(func, btf)
+            .map_err(|e| format!("load: {}", errchain(&e)))?;
+        if let Err(e) = p.attach() {
+            let _ = p.unload();
+            return Err(format!("attach: {}", errchain(&e)));
+        }
+    }
+    let p: &mut FExit = ebpf
+        .program_mut(&exit)
+        .ok_or_else(|| format!("{exit} missing"))?
+        .try_into()
+        .map_err(|e| errchain(&e))?;
+    p.load(func, btf)
+        .map_err(|e| format!("fexit load: {}", errchain(&e)))?;
+    p.attach()
+        .map_err(|e| format!("fexit attach: {}", errchain(&e)))?;
+    Ok(())
+}
+
+fn attach_kprobe(ebpf: &mut Ebpf, func: &str) -> Result<(), String> {
+    for (prog, what) in [
+        (format!("kprobe_{func}"), "kprobe"),
+        (format!("kretprobe_{func}"), "kretprobe"),
+    ] {
+        let p: &mut KProbe = ebpf
+            .program_mut(&prog)
+            .ok_or_else(|| format!("{prog} missing"))?
+            .try_into()
+            .map_err(|e| errchain(&e))?;
+        p.load()
+            .map_err(|e| format!("{what} load: {}", errchain(&e)))?;
+        p.attach(func, 0)
+            .map_err(|e| format!("{what} attach: {}", errchain(&e)))?;
+    }
+    Ok(())
 }

@@ -1,14 +1,16 @@
 //! Reads the kernel aggregates into owned, CPU-summed snapshots. Called at scrape time (the
 //! ebpf_exporter model): no per-event user-space work, and the cost scales with map size, not event rate.
 
-use aya::maps::{PerCpuArray, PerCpuHashMap};
+use aya::maps::{HashMap as BpfHashMap, PerCpuArray, PerCpuHashMap};
 use famfs_common::{
     counters,
+    fault::{FaultKey, FaultStats, FileKey},
     fuse_request::{ReqKey, ReqStats},
+    kfunc::{self, FnStats},
     names,
 };
 
-use super::Probes;
+use super::{ProbeState, Probes};
 
 /// One (connection, opcode) row, summed over CPUs.
 #[derive(Clone, Copy, Debug)]
@@ -17,10 +19,24 @@ pub struct RequestRow {
     pub stats: ReqStats,
 }
 
+/// One (dev, ino, size, result, write) DAX fault row.
+#[derive(Clone, Copy, Debug)]
+pub struct FaultRow {
+    pub key: FaultKey,
+    pub stats: FaultStats,
+}
+
+/// One optional kernel-function row, summed over CPUs.
+#[derive(Clone, Copy, Debug)]
+pub struct FnRow {
+    pub function: &'static str,
+    pub stats: FnStats,
+}
+
 /// Run count and run time of one program, from the kernel's BPF statistics.
 #[derive(Clone, Debug)]
 pub struct ProgramCost {
-    pub program: &'static str,
+    pub program: String,
     pub run_count: u64,
     pub run_time_ns: u64,
 }
@@ -28,6 +44,10 @@ pub struct ProgramCost {
 #[derive(Clone, Debug, Default)]
 pub struct ProbeSnapshot {
     pub requests: Vec<RequestRow>,
+    pub faults: Vec<FaultRow>,
+    /// Page-cache faults per (dev, ino).
+    pub filemap: Vec<(FileKey, u64)>,
+    pub functions: Vec<FnRow>,
     pub counters: [u64; counters::COUNT as usize],
     pub programs: Vec<ProgramCost>,
     pub expired_inflight: u64,
@@ -43,6 +63,15 @@ pub(crate) fn add_stats(acc: &mut ReqStats, v: &ReqStats) {
         *a += b;
     }
     for (a, b) in acc.reply_slots.iter_mut().zip(v.reply_slots.iter()) {
+        *a += b;
+    }
+}
+
+fn add_fn(acc: &mut FnStats, v: &FnStats) {
+    acc.calls += v.calls;
+    acc.returns += v.returns;
+    acc.lat_sum_ns += v.lat_sum_ns;
+    for (a, b) in acc.lat_slots.iter_mut().zip(v.lat_slots.iter()) {
         *a += b;
     }
 }
@@ -72,6 +101,42 @@ impl Probes {
                 .sort_by_key(|r| (r.key.connection, r.key.opcode));
         }
         if let Some(Ok(m)) = ebpf
+            .map(names::FAULT_STATS)
+            .map(BpfHashMap::<_, FaultKey, FaultStats>::try_from)
+        {
+            snap.faults = m
+                .iter()
+                .filter_map(Result::ok)
+                .map(|(key, stats)| FaultRow { key, stats })
+                .collect();
+            snap.faults
+                .sort_by_key(|r| (r.key.dev, r.key.ino, r.key.size, r.key.result, r.key.write));
+        }
+        if let Some(Ok(m)) = ebpf
+            .map(names::FILEMAP_STATS)
+            .map(BpfHashMap::<_, FileKey, u64>::try_from)
+        {
+            snap.filemap = m.iter().filter_map(Result::ok).collect();
+            snap.filemap.sort_by_key(|(k, _)| (k.dev, k.ino));
+        }
+        if let Some(Ok(m)) = ebpf
+            .map(names::FN_STATS)
+            .map(PerCpuArray::<_, FnStats>::try_from)
+        {
+            for (i, f) in kfunc::TARGETS.iter().enumerate() {
+                if !self.attached(f) {
+                    continue;
+                }
+                if let Ok(v) = m.get(&(i as u32), 0) {
+                    let mut stats = FnStats::ZERO;
+                    for s in v.iter() {
+                        add_fn(&mut stats, s);
+                    }
+                    snap.functions.push(FnRow { function: f, stats });
+                }
+            }
+        }
+        if let Some(Ok(m)) = ebpf
             .map(names::COUNTERS)
             .map(PerCpuArray::<_, u64>::try_from)
         {
@@ -82,18 +147,32 @@ impl Probes {
             }
         }
         for s in self.status() {
-            if s.state != super::ProbeState::Attached {
+            if s.state != ProbeState::Attached {
                 continue;
             }
-            let Some(prog) = ebpf.program(s.program) else {
-                continue;
+            let progs: &[String] = match s.kind {
+                super::ProbeKind::Tracepoint => &[s.program.to_string()],
+                super::ProbeKind::Fentry => &[
+                    format!("fentry_{}", s.program),
+                    format!("fexit_{}", s.program),
+                ],
+                super::ProbeKind::Kprobe => &[
+                    format!("kprobe_{}", s.program),
+                    format!("kretprobe_{}", s.program),
+                ],
+                super::ProbeKind::Function => &[],
             };
-            if let Ok(info) = prog.info() {
-                snap.programs.push(ProgramCost {
-                    program: s.program,
-                    run_count: info.run_count(),
-                    run_time_ns: info.run_time().as_nanos() as u64,
-                });
+            for name in progs {
+                let Some(prog) = ebpf.program(name) else {
+                    continue;
+                };
+                if let Ok(info) = prog.info() {
+                    snap.programs.push(ProgramCost {
+                        program: name.clone(),
+                        run_count: info.run_count(),
+                        run_time_ns: info.run_time().as_nanos() as u64,
+                    });
+                }
             }
         }
         snap

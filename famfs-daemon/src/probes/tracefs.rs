@@ -7,7 +7,10 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use famfs_common::fuse_request::TpOffsets;
+use famfs_common::{
+    fault::{DaxOffsets, FilemapOffsets},
+    fuse_request::TpOffsets,
+};
 
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -102,6 +105,41 @@ fn field(fields: &[(String, u32, u32)], name: &str, size: u32, event: &str) -> R
         Some((_, _, sz)) => bail!("{event}: field `{name}` has size {sz}, expected {size}"),
         None => bail!("{event}: field `{name}` missing from its tracefs format"),
     }
+}
+
+fn read_event(root: &Path, category: &str, event: &str) -> Result<Vec<(String, u32, u32)>> {
+    let p = root
+        .join("events")
+        .join(category)
+        .join(event)
+        .join("format");
+    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+    Ok(parse_format(&text))
+}
+
+/// Offsets of a `fs_dax:dax_{pte,pmd}_fault[_done]` event on the running kernel.
+pub fn dax_offsets(root: &Path, event: &str) -> Result<DaxOffsets> {
+    let f = read_event(root, "fs_dax", event)?;
+    Ok(DaxOffsets {
+        ino: field(&f, "ino", 8, event)?,
+        pgoff: field(&f, "pgoff", 8, event)?,
+        dev: field(&f, "dev", 4, event)?,
+        flags: field(&f, "flags", 4, event)?,
+        result: field(&f, "result", 4, event)?,
+        _pad: 0,
+    })
+}
+
+/// Offsets of `filemap:mm_filemap_fault` on the running kernel.
+pub fn filemap_offsets(root: &Path) -> Result<FilemapOffsets> {
+    let ev = "mm_filemap_fault";
+    let f = read_event(root, "filemap", ev)?;
+    Ok(FilemapOffsets {
+        ino: field(&f, "i_ino", 8, ev)?,
+        dev: field(&f, "s_dev", 4, ev)?,
+        index: field(&f, "index", 8, ev)?,
+        _pad: 0,
+    })
 }
 
 /// Offsets of the fuse_request_send / fuse_request_end fields on the running kernel.

@@ -228,3 +228,65 @@ impl Drop for MountGuard {
         }
     }
 }
+
+/// A squashfuse mount of a squashfs image built from `files`, in its own temp dir; unmounted on drop.
+pub struct SquashMount {
+    pub dir: tempfile::TempDir,
+    pub mnt: std::path::PathBuf,
+    pub conn: u32,
+    guard: MountGuard,
+}
+
+impl SquashMount {
+    /// `None` (after printing a SKIP line) when root or the squashfs tools are missing.
+    pub fn new(test: &str, files: &[(&str, Vec<u8>)]) -> Option<SquashMount> {
+        if !require_root(test)
+            || !require_program(test, "squashfuse")
+            || !require_program(test, "mksquashfs")
+        {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        for (rel, body) in files {
+            let p = src.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, body).expect("write");
+        }
+        let img = dir.path().join("img.sqfs");
+        let st = Command::new("mksquashfs")
+            .args([src.as_os_str(), img.as_os_str()])
+            .args(["-quiet", "-no-progress", "-noappend"])
+            .status()
+            .expect("mksquashfs");
+        assert!(st.success(), "mksquashfs failed");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mkdir mnt");
+        // squashfuse daemonizes once the mount exists, so the mount is there when it returns.
+        let st = Command::new("squashfuse")
+            .arg(&img)
+            .arg(&mnt)
+            .status()
+            .expect("squashfuse");
+        assert!(st.success(), "squashfuse failed");
+        let guard = MountGuard(mnt.clone());
+        let conn = mount_connection(&mnt).expect("squashfuse mount in mountinfo");
+        Some(SquashMount {
+            dir,
+            mnt,
+            conn,
+            guard,
+        })
+    }
+
+    pub fn unmount(&self) -> bool {
+        self.guard.unmount()
+    }
+}
+
+/// Deterministic file contents.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}

@@ -7,9 +7,6 @@
 
 use crate::hist::{LAT_SLOTS, SIZE_SLOTS};
 
-#[cfg(feature = "user")]
-mod user;
-
 /// Aggregation key: one row per (FUSE connection, opcode).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
