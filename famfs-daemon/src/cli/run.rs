@@ -86,7 +86,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Some(Arc::new(Mutex::new(p)))
     };
     let views = Arc::new(DaemonViews {
-        metrics: Metrics::new(probes.clone()),
+        metrics: Metrics::new(probes.clone(), None),
         probes: probes.clone(),
     });
 

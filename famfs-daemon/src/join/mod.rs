@@ -1,1 +1,377 @@
-//! (in progress)
+//! The join: turns the FUSE server's request records, the kernel's per-event records and the kernel's
+//! per-file map snapshots into per-file statistics.
+//!
+//! Keys: requests join on (mount epoch, connection, unique) — `unique` restarts per mount and connection
+//! numbers are reused, so a kernel event belongs to the current epoch only if it happened after that
+//! epoch's INIT; faults join on (device == connection, inode == the server's st_ino).
+//! Owns: [`Join`] (pure state, no I/O, no locks of its own) and [`FileStats`]. Must not read kernel maps
+//! or sockets itself; callers feed it. The hot path (`ingest_*`) allocates only when a new file or a
+//! new pending request appears, never per repeated event.
+
+mod files;
+
+use std::collections::HashMap;
+
+use famfs_common::{event, hist::LAT_SLOTS, hist::log2_slot};
+
+pub use files::{FileQuery, FileSort, FileView, fold_for_series, query};
+
+/// What the FUSE server reports for every request it answers (one per request, `Copy`, no heap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub mount_epoch: u64,
+    pub connection: u32,
+    pub unique: u64,
+    pub opcode: u32,
+    pub nodeid: u64,
+    pub reply_bytes: u32,
+    pub error: i32,
+    /// GET_FMAP: serialized fmap size (0 for other opcodes or when only the needed size was sent).
+    pub fmap_bytes: u32,
+    pub fmap_extents: u32,
+    /// GET_FMAP: the kernel's buffer was too small; a needed-size reply was sent (a retry follows).
+    pub retry: bool,
+    /// READ/WRITE: data bytes transferred.
+    pub io_bytes: u32,
+    pub recv_ns: u64,
+    pub reply_ns: u64,
+}
+
+/// Static facts about a file, from the server's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileInfo {
+    pub path: String,
+    pub size: u64,
+    pub fmap_bytes: u32,
+    pub fmap_extents: u32,
+}
+
+/// Resolves a nodeid (== st_ino) of the current mount to its file facts; `None` for directories and
+/// unknown ids. Called once per newly seen file, never per event.
+pub trait Catalog {
+    fn file(&self, nodeid: u64) -> Option<FileInfo>;
+}
+
+/// Per-file statistics.
+#[derive(Clone, Debug)]
+pub struct FileStats {
+    pub ino: u64,
+    pub info: FileInfo,
+    pub opens: u64,
+    pub open_errors: u64,
+    /// Kernel-observed OPEN latency (send → reply), log2 ns slots.
+    pub open_lat_slots: [u64; LAT_SLOTS],
+    pub open_lat_sum_ns: u64,
+    pub open_lat_count: u64,
+    pub get_fmap: u64,
+    pub get_fmap_retries: u64,
+    pub reads: u64,
+    pub read_bytes: u64,
+    pub writes: u64,
+    pub write_bytes: u64,
+    /// DAX faults from the last kernel snapshot: [size][result] (size 0 = PTE, 1 = PMD; result
+    /// 0 = ok, 1 = fallback, 2 = error).
+    pub faults: [[u64; 3]; 2],
+    pub fault_lat_slots: [u64; LAT_SLOTS],
+    pub fault_lat_sum_ns: u64,
+    pub page_cache_faults: u64,
+    /// CLOCK_MONOTONIC ns of the last request or fault seen for this file.
+    pub last_access_ns: u64,
+}
+
+impl FileStats {
+    fn new(ino: u64, info: FileInfo) -> Self {
+        FileStats {
+            ino,
+            info,
+            opens: 0,
+            open_errors: 0,
+            open_lat_slots: [0; LAT_SLOTS],
+            open_lat_sum_ns: 0,
+            open_lat_count: 0,
+            get_fmap: 0,
+            get_fmap_retries: 0,
+            reads: 0,
+            read_bytes: 0,
+            writes: 0,
+            write_bytes: 0,
+            faults: [[0; 3]; 2],
+            fault_lat_slots: [0; LAT_SLOTS],
+            fault_lat_sum_ns: 0,
+            page_cache_faults: 0,
+            last_access_ns: 0,
+        }
+    }
+}
+
+/// Join health counters (exported as `famfs_join_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JoinHealth {
+    pub server_records: u64,
+    pub kernel_events: u64,
+    /// Kernel OPEN/GET_FMAP completions joined to a server record.
+    pub matched: u64,
+    /// Pending halves that never found their partner before expiring.
+    pub unmatched_server: u64,
+    pub unmatched_kernel: u64,
+    /// Kernel events for our connection from before the current epoch (a previous mount).
+    pub late: u64,
+    /// Kernel events for connections that are not ours.
+    pub foreign: u64,
+    /// Server records of another epoch (a previous mount still draining).
+    pub stale_records: u64,
+    /// Server records for nodeids the catalog does not know as files (directories, meta).
+    pub non_file: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PendingServer {
+    nodeid: u64,
+    at_ns: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PendingKernel {
+    lat_ns: u64,
+    error: i32,
+    at_ns: u64,
+}
+
+const FUSE_OPEN: u32 = 14;
+const FUSE_READ: u32 = 15;
+const FUSE_WRITE: u32 = 16;
+
+/// The join state for one mount (one epoch at a time).
+#[derive(Debug)]
+pub struct Join {
+    connection: u32,
+    epoch: u64,
+    /// CLOCK_MONOTONIC ns at which the current epoch began (INIT); kernel events before it are late.
+    epoch_start_ns: u64,
+    fmap_opcode: u32,
+    files: HashMap<u64, FileStats>,
+    pending_server: HashMap<u64, PendingServer>,
+    pending_kernel: HashMap<u64, PendingKernel>,
+    pub health: JoinHealth,
+}
+
+impl Join {
+    /// A join for `connection`, epoch `epoch` starting at `epoch_start_ns`; `fmap_opcode` is the famfs
+    /// GET_FMAP opcode negotiated on this connection (0: none).
+    pub fn new(connection: u32, epoch: u64, epoch_start_ns: u64, fmap_opcode: u32) -> Join {
+        Join {
+            connection,
+            epoch,
+            epoch_start_ns,
+            fmap_opcode,
+            files: HashMap::with_capacity(1024),
+            pending_server: HashMap::with_capacity(1024),
+            pending_kernel: HashMap::with_capacity(1024),
+            health: JoinHealth::default(),
+        }
+    }
+
+    /// Start a new epoch (remount): per-request pending state is dropped (counted as unmatched); per-file
+    /// statistics are kept, since the files are the same image's.
+    pub fn new_epoch(
+        &mut self,
+        connection: u32,
+        epoch: u64,
+        epoch_start_ns: u64,
+        fmap_opcode: u32,
+    ) {
+        self.health.unmatched_server += self.pending_server.len() as u64;
+        self.health.unmatched_kernel += self.pending_kernel.len() as u64;
+        self.pending_server.clear();
+        self.pending_kernel.clear();
+        self.connection = connection;
+        self.epoch = epoch;
+        self.epoch_start_ns = epoch_start_ns;
+        self.fmap_opcode = fmap_opcode;
+    }
+
+    pub fn connection(&self) -> u32 {
+        self.connection
+    }
+
+    fn file_mut(&mut self, nodeid: u64, catalog: &dyn Catalog) -> Option<&mut FileStats> {
+        match self.files.entry(nodeid) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let info = catalog.file(nodeid)?;
+                Some(e.insert(FileStats::new(nodeid, info)))
+            }
+        }
+    }
+
+    /// Apply one server record.
+    pub fn ingest_server(&mut self, r: &RequestRecord, catalog: &dyn Catalog) {
+        self.health.server_records += 1;
+        if r.mount_epoch != self.epoch || r.connection != self.connection {
+            self.health.stale_records += 1;
+            return;
+        }
+        let is_fmap = self.fmap_opcode != 0 && r.opcode == self.fmap_opcode;
+        let interesting = matches!(r.opcode, FUSE_OPEN | FUSE_READ | FUSE_WRITE) || is_fmap;
+        if !interesting {
+            return;
+        }
+        let Some(f) = self.file_mut(r.nodeid, catalog) else {
+            self.health.non_file += 1;
+            return;
+        };
+        f.last_access_ns = f.last_access_ns.max(r.reply_ns);
+        match r.opcode {
+            FUSE_OPEN => {
+                f.opens += 1;
+                if r.error != 0 {
+                    f.open_errors += 1;
+                }
+            }
+            FUSE_READ if r.error == 0 => {
+                f.reads += 1;
+                f.read_bytes += u64::from(r.io_bytes);
+            }
+            FUSE_WRITE if r.error == 0 => {
+                f.writes += 1;
+                f.write_bytes += u64::from(r.io_bytes);
+            }
+            _ if is_fmap => {
+                f.get_fmap += 1;
+                if r.retry {
+                    f.get_fmap_retries += 1;
+                } else if r.error == 0 && r.fmap_bytes > 0 {
+                    f.info.fmap_bytes = r.fmap_bytes;
+                    f.info.fmap_extents = r.fmap_extents;
+                }
+            }
+            _ => {}
+        }
+        if r.opcode == FUSE_OPEN || is_fmap {
+            match self.pending_kernel.remove(&r.unique) {
+                Some(k) => {
+                    self.health.matched += 1;
+                    self.apply_latency(r.nodeid, r.opcode, k.lat_ns, k.error);
+                }
+                None => {
+                    self.pending_server.insert(
+                        r.unique,
+                        PendingServer {
+                            nodeid: r.nodeid,
+                            at_ns: r.reply_ns,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn apply_latency(&mut self, nodeid: u64, opcode: u32, lat_ns: u64, error: i32) {
+        if opcode != FUSE_OPEN || error != 0 {
+            return;
+        }
+        if let Some(f) = self.files.get_mut(&nodeid) {
+            f.open_lat_slots[log2_slot(lat_ns, LAT_SLOTS)] += 1;
+            f.open_lat_sum_ns += lat_ns;
+            f.open_lat_count += 1;
+        }
+    }
+
+    /// Apply one kernel ring-buffer event.
+    pub fn ingest_kernel(&mut self, ev: &event::Event) {
+        self.health.kernel_events += 1;
+        if ev.kind != event::KIND_REQ_END {
+            return;
+        }
+        if ev.conn != self.connection {
+            self.health.foreign += 1;
+            return;
+        }
+        if ev.ts_ns < self.epoch_start_ns {
+            self.health.late += 1;
+            return;
+        }
+        match self.pending_server.remove(&ev.id) {
+            Some(s) => {
+                self.health.matched += 1;
+                self.apply_latency(s.nodeid, ev.op, ev.lat_ns, ev.error);
+            }
+            None => {
+                self.pending_kernel.insert(
+                    ev.id,
+                    PendingKernel {
+                        lat_ns: ev.lat_ns,
+                        error: ev.error,
+                        at_ns: ev.ts_ns,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Drop pending halves older than `max_age_ns` (relative to `now_ns`), counting them as unmatched.
+    pub fn expire(&mut self, now_ns: u64, max_age_ns: u64) {
+        let before = self.pending_server.len();
+        self.pending_server
+            .retain(|_, p| now_ns.saturating_sub(p.at_ns) <= max_age_ns);
+        self.health.unmatched_server += (before - self.pending_server.len()) as u64;
+        let before = self.pending_kernel.len();
+        self.pending_kernel
+            .retain(|_, p| now_ns.saturating_sub(p.at_ns) <= max_age_ns);
+        self.health.unmatched_kernel += (before - self.pending_kernel.len()) as u64;
+    }
+
+    /// Replace the per-file fault counters with a kernel snapshot (the kernel maps are cumulative).
+    pub fn apply_fault_snapshot(&mut self, snap: &crate::probes::ProbeSnapshot, now_ns: u64) {
+        for f in self.files.values_mut() {
+            f.faults = [[0; 3]; 2];
+            f.fault_lat_slots = [0; LAT_SLOTS];
+            f.fault_lat_sum_ns = 0;
+            f.page_cache_faults = 0;
+        }
+        for r in snap.faults.iter().filter(|r| r.key.dev == self.connection) {
+            let Some(f) = self.files.get_mut(&r.key.ino) else {
+                continue;
+            };
+            let before: u64 = f.faults.iter().flatten().sum();
+            f.faults[(r.key.size as usize).min(1)][(r.key.result as usize).min(2)] += r.stats.count;
+            for (a, b) in f.fault_lat_slots.iter_mut().zip(r.stats.lat_slots.iter()) {
+                *a += b;
+            }
+            f.fault_lat_sum_ns += r.stats.lat_sum_ns;
+            if f.faults.iter().flatten().sum::<u64>() > before {
+                f.last_access_ns = f.last_access_ns.max(now_ns);
+            }
+        }
+        for (k, n) in snap
+            .filemap
+            .iter()
+            .filter(|(k, _)| k.dev == self.connection)
+        {
+            if let Some(f) = self.files.get_mut(&k.ino) {
+                f.page_cache_faults = *n;
+            }
+        }
+    }
+
+    /// Make sure `nodeid` is tracked (e.g. a file that only faults, never seen by the server since the
+    /// daemon started). Returns whether it is a file.
+    pub fn track(&mut self, nodeid: u64, catalog: &dyn Catalog) -> bool {
+        self.file_mut(nodeid, catalog).is_some()
+    }
+
+    pub fn files(&self) -> impl Iterator<Item = &FileStats> {
+        self.files.values()
+    }
+
+    pub fn file(&self, nodeid: u64) -> Option<&FileStats> {
+        self.files.get(&nodeid)
+    }
+
+    pub fn pending(&self) -> (usize, usize) {
+        (self.pending_server.len(), self.pending_kernel.len())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -17,17 +17,20 @@ use prometheus_client::{
     registry::Unit,
 };
 
+use super::FileState;
 use crate::probes::{ProbeKind, ProbeSnapshot, ProbeState, Probes};
 
-/// Encodes the probe snapshot on every scrape.
+/// Encodes, on every scrape, one probe snapshot: the kernel families and, through the join, the
+/// per-file families.
 #[derive(Debug)]
 pub struct KernelCollector {
-    probes: Arc<Mutex<Probes>>,
+    probes: Option<Arc<Mutex<Probes>>>,
+    files: Option<Arc<Mutex<FileState>>>,
 }
 
 impl KernelCollector {
-    pub fn new(probes: Arc<Mutex<Probes>>) -> Self {
-        Self { probes }
+    pub fn new(probes: Option<Arc<Mutex<Probes>>>, files: Option<Arc<Mutex<FileState>>>) -> Self {
+        Self { probes, files }
     }
 }
 
@@ -58,12 +61,25 @@ pub fn cumulative_buckets(slots: &[u64], scale: f64, out: &mut Vec<(f64, u64)>) 
 
 impl Collector for KernelCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let (snap, status) = {
-            let Ok(p) = self.probes.lock() else {
-                return Ok(());
-            };
-            (p.snapshot(), p.status().to_vec())
+        let (snap, status) = match &self.probes {
+            Some(p) => match p.lock() {
+                Ok(p) => (p.snapshot(), p.status().to_vec()),
+                Err(_) => (ProbeSnapshot::default(), Vec::new()),
+            },
+            None => (ProbeSnapshot::default(), Vec::new()),
         };
+        if let Some(files) = &self.files
+            && let Ok(mut st) = files.lock()
+        {
+            let now = crate::util::monotonic_ns();
+            st.join.apply_fault_snapshot(&snap, now);
+            let unix_now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            let to_unix = |mono: u64| unix_now - now.saturating_sub(mono) as f64 * 1e-9;
+            super::files::encode(&st.join, &st.fs_uuid, st.max_series, to_unix, &mut encoder)?;
+        }
 
         let mut labels: Vec<[(&'static str, Cow<'static, str>); 2]> =
             Vec::with_capacity(snap.requests.len());

@@ -1,10 +1,11 @@
 //! Prometheus metrics: one `famfs_`-prefixed registry, encoded as OpenMetrics or Prometheus text.
 //!
 //! Owns metric names, help texts, label sets and the rebuilding of kernel log2 slots into cumulative
-//! histogram buckets. Kernel aggregates are read at scrape time through [`crate::probes::Probes::snapshot`]
+//! histogram buckets, the bounded per-file families (`files`). Kernel aggregates are read at scrape time through [`crate::probes::Probes::snapshot`]
 //! (no per-event user-space work). Must not do any I/O besides that read, and must not hold the probe
 //! lock longer than the snapshot.
 
+mod files;
 mod kernel;
 
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,16 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::probes::Probes;
+use crate::{join::Join, probes::Probes};
+
+/// The join's per-file table as the metrics see it.
+#[derive(Debug)]
+pub struct FileState {
+    pub join: Join,
+    pub fs_uuid: String,
+    /// `--max-file-series`: files beyond this (least recently active) fold into `path="__other__"`.
+    pub max_series: usize,
+}
 
 pub use kernel::{KernelCollector, opcode_label};
 
@@ -61,7 +71,10 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    pub fn new(probes: Option<Arc<Mutex<Probes>>>) -> Metrics {
+    pub fn new(
+        probes: Option<Arc<Mutex<Probes>>>,
+        files: Option<Arc<Mutex<FileState>>>,
+    ) -> Metrics {
         let mut registry = Registry::with_prefix("famfs");
         let build = Family::<BuildLabels, Gauge>::default();
         build
@@ -75,9 +88,7 @@ impl Metrics {
             "Build and kernel of the running daemon (value 1)",
             build,
         );
-        if let Some(p) = probes {
-            registry.register_collector(Box::new(KernelCollector::new(p)));
-        }
+        registry.register_collector(Box::new(KernelCollector::new(probes, files)));
         Metrics { registry }
     }
 

@@ -1,0 +1,199 @@
+//! Join unit tests with synthetic records: exact matching in both arrival orders, epochs, retries,
+//! folding, queries.
+
+use std::collections::HashMap;
+
+use famfs_common::event::{Event, KIND_REQ_END};
+
+use super::*;
+
+struct Cat(HashMap<u64, FileInfo>);
+
+impl Catalog for Cat {
+    fn file(&self, nodeid: u64) -> Option<FileInfo> {
+        self.0.get(&nodeid).cloned()
+    }
+}
+
+fn cat() -> Cat {
+    let mut m = HashMap::new();
+    for (id, path) in [(2u64, "a"), (3, "dir/b"), (4, "dir/c")] {
+        m.insert(
+            id,
+            FileInfo {
+                path: path.into(),
+                size: 100 * id,
+                fmap_bytes: 56,
+                fmap_extents: 1,
+            },
+        );
+    }
+    Cat(m)
+}
+
+const CONN: u32 = 42;
+const EPOCH: u64 = 7;
+
+fn rec(unique: u64, opcode: u32, nodeid: u64) -> RequestRecord {
+    RequestRecord {
+        mount_epoch: EPOCH,
+        connection: CONN,
+        unique,
+        opcode,
+        nodeid,
+        reply_bytes: 32,
+        recv_ns: 1000 + unique,
+        reply_ns: 2000 + unique,
+        ..Default::default()
+    }
+}
+
+fn kev(unique: u64, op: u32, lat: u64, ts: u64) -> Event {
+    Event {
+        kind: KIND_REQ_END,
+        conn: CONN,
+        id: unique,
+        ts_ns: ts,
+        lat_ns: lat,
+        op,
+        len: 32,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn open_latency_joins_in_either_order() {
+    let c = cat();
+    let mut j = Join::new(CONN, EPOCH, 500, 54);
+    // server first
+    j.ingest_server(&rec(10, 14, 2), &c);
+    j.ingest_kernel(&kev(10, 14, 1500, 3000));
+    // kernel first
+    j.ingest_kernel(&kev(12, 14, 3000, 3100));
+    j.ingest_server(&rec(12, 14, 2), &c);
+    let f = j.file(2).unwrap();
+    assert_eq!(f.opens, 2);
+    assert_eq!(f.open_lat_count, 2);
+    assert_eq!(f.open_lat_sum_ns, 4500);
+    assert_eq!(f.open_lat_slots[10], 1, "1500 ns is in slot 10");
+    assert_eq!(f.open_lat_slots[11], 1, "3000 ns is in slot 11");
+    assert_eq!(j.health.matched, 2);
+    assert_eq!(j.pending(), (0, 0));
+}
+
+#[test]
+fn fmap_retries_sizes_and_io_are_per_file() {
+    let c = cat();
+    let mut j = Join::new(CONN, EPOCH, 0, 54);
+    let mut r = rec(20, 54, 3);
+    r.retry = true;
+    r.reply_bytes = 20;
+    j.ingest_server(&r, &c);
+    let mut r = rec(22, 54, 3);
+    r.fmap_bytes = 824;
+    r.fmap_extents = 32;
+    j.ingest_server(&r, &c);
+    let mut r = rec(24, 15, 3);
+    r.io_bytes = 4096;
+    j.ingest_server(&r, &c);
+    let mut r = rec(26, 16, 4);
+    r.io_bytes = 10;
+    j.ingest_server(&r, &c);
+    let b = j.file(3).unwrap();
+    assert_eq!((b.get_fmap, b.get_fmap_retries), (2, 1));
+    assert_eq!((b.info.fmap_bytes, b.info.fmap_extents), (824, 32));
+    assert_eq!((b.reads, b.read_bytes), (1, 4096));
+    let c4 = j.file(4).unwrap();
+    assert_eq!((c4.writes, c4.write_bytes), (1, 10));
+}
+
+#[test]
+fn other_epochs_connections_and_dirs_are_counted_not_applied() {
+    let c = cat();
+    let mut j = Join::new(CONN, EPOCH, 5000, 0);
+    let mut old = rec(2, 14, 2);
+    old.mount_epoch = EPOCH - 1;
+    j.ingest_server(&old, &c);
+    j.ingest_server(&rec(4, 14, 1), &c); // root dir: not a file
+    let mut foreign = kev(6, 14, 10, 6000);
+    foreign.conn = CONN + 1;
+    j.ingest_kernel(&foreign);
+    j.ingest_kernel(&kev(8, 14, 10, 4000)); // before the epoch began
+    assert_eq!(j.health.stale_records, 1);
+    assert_eq!(j.health.non_file, 1);
+    assert_eq!(j.health.foreign, 1);
+    assert_eq!(j.health.late, 1);
+    assert_eq!(j.files().count(), 0);
+}
+
+#[test]
+fn unmatched_halves_expire_and_are_counted() {
+    let c = cat();
+    let mut j = Join::new(CONN, EPOCH, 0, 0);
+    j.ingest_server(&rec(30, 14, 2), &c);
+    j.ingest_kernel(&kev(32, 14, 100, 2100));
+    assert_eq!(j.pending(), (1, 1));
+    j.expire(2030 + 1_000, 2_000);
+    assert_eq!(j.pending(), (1, 1), "young entries stay");
+    j.expire(10_000_000, 2_000);
+    assert_eq!(j.pending(), (0, 0));
+    assert_eq!(
+        (j.health.unmatched_server, j.health.unmatched_kernel),
+        (1, 1)
+    );
+}
+
+#[test]
+fn folding_keeps_the_most_recent_and_breaks_ties_by_path() {
+    let c = cat();
+    let mut j = Join::new(CONN, EPOCH, 0, 0);
+    for (u, id) in [(2u64, 2u64), (4, 3), (6, 4)] {
+        j.ingest_server(&rec(u, 14, id), &c);
+    }
+    let (keep, rest) = fold_for_series(j.files(), 2);
+    let keep: Vec<&str> = keep.iter().map(|f| f.info.path.as_str()).collect();
+    let rest: Vec<&str> = rest.iter().map(|f| f.info.path.as_str()).collect();
+    assert_eq!(keep, vec!["dir/c", "dir/b"]);
+    assert_eq!(rest, vec!["a"]);
+    let (keep, rest) = fold_for_series(j.files(), 10);
+    assert_eq!((keep.len(), rest.len()), (3, 0));
+}
+
+#[test]
+fn queries_parse_and_filter() {
+    assert_eq!(FileQuery::parse(None).unwrap(), FileQuery::default());
+    let q = FileQuery::parse(Some("sort=opens&limit=1&path=dir%2F")).unwrap();
+    assert_eq!(
+        q,
+        FileQuery {
+            sort: FileSort::Opens,
+            limit: 1,
+            path: Some("dir/".into())
+        }
+    );
+    assert!(
+        FileQuery::parse(Some("sort=size"))
+            .unwrap_err()
+            .contains("sort=size")
+    );
+    assert!(
+        FileQuery::parse(Some("limit=x"))
+            .unwrap_err()
+            .contains("limit=x")
+    );
+    assert!(
+        FileQuery::parse(Some("colour=red"))
+            .unwrap_err()
+            .contains("colour")
+    );
+
+    let c = cat();
+    let mut j = Join::new(CONN, EPOCH, 0, 0);
+    j.ingest_server(&rec(2, 14, 3), &c);
+    j.ingest_server(&rec(4, 14, 3), &c);
+    j.ingest_server(&rec(6, 14, 4), &c);
+    j.ingest_server(&rec(8, 14, 2), &c);
+    let v = query(j.files(), &q);
+    assert_eq!(v.len(), 1);
+    assert_eq!((v[0].path.as_str(), v[0].opens), ("dir/b", 2));
+}
