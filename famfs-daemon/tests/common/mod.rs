@@ -290,3 +290,138 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
         .collect()
 }
+
+/// A real Prometheus server (Debian's 2.42) on loopback, scraping `targets` every second, with its own
+/// config and storage in a temp dir; killed on drop.
+pub struct Prometheus {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn start(targets: &[SocketAddr]) -> Prometheus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let cfg = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: famfs\n    static_configs:\n      - targets: [{}]\n",
+            list.join(", ")
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), cfg).expect("config");
+        // A free loopback port (released just before Prometheus binds it).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        let p = Prometheus {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let ready = wait_for(Duration::from_secs(30), || {
+            let s = TcpStream::connect(p.addr).ok()?;
+            drop(s);
+            (http_get(p.addr, "/-/ready", None).0 == 200).then_some(())
+        });
+        assert!(ready.is_some(), "prometheus did not become ready");
+        p
+    }
+
+    /// Instant query; returns the `data.result` array. Panics on a query error (with Prometheus's text).
+    pub fn query(&self, promql: &str) -> Vec<serde_json::Value> {
+        let (code, body) = http_get(
+            self.addr,
+            &format!("/api/v1/query?query={}", urlencode(promql)),
+            None,
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{promql}: {e}: {body}"));
+        assert_eq!(
+            (code, v["status"].as_str()),
+            (200, Some("success")),
+            "query {promql} failed: {body}"
+        );
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The single value of an instant vector query, if exactly one series answered.
+    pub fn value(&self, promql: &str) -> Option<f64> {
+        let r = self.query(promql);
+        if r.len() != 1 {
+            return None;
+        }
+        r[0]["value"][1].as_str()?.parse().ok()
+    }
+
+    /// Wait (up to 30 s, several scrapes) until `promql` has the single value `want`; returns the last value.
+    pub fn wait_value(&self, promql: &str, want: f64) -> Option<f64> {
+        let mut last = None;
+        let ok = wait_for(Duration::from_secs(30), || {
+            last = self.value(promql);
+            (last == Some(want)).then_some(())
+        });
+        if ok.is_some() { Some(want) } else { last }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Every PromQL expression in a Grafana dashboard, with its panel title.
+pub fn dashboard_queries(path: &Path) -> Vec<(String, String)> {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("read dashboard"))
+            .expect("dashboard JSON");
+    let mut out = Vec::new();
+    for p in v["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().expect("targets") {
+            out.push((
+                p["title"].as_str().unwrap_or("").to_string(),
+                t["expr"].as_str().expect("expr").to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// Grafana's variables replaced the way Grafana would for "All" and a 1-minute range.
+pub fn grafana_expand(expr: &str) -> String {
+    expr.replace("$__rate_interval", "30s")
+        .replace("$__range", "1m")
+        .replace("$connection", ".*")
+        .replace("$fs_uuid", ".*")
+        .replace("$path", ".*")
+}
