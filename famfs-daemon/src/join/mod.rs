@@ -9,12 +9,14 @@
 //! new pending request appears, never per repeated event.
 
 mod files;
+mod worker;
 
 use std::collections::HashMap;
 
 use famfs_common::{event, hist::LAT_SLOTS, hist::log2_slot};
 
 pub use files::{FileQuery, FileSort, FileView, fold_for_series, query};
+pub use worker::JoinWorker;
 
 /// What the FUSE server reports for every request it answers (one per request, `Copy`, no heap).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
