@@ -118,6 +118,9 @@ pub struct JoinHealth {
     pub unmatched_kernel: u64,
     /// Kernel events for our connection from before the current epoch (a previous mount).
     pub late: u64,
+    /// Matches whose latency came from the server's receive time because the kernel could not pair the
+    /// request's send and end (kernels whose `fuse_request_send` reports unique 0).
+    pub server_timed: u64,
     /// Kernel events for connections that are not ours.
     pub foreign: u64,
     /// Server records of another epoch (a previous mount still draining).
@@ -129,15 +132,24 @@ pub struct JoinHealth {
 #[derive(Clone, Copy, Debug)]
 struct PendingServer {
     nodeid: u64,
+    opcode: u32,
+    recv_ns: u64,
     at_ns: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct PendingKernel {
-    lat_ns: u64,
+    /// Kernel-observed latency, or `None` for an end whose send was not paired in the kernel (the
+    /// unique-0 send quirk): its latency is taken from the server's receive time instead.
+    lat_ns: Option<u64>,
+    end_ns: u64,
     error: i32,
     at_ns: u64,
 }
+
+/// Cap of each pending table: past it, a half is counted unmatched at once (memory stays bounded even
+/// when every request end is unpaired in the kernel).
+const PENDING_MAX: usize = 65536;
 
 const FUSE_OPEN: u32 = 14;
 const FUSE_READ: u32 = 15;
@@ -252,17 +264,21 @@ impl Join {
         if r.opcode == FUSE_OPEN || is_fmap {
             match self.pending_kernel.remove(&r.unique) {
                 Some(k) => {
-                    self.health.matched += 1;
-                    self.apply_latency(r.nodeid, r.opcode, k.lat_ns, k.error);
+                    let lat = self.kernel_latency(&k, r.recv_ns);
+                    self.apply_latency(r.nodeid, r.opcode, lat, k.error);
                 }
                 None => {
-                    self.pending_server.insert(
-                        r.unique,
-                        PendingServer {
-                            nodeid: r.nodeid,
-                            at_ns: r.reply_ns,
-                        },
-                    );
+                    let p = PendingServer {
+                        nodeid: r.nodeid,
+                        opcode: r.opcode,
+                        recv_ns: r.recv_ns,
+                        at_ns: r.reply_ns,
+                    };
+                    if self.pending_server.len() < PENDING_MAX {
+                        self.pending_server.insert(r.unique, p);
+                    } else {
+                        self.health.unmatched_server += 1;
+                    }
                 }
             }
         }
@@ -279,12 +295,25 @@ impl Join {
         }
     }
 
+    fn kernel_latency(&mut self, k: &PendingKernel, server_recv_ns: u64) -> u64 {
+        self.health.matched += 1;
+        match k.lat_ns {
+            Some(l) => l,
+            None => {
+                self.health.server_timed += 1;
+                k.end_ns.saturating_sub(server_recv_ns)
+            }
+        }
+    }
+
     /// Apply one kernel ring-buffer event.
     pub fn ingest_kernel(&mut self, ev: &event::Event) {
         self.health.kernel_events += 1;
-        if ev.kind != event::KIND_REQ_END {
-            return;
-        }
+        let paired_in_kernel = match ev.kind {
+            event::KIND_REQ_END => true,
+            event::KIND_REQ_END_UNMATCHED => false,
+            _ => return,
+        };
         if ev.conn != self.connection {
             self.health.foreign += 1;
             return;
@@ -293,21 +322,21 @@ impl Join {
             self.health.late += 1;
             return;
         }
+        let k = PendingKernel {
+            lat_ns: paired_in_kernel.then_some(ev.lat_ns),
+            end_ns: ev.ts_ns,
+            error: ev.error,
+            at_ns: ev.ts_ns,
+        };
         match self.pending_server.remove(&ev.id) {
             Some(s) => {
-                self.health.matched += 1;
-                self.apply_latency(s.nodeid, ev.op, ev.lat_ns, ev.error);
+                let lat = self.kernel_latency(&k, s.recv_ns);
+                self.apply_latency(s.nodeid, s.opcode, lat, k.error);
             }
-            None => {
-                self.pending_kernel.insert(
-                    ev.id,
-                    PendingKernel {
-                        lat_ns: ev.lat_ns,
-                        error: ev.error,
-                        at_ns: ev.ts_ns,
-                    },
-                );
+            None if self.pending_kernel.len() < PENDING_MAX => {
+                self.pending_kernel.insert(ev.id, k);
             }
+            None => self.health.unmatched_kernel += 1,
         }
     }
 

@@ -197,3 +197,41 @@ fn queries_parse_and_filter() {
     assert_eq!(v.len(), 1);
     assert_eq!((v[0].path.as_str(), v[0].opens), ("dir/b", 2));
 }
+
+#[test]
+fn unique_zero_quirk_pairs_by_server_receive_time() {
+    use famfs_common::event::KIND_REQ_END_UNMATCHED;
+    let c = cat();
+    let mut j = Join::new(CONN, EPOCH, 0, 0);
+    // The server saw OPEN unique 40 at recv 1040; the kernel could not pair it (send had unique 0) and
+    // reports the end at 5040: the latency is 4000 ns, measured from the server's receive time.
+    j.ingest_server(&rec(40, 14, 2), &c);
+    let ev = Event {
+        kind: KIND_REQ_END_UNMATCHED,
+        conn: CONN,
+        id: 40,
+        ts_ns: 5040,
+        ..Default::default()
+    };
+    j.ingest_kernel(&ev);
+    let f = j.file(2).unwrap();
+    assert_eq!((f.open_lat_count, f.open_lat_sum_ns), (1, 4000));
+    assert_eq!((j.health.matched, j.health.server_timed), (1, 1));
+    // The kernel half may come first; it waits for its server record.
+    let ev = Event {
+        kind: KIND_REQ_END_UNMATCHED,
+        conn: CONN,
+        id: 42,
+        ts_ns: 9042,
+        ..Default::default()
+    };
+    j.ingest_kernel(&ev);
+    assert_eq!(j.pending(), (0, 1));
+    j.ingest_server(&rec(42, 14, 2), &c);
+    assert_eq!(j.pending(), (0, 0));
+    let f = j.file(2).unwrap();
+    assert_eq!(
+        (f.open_lat_count, f.open_lat_sum_ns),
+        (2, 4000 + 9042 - 1042)
+    );
+}

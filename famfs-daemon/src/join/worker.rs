@@ -43,46 +43,54 @@ impl JoinWorker {
     ) -> std::io::Result<JoinWorker> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
-        let handle = std::thread::Builder::new().name("famfs-join".into()).spawn(move || {
-            let mut evbuf: Vec<Event> = Vec::with_capacity(BATCH);
-            let mut recbuf: Vec<RequestRecord> = Vec::with_capacity(BATCH);
-            let mut records_open = true;
-            while !stop2.load(Ordering::Relaxed) {
-                match events.as_mut() {
-                    Some(r) => {
-                        r.poll(50, |ev| evbuf.push(*ev));
+        let handle = std::thread::Builder::new()
+            .name("famfs-join".into())
+            .spawn(move || {
+                let mut evbuf: Vec<Event> = Vec::with_capacity(BATCH);
+                let mut recbuf: Vec<RequestRecord> = Vec::with_capacity(BATCH);
+                let mut records_open = true;
+                while !stop2.load(Ordering::Relaxed) {
+                    match events.as_mut() {
+                        Some(r) => {
+                            r.poll(50, |ev| evbuf.push(*ev));
+                        }
+                        None => std::thread::park_timeout(Duration::from_millis(50)),
                     }
-                    None => std::thread::park_timeout(Duration::from_millis(50)),
-                }
-                // Drain everything queued, one short critical section per batch.
-                loop {
-                    while records_open && recbuf.len() < BATCH {
-                        match records.try_recv() {
-                            Ok(r) => recbuf.push(r),
-                            Err(TryRecvError::Empty) => break,
-                            Err(TryRecvError::Disconnected) => records_open = false,
+                    // Drain everything queued, one short critical section per batch.
+                    loop {
+                        while records_open && recbuf.len() < BATCH {
+                            match records.try_recv() {
+                                Ok(r) => recbuf.push(r),
+                                Err(TryRecvError::Empty) => break,
+                                Err(TryRecvError::Disconnected) => records_open = false,
+                            }
+                        }
+                        let Ok(mut st) = state.lock() else { return };
+                        // Server records first: a kernel end for the same unique then matches at once.
+                        for r in &recbuf {
+                            st.join.ingest_server(r, catalog.as_ref());
+                        }
+                        for ev in &evbuf {
+                            st.join.ingest_kernel(ev);
+                        }
+                        st.join.expire(
+                            crate::util::monotonic_ns(),
+                            MAX_PENDING_AGE.as_nanos() as u64,
+                        );
+                        drop(st);
+                        let full = recbuf.len() == BATCH;
+                        recbuf.clear();
+                        evbuf.clear();
+                        if !full {
+                            break;
                         }
                     }
-                    let Ok(mut st) = state.lock() else { return };
-                    // Server records first: a kernel end for the same unique then matches at once.
-                    for r in &recbuf {
-                        st.join.ingest_server(r, catalog.as_ref());
-                    }
-                    for ev in &evbuf {
-                        st.join.ingest_kernel(ev);
-                    }
-                    st.join.expire(crate::util::monotonic_ns(), MAX_PENDING_AGE.as_nanos() as u64);
-                    drop(st);
-                    let full = recbuf.len() == BATCH;
-                    recbuf.clear();
-                    evbuf.clear();
-                    if !full {
-                        break;
-                    }
                 }
-            }
-        })?;
-        Ok(JoinWorker { stop, handle: Some(handle) })
+            })?;
+        Ok(JoinWorker {
+            stop,
+            handle: Some(handle),
+        })
     }
 
     pub fn stop(mut self) {

@@ -319,6 +319,7 @@ pub fn encode(
         ("unmatched_server", h.unmatched_server),
         ("unmatched_kernel", h.unmatched_kernel),
         ("late", h.late),
+        ("server_timed", h.server_timed),
         ("foreign", h.foreign),
         ("stale_record", h.stale_records),
         ("non_file", h.non_file),
