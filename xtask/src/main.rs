@@ -136,15 +136,79 @@ fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Totals of `test result:` lines.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Tally {
+    /// Count one `test result: ok. 3 passed; 0 failed; 1 ignored; ...` line.
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut w = part.split_whitespace().rev();
+            let (Some(kind), Some(n)) = (w.next(), w.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match kind {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Run `cargo test`, echoing its output, and add its result lines to `tally`. Returns its success.
+fn cargo_test(args: &[&str], tally: &mut Tally) -> Result<bool> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new("cargo")
+        .args(args)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let out = child.stdout.take().context("cargo test stdout")?;
+    for line in BufReader::new(out).lines() {
+        let line = line?;
+        println!("{line}");
+        tally.add_line(&line);
+    }
+    Ok(child.wait()?.success())
+}
+
 fn test(extra: &[String]) -> Result<()> {
     eprintln!("== cargo fmt --check");
     cargo(&["fmt", "--all", "--", "--check"])?;
     eprintln!("== cargo clippy --all-targets -- -D warnings");
     cargo(&["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"])?;
     eprintln!("== cargo test");
-    let mut args = vec!["test", "--workspace", "--exclude", "famfs-ebpf"];
+    let mut args = vec![
+        "test",
+        "--workspace",
+        "--exclude",
+        "famfs-ebpf",
+        "--no-fail-fast",
+    ];
     args.extend(extra.iter().map(String::as_str));
-    cargo(&args)?;
+    let mut tally = Tally::default();
+    let ok = cargo_test(&args, &mut tally)?;
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        tally.passed, tally.failed, tally.ignored
+    );
+    if !ok || tally.failed > 0 {
+        bail!("{} test(s) failed", tally.failed.max(1));
+    }
+    if tally.passed == 0 {
+        bail!("no test ran");
+    }
     Ok(())
 }
 
