@@ -231,10 +231,11 @@ impl Drop for MountGuard {
 
 /// A squashfuse mount of a squashfs image built from `files`, in its own temp dir; unmounted on drop.
 pub struct SquashMount {
-    pub dir: tempfile::TempDir,
+    // Field order is drop order: unmount before the temp dir is removed.
+    guard: MountGuard,
     pub mnt: std::path::PathBuf,
     pub conn: u32,
-    guard: MountGuard,
+    pub dir: tempfile::TempDir,
 }
 
 impl SquashMount {
