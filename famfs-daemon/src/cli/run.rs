@@ -16,7 +16,8 @@ use clap::Args;
 
 use crate::{
     http::{self, Limits, Views},
-    metrics::{Format, Metrics},
+    join::FileQuery,
+    metrics::{FileState, Format, Metrics},
     probes::{ProbeConfig, Probes},
 };
 
@@ -45,6 +46,7 @@ pub struct RunArgs {
 struct DaemonViews {
     metrics: Metrics,
     probes: Option<Arc<Mutex<Probes>>>,
+    files: Option<Arc<Mutex<FileState>>>,
 }
 
 impl Views for DaemonViews {
@@ -62,8 +64,18 @@ impl Views for DaemonViews {
         serde_json::to_string(&status).unwrap_or_else(|_| "[]".into())
     }
 
-    fn files_json(&self, _query: Option<&str>) -> Result<String, String> {
-        Ok("[]".into())
+    fn files_json(&self, query: Option<&str>) -> Result<String, String> {
+        let q = FileQuery::parse(query)?;
+        let Some(files) = &self.files else {
+            return Ok("[]".into());
+        };
+        let views = {
+            let st = files
+                .lock()
+                .map_err(|_| "file table unavailable".to_string())?;
+            crate::join::query(st.join.files(), &q)
+        };
+        serde_json::to_string(&views).map_err(|e| format!("encoding files: {e}"))
     }
 
     fn unhealthy(&self) -> Option<String> {
@@ -85,9 +97,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         eprint!("{}", super::probes_cmd::render_table(p.status()));
         Some(Arc::new(Mutex::new(p)))
     };
+    let files: Option<Arc<Mutex<FileState>>> = None;
     let views = Arc::new(DaemonViews {
-        metrics: Metrics::new(probes.clone(), None),
+        metrics: Metrics::new(probes.clone(), files.clone()),
         probes: probes.clone(),
+        files,
     });
 
     let rt = tokio::runtime::Builder::new_multi_thread()
