@@ -488,19 +488,32 @@ impl<F: Filesystem> Session<F> {
         let n = workers.max(1);
         let result = std::thread::scope(|scope| {
             let mut handles = Vec::with_capacity(n - 1);
+            self.stats.workers.store(1, Ordering::Relaxed);
             for i in 1..n {
-                let (ch, _cloned) = self.channel.clone_for_worker();
+                let (ch, cloned) = self.channel.clone_for_worker();
                 let spawned = std::thread::Builder::new()
                     .name(format!("fuse-worker-{i}"))
                     .spawn_scoped(scope, move || Worker::new(self, ch).run());
                 match spawned {
-                    Ok(h) => handles.push(h),
+                    Ok(h) => {
+                        handles.push(h);
+                        self.stats.workers.fetch_add(1, Ordering::Relaxed);
+                        if cloned {
+                            self.stats.cloned_fds.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     Err(e) => {
                         log::warn!("fuse: could not start worker {i}: {e}; serving with {i}");
                         break;
                     }
                 }
             }
+            log::info!(
+                "fuse: serving connection {} with {} workers ({} on cloned fds)",
+                self.cfg.connection,
+                self.stats.workers(),
+                self.stats.cloned_fds()
+            );
             let mut result = Worker::new(self, self.channel.clone()).run();
             for h in handles {
                 let r = h

@@ -28,6 +28,10 @@ pub struct SessionStats {
     pub replies_interrupted: AtomicU64,
     /// Replies that failed to write for any other reason.
     pub reply_failures: AtomicU64,
+    /// Worker threads started by `run` (the calling thread included).
+    pub workers: AtomicU64,
+    /// Workers serving on their own cloned `/dev/fuse` fd (the others share the session's fd).
+    pub cloned_fds: AtomicU64,
 }
 
 impl Default for SessionStats {
@@ -42,6 +46,8 @@ impl Default for SessionStats {
             records_sent: AtomicU64::new(0),
             replies_interrupted: AtomicU64::new(0),
             reply_failures: AtomicU64::new(0),
+            workers: AtomicU64::new(0),
+            cloned_fds: AtomicU64::new(0),
         }
     }
 }
@@ -108,6 +114,14 @@ impl SessionStats {
 
     pub fn reply_failures(&self) -> u64 {
         self.reply_failures.load(Ordering::Relaxed)
+    }
+
+    pub fn workers(&self) -> u64 {
+        self.workers.load(Ordering::Relaxed)
+    }
+
+    pub fn cloned_fds(&self) -> u64 {
+        self.cloned_fds.load(Ordering::Relaxed)
     }
 }
 
