@@ -1688,7 +1688,7 @@ fn serving_requests_allocates_nothing_per_request() {
 // (b) A real mount.
 
 /// The mount and its serving thread: detaches the mount and joins the thread on drop, aborting the
-/// connection through fusectl if the thread has not ended within 10 s.
+/// connection through fusectl (when mounted) if the thread has not ended within 10 s.
 struct Served {
     mount: Option<Mount>,
     conn: u32,
@@ -1710,6 +1710,14 @@ impl Served {
         if !t.is_finished() {
             let abort = format!("/sys/fs/fuse/connections/{}/abort", self.conn);
             let _ = std::fs::write(abort, "1");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if !t.is_finished() {
+                // Never hang the test run: report and leave the thread.
+                return Err(io::Error::other("session did not end after unmount"));
+            }
         }
         t.join()
             .unwrap_or_else(|_| Err(io::Error::other("session thread panicked")))

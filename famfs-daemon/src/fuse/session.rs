@@ -1222,7 +1222,18 @@ impl<F: Filesystem> Ctx<'_, F> {
 
 /// Write one reply on `ch`: header + `parts` in a single `writev`; classifies the outcome.
 fn send_on<F>(s: &Session<F>, ch: &Channel, unique: u64, error: i32, parts: &[&[u8]]) -> Sent {
-    let total = OutHeader::SIZE + parts.iter().map(|p| p.len()).sum::<usize>();
+    // Header + up to 3 body parts (callers pass at most 2); the length counts exactly what is sent.
+    let mut bodies = [&[][..]; 3];
+    let mut nb = 0;
+    for p in parts.iter().filter(|p| !p.is_empty()) {
+        if nb == bodies.len() {
+            debug_assert!(false, "reply with more than 3 body parts");
+            break;
+        }
+        bodies[nb] = p;
+        nb += 1;
+    }
+    let total = OutHeader::SIZE + bodies[..nb].iter().map(|p| p.len()).sum::<usize>();
     let Ok(len) = u32::try_from(total) else {
         s.stats.reply_failures.fetch_add(1, Ordering::Relaxed);
         return NO_REPLY;
@@ -1233,13 +1244,12 @@ fn send_on<F>(s: &Session<F>, ch: &Channel, unique: u64, error: i32, parts: &[&[
         return NO_REPLY;
     }
     let head = OutHeader { len, error, unique }.to_bytes();
-    let mut iov = [IoSlice::new(&[]); 3];
+    let mut iov = [IoSlice::new(&[]); 4];
     iov[0] = IoSlice::new(&head);
-    let mut k = 1;
-    for p in parts.iter().filter(|p| !p.is_empty()).take(2) {
-        iov[k] = IoSlice::new(p);
-        k += 1;
+    for (slot, b) in iov[1..].iter_mut().zip(&bodies[..nb]) {
+        *slot = IoSlice::new(b);
     }
+    let k = 1 + nb;
     let sent = Sent {
         error,
         bytes: len,
