@@ -145,6 +145,7 @@ struct TestFs {
     daxdev: PathBuf,
     forgotten: AtomicU64,
     destroyed: AtomicBool,
+    locks: Mutex<Vec<(u64, u32, bool)>>,
     inits: AtomicU64,
 }
 
@@ -163,6 +164,7 @@ impl TestFs {
             daxdev: PathBuf::from("/dev/dax0.0"),
             forgotten: AtomicU64::new(0),
             destroyed: AtomicBool::new(false),
+            locks: Mutex::new(Vec::new()),
             inits: AtomicU64::new(0),
         }
     }
@@ -233,7 +235,7 @@ impl TestFs {
 impl Filesystem for TestFs {
     fn init_flags(&self) -> u64 {
         // Also asks for a famfs bit, which the session must ignore (the dialect rule decides).
-        init_flags::DO_READDIRPLUS | init_flags::FAMFS_DAX_FMAP_V3
+        init_flags::DO_READDIRPLUS | init_flags::FLOCK_LOCKS | init_flags::FAMFS_DAX_FMAP_V3
     }
 
     fn init(&self, _n: &Negotiated) -> Result<(), Errno> {
@@ -425,6 +427,14 @@ impl Filesystem for TestFs {
         }
     }
 
+    fn setlk(&self, _r: &Request<'_>, ino: u64, a: &abi::LkIn, sleep: bool) -> Result<(), Errno> {
+        if ino != SCRATCH_INO || a.lk_flags & abi::LK_FLOCK == 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.locks.lock().unwrap().push((a.owner, a.lk.typ, sleep));
+        Ok(())
+    }
+
     fn get_fmap(&self, _r: &Request<'_>, ino: u64, out: &mut FmapReply<'_>) -> Result<(), Errno> {
         let layout = match ino {
             FILE0_INO => WireLayout::Simple(&FILE0_EXT),
@@ -499,8 +509,9 @@ const EPOCH: u64 = 17;
 /// Flags a recent kernel offers: every bit 0..30 (INIT_EXT included) and flags2 bits 32..41.
 const OFFER_FLAGS: u32 = 0x7fff_ffff;
 const OFFER_FLAGS2: u32 = 0x3ff;
-/// What the session must accept of that offer (TestFs asks for DO_READDIRPLUS too).
-const WANT_FLAGS: u32 = 0x4044_2021;
+/// What the session must accept of that offer: ASYNC_READ, BIG_WRITES, PARALLEL_DIROPS, MAX_PAGES,
+/// INIT_EXT, plus DO_READDIRPLUS and FLOCK_LOCKS that TestFs asks for.
+const WANT_FLAGS: u32 = 0x4044_2421;
 
 fn socketpair() -> (OwnedFd, OwnedFd) {
     let mut fds = [0i32; 2];
@@ -1424,6 +1435,50 @@ fn no_reply_opcodes_forget_batch_forget_interrupt_notify_reply() {
     assert_eq!(
         view,
         vec![(26, 80), (2, 0), (42, 0), (36, 0), (41, 0), (3, 120)]
+    );
+}
+
+#[test]
+fn setlk_and_setlkw_reach_the_filesystem() {
+    let mut sim = Sim::start(SimOpts::default());
+    let out = sim.init(0);
+    assert_ne!(out.flags & init_flags::FLOCK_LOCKS as u32, 0);
+    let lk = |typ: u32| {
+        abi::LkIn {
+            fh: 1009,
+            owner: 77,
+            lk: abi::FileLock {
+                typ,
+                ..Default::default()
+            },
+            lk_flags: abi::LK_FLOCK,
+            ..Default::default()
+        }
+        .to_bytes()
+    };
+    let r = sim.call(opcode::SETLKW, SCRATCH_INO, &lk(libc::F_WRLCK as u32));
+    assert_eq!((r.error, r.body.len()), (0, 0));
+    let r = sim.call(opcode::SETLK, SCRATCH_INO, &lk(libc::F_UNLCK as u32));
+    assert_eq!((r.error, r.body.len()), (0, 0));
+    assert_eq!(
+        sim.call(opcode::SETLK, HELLO_INO, &lk(1)).error,
+        -libc::EINVAL
+    );
+    assert_eq!(
+        sim.call(opcode::SETLK, SCRATCH_INO, &[0u8; 40]).error,
+        -libc::EINVAL,
+        "short body"
+    );
+    assert_eq!(
+        sim.call(opcode::GETLK, SCRATCH_INO, &lk(1)).error,
+        -libc::ENOSYS
+    );
+    assert_eq!(
+        *sim.session.fs().locks.lock().unwrap(),
+        vec![
+            (77, libc::F_WRLCK as u32, true),
+            (77, libc::F_UNLCK as u32, false)
+        ]
     );
 }
 

@@ -26,7 +26,7 @@ use super::{
     abi::{
         self, AttrOut, BatchForgetIn, COMPAT_22_INIT_OUT_SIZE, DecodeError, EntryOut, FlushIn,
         ForgetIn, ForgetOne, GetattrIn, GetxattrIn, GetxattrOut, InHeader, InitIn, InitOut,
-        InterruptIn, KERNEL_MINOR_VERSION, KERNEL_VERSION, Kstatfs, MIN_KERNEL_MINOR,
+        InterruptIn, KERNEL_MINOR_VERSION, KERNEL_VERSION, Kstatfs, LkIn, MIN_KERNEL_MINOR,
         MIN_READ_BUFFER, NotifyInvalEntryOut, NotifyInvalInodeOut, OpenIn, OpenOut, OutHeader,
         ReadIn, ReleaseIn, SetattrIn, WireField, WriteIn, WriteOut, init_flags, notify, opcode,
     },
@@ -224,6 +224,13 @@ pub trait Filesystem: Send + Sync {
         _name: &OsStr,
         _buf: &'a mut [u8],
     ) -> Result<&'a [u8], Errno> {
+        Err(Errno::ENOSYS)
+    }
+
+    /// SETLK (`sleep` false) / SETLKW (`sleep` true). For `flock()` the kernel sends these only when
+    /// `FLOCK_LOCKS` was requested in `init_flags`; then `arg.lk_flags & LK_FLOCK` is set and
+    /// `arg.lk.typ` is F_RDLCK / F_WRLCK / F_UNLCK. A SETLKW that blocks holds its worker thread.
+    fn setlk(&self, _req: &Request<'_>, _ino: u64, _arg: &LkIn, _sleep: bool) -> Result<(), Errno> {
         Err(Errno::ENOSYS)
     }
 
@@ -954,6 +961,11 @@ impl<F: Filesystem> Ctx<'_, F> {
             opcode::READDIR | opcode::READDIRPLUS => {
                 let a = ReadIn::decode(body, op, B)?;
                 self.readdir(&req, &a, op == opcode::READDIRPLUS)
+            }
+            opcode::SETLK | opcode::SETLKW => {
+                let a = LkIn::decode(body, op, B)?;
+                let r = fs.setlk(&req, ino, &a, op == opcode::SETLKW);
+                self.send_unit(u, r)
             }
             opcode::INTERRUPT => {
                 // Validated, then ignored: every request is answered when it completes anyway.
