@@ -197,9 +197,13 @@ fn empty_data_screen() {
     ];
     assert_eq!(s, want, "\n{}", s.join("\n"));
     // A tiny terminal does not panic.
-    for (w, h) in [(1, 1), (10, 3), (20, 6)] {
+    let mut known = known_app(SortKey::Opens);
+    for (w, h) in [(1, 1), (10, 3), (20, 6), (0, 0)] {
         screen(&app, w, h);
-        screen(&known_app(SortKey::Opens), w, h);
+        screen(&known, w, h);
+        known.help = true;
+        screen(&known, w, h);
+        known.help = false;
     }
 }
 
