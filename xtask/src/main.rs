@@ -14,7 +14,13 @@ use anyhow::{Context, Result, bail};
 const TOOLCHAIN: &str = "1.95.0";
 const BPF_LINKER_VERSION: &str = "0.10.0";
 /// Debian packages used by tests, the demo and the VM lane.
-const APT_PACKAGES: &[&str] = &["fuse3", "squashfuse", "squashfs-tools", "prometheus"];
+const APT_PACKAGES: &[&str] = &[
+    "fuse3",
+    "squashfuse",
+    "squashfs-tools",
+    "prometheus",
+    "tmux",
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
