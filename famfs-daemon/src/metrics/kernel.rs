@@ -154,6 +154,7 @@ impl Collector for KernelCollector {
         for s in &status {
             let kind = match s.kind {
                 ProbeKind::Tracepoint => "tracepoint",
+                ProbeKind::RawTracepoint => "raw_tracepoint",
                 ProbeKind::Fentry => "fentry",
                 ProbeKind::Kprobe => "kprobe",
                 ProbeKind::Function => "none",
