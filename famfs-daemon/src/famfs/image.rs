@@ -284,6 +284,11 @@ impl Image {
         }
         let mut out = Refresh::default();
         for attempt in 0..2 {
+            // On shared DAX memory another host appends: drop stale cache lines first (a no-op for
+            // files). The first attempt covers the header and the new entries; the retry everything
+            // from the entry that failed.
+            self.store
+                .invalidate(self.geo.log_offset, LOG_HEADER_SIZE as u64)?;
             let hdr = log::read_header(&self.store, &self.geo)?;
             if hdr.next_index < self.ns.next_index() {
                 return Err(ImageError::LogRegressed {
@@ -294,6 +299,12 @@ impl Image {
             self.header = hdr;
             let need = LOG_HEADER_SIZE as u64 + hdr.next_index * super::format::ENTRY_SIZE as u64;
             let avail = self.store.len().saturating_sub(self.geo.log_offset);
+            let from =
+                (self.geo.entry_offset(self.ns.next_index()) - self.geo.log_offset).min(need);
+            self.store.invalidate(
+                self.geo.log_offset + from,
+                need.min(avail).saturating_sub(from),
+            )?;
             let log = self.store.read(self.geo.log_offset, need.min(avail))?;
             let o = self.ns.apply_log(log, &hdr, collect);
             out.added.extend(o.added);

@@ -9,6 +9,11 @@
 //! checked against `valid_len` before memory is touched. For regular files [`Store::refresh`] re-reads
 //! the length with fstat and shrinks `valid_len` if the file was truncated behind our back (a truncation
 //! between that check and an access can still fault; that window is inherent to mapped files).
+//!
+//! Coherence: on a DAX device shared by several hosts (CXL memory) CPU caches are not coherent across
+//! hosts, so [`Store::flush`] also writes back the cache lines (clflush + fence) and
+//! [`Store::invalidate`] drops them before a re-read, as the reference does. Regular files and block
+//! devices go through the page cache and need only msync.
 
 use std::{
     fs::{File, OpenOptions},
@@ -288,9 +293,13 @@ impl Store {
         Ok(())
     }
 
-    /// Make `[off, off + len)` durable (msync of the covering pages; no-op in memory).
+    /// Make `[off, off + len)` durable (msync of the covering pages; on DAX devices the CPU cache lines
+    /// are written back first; no-op in memory).
     pub fn flush(&self, off: u64, len: u64) -> Result<(), StoreError> {
         let r = self.check(off, len)?;
+        if let (StoreKind::DaxDevice, Map::Rw(m)) = (self.kind, &self.map) {
+            cache_flush(&m[r.clone()]);
+        }
         match &self.map {
             Map::Rw(m) => m
                 .flush_range(r.start, r.len())
@@ -299,6 +308,20 @@ impl Store {
             Map::None if r.is_empty() && self.writable => Ok(()),
             _ => Err(StoreError::ReadOnly),
         }
+    }
+
+    /// Drop this CPU's cached copies of `[off, off + len)` before re-reading bytes another host may
+    /// have written (DAX devices only; everything else is coherent through the page cache).
+    pub fn invalidate(&self, off: u64, len: u64) -> Result<(), StoreError> {
+        let r = self.check(off, len)?;
+        if self.kind == StoreKind::DaxDevice {
+            match &self.map {
+                Map::Ro(m) => cache_flush(&m[r]),
+                Map::Rw(m) => cache_flush(&m[r]),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Zero `[off, off + len)`, writing only 4 KiB pages that are not already zero, so a sparse image
@@ -330,5 +353,97 @@ impl Store {
                 return Err(io_err(&self.path, "flock LOCK_EX")(e));
             }
         }
+    }
+}
+
+/// Write back and invalidate the cache lines covering `bytes` (clflush each line, then a fence).
+/// Only x86_64 has an implementation; elsewhere this is a no-op.
+fn cache_flush(bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        const LINE: usize = 64;
+        let start = bytes.as_ptr() as usize;
+        let mut line = start & !(LINE - 1);
+        let end = start + bytes.len();
+        while line < end {
+            // SAFETY: the line overlaps `bytes`, so at least one of its bytes is mapped; a cache line
+            // never crosses a page, so the whole line is mapped. clflush needs nothing else, and SSE2
+            // is part of the x86_64 baseline.
+            unsafe { core::arch::x86_64::_mm_clflush(line as *const u8) };
+            line += LINE;
+        }
+        // A SeqCst fence is an mfence on x86_64: it orders the clflushes before later accesses.
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_are_checked_and_cache_flush_is_harmless() {
+        let mut s = Store::from_vec(vec![1u8; 8192]);
+        assert_eq!(s.read(8190, 2).unwrap(), &[1, 1]);
+        assert!(matches!(
+            s.read(8191, 2),
+            Err(StoreError::OutOfBounds {
+                off: 8191,
+                len: 2,
+                size: 8192,
+                ..
+            })
+        ));
+        assert!(s.read(u64::MAX, 2).is_err());
+        assert!(s.write_at(8192, &[0]).is_err());
+        s.write_at(100, &[7; 10]).unwrap();
+        s.zero_range(0, 4096).unwrap();
+        assert!(s.read(0, 4096).unwrap().iter().all(|&b| b == 0));
+        assert_eq!(s.read(4096, 1).unwrap(), &[1]);
+        // Unaligned ranges spanning lines.
+        cache_flush(s.read(3, 200).unwrap());
+        cache_flush(&[]);
+        s.invalidate(0, 8192).unwrap();
+        s.flush(0, 8192).unwrap();
+        assert!(s.flush(1, 8192).is_err());
+    }
+
+    #[test]
+    fn read_only_file_store_refuses_writes_and_tracks_truncation() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, vec![3u8; 3 * 4096]).unwrap();
+        let mut s = Store::open(&p, false).unwrap();
+        assert_eq!(
+            (s.kind(), s.len(), s.is_writable()),
+            (StoreKind::Regular, 3 * 4096, false)
+        );
+        assert!(matches!(s.write_at(0, &[1]), Err(StoreError::ReadOnly)));
+        assert!(matches!(s.flush(0, 1), Err(StoreError::ReadOnly)));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        assert_eq!(s.refresh().unwrap(), 4096);
+        assert!(
+            s.read(4096, 1)
+                .unwrap_err()
+                .to_string()
+                .contains("truncated after it was opened")
+        );
+        assert_eq!(s.read(0, 4096).unwrap()[4095], 3);
+        assert!(matches!(
+            Store::open(d.path(), false),
+            Err(StoreError::Unsupported { .. })
+        ));
+        assert!(matches!(
+            Store::open(&d.path().join("nope"), false),
+            Err(StoreError::Io { .. })
+        ));
     }
 }

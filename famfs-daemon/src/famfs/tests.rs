@@ -2,8 +2,8 @@
 //! properties, §9 resolution, replay rules (§8, §10), incremental replay, crash safety, a sparse image
 //! with real file data, the full default log, and the fuzz properties over decode + replay.
 //!
-//! Fuzzing: `fuzz_*` run `FUZZ_CASES` cases by default (fast enough for every `cargo test`); set
-//! `PROPTEST_CASES=N` to run N cases, e.g.
+//! Fuzzing: `fuzz_*` run 256 (random bytes) and 128 (byte flips) cases by default, fast enough for every
+//! `cargo test`; set `PROPTEST_CASES=N` to run N cases, e.g.
 //! `PROPTEST_CASES=100000 cargo test --release -p famfs-daemon --lib famfs::tests::fuzz`.
 
 use std::path::Path;
