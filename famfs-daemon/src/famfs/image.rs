@@ -19,9 +19,9 @@ use super::{
     alloc::{AllocError, StripeSpec, alloc_simple, alloc_striped},
     format::{
         ALLOC_UNIT, CURRENT_VERSION, DEFAULT_LOG_LEN, EntryBody, FILE_FLAG_ALL_HOSTS_RW, FileEntry,
-        Fmap, FormatError, Geometry, LOG_HEADER_SIZE, LOG_OFFSET, LogHeader, MIN_DEV_SIZE,
-        MIN_LOG_LEN, MkdirEntry, PathProblem, RawFmap, RelPath, SB_MAGIC, SB_SIZE, Superblock,
-        VERSION_47, VERSION_48, format_uuid,
+        Fmap, FmapProblem, FormatError, Geometry, LOG_HEADER_SIZE, LOG_OFFSET, LogHeader,
+        MIN_DEV_SIZE, MIN_LOG_LEN, MkdirEntry, PathProblem, RawFmap, RelPath, SB_MAGIC, SB_SIZE,
+        Superblock, VERSION_47, VERSION_48, format_uuid,
     },
     log::{self, LogError},
     replay::{Added, Anomaly, FIRST_LOG_INO, Inode, InodeKind, Namespace},
@@ -79,6 +79,8 @@ pub enum ImageError {
     TooSmall { path: String, size: u64, min: u64 },
     #[error("mkfs: {0}")]
     Mkfs(String),
+    #[error("{path:?}: {problem}")]
+    BadFmap { path: String, problem: FmapProblem },
     #[error("{path:?}: explicit extents [{offset:#x}, +{len:#x}) are not free")]
     NotFree { path: String, offset: u64, len: u64 },
     #[error("{path:?}: appended at log index {index} but the entry was not played: {why}")]
@@ -512,7 +514,11 @@ impl Image {
         gid: u32,
         fmap: &Fmap,
     ) -> Result<u64, ImageError> {
-        let raw = RawFmap::from_fmap(fmap).map_err(|e| ImageError::Mkfs(e.to_string()))?;
+        let bad = |problem| ImageError::BadFmap {
+            path: path_str(p),
+            problem,
+        };
+        let raw = RawFmap::from_fmap(fmap).map_err(bad)?;
         let entry = FileEntry {
             size,
             flags: FILE_FLAG_ALL_HOSTS_RW,
@@ -526,12 +532,7 @@ impl Image {
             fmap: raw,
         };
         // Reject what replay would reject before it reaches the log.
-        raw.check(size, &self.geo)
-            .map_err(|problem| ImageError::NotCreated {
-                path: path_str(p),
-                index: self.ns.next_index(),
-                why: problem.to_string(),
-            })?;
+        raw.check(size, &self.geo).map_err(bad)?;
         self.append_and_play(p, &[EntryBody::File(entry)])
     }
 

@@ -1208,6 +1208,28 @@ fn sparse_image_files_written_and_read_back_through_extents() {
         &data[8 * MIB as usize..8 * MIB as usize + 16]
     );
     files.push((id, data));
+    // Explicit extents must pass F1-F3.
+    assert!(matches!(
+        img.creat_with_fmap(
+            "data/f3",
+            3 * MIB,
+            0o600,
+            0,
+            0,
+            &Fmap::Simple(vec![ext((units - 1) * ALLOC_UNIT, ALLOC_UNIT)])
+        ),
+        Err(ImageError::BadFmap {
+            problem: FmapProblem::SizeExceedsExtents { .. },
+            ..
+        })
+    ));
+    assert!(matches!(
+        img.creat_with_fmap("data/f1", 1, 0o600, 0, 0, &Fmap::Simple(vec![])),
+        Err(ImageError::BadFmap {
+            problem: FmapProblem::ExtentCount(0),
+            ..
+        })
+    ));
     // Taking an allocated range explicitly is refused.
     assert!(matches!(
         img.creat_with_fmap(
