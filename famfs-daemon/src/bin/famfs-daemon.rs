@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         DaemonCmd::Run(args) => run::run(args),
         DaemonCmd::Demo(args) => demo::run(args),
+        DaemonCmd::Image(args) => famfs_daemon::image::run(args),
     };
     match res {
         Ok(code) => code,

@@ -31,6 +31,8 @@ pub enum DaemonCmd {
     Run(run::RunArgs),
     /// The embedded default: daemon + demo filesystem + light workload, serving until Ctrl-C.
     Demo(demo::DemoArgs),
+    /// famfs image tools: mkfs, mkdir, creat, cp, ls, getmap, fsck, logplay --dry-run, read.
+    Image(crate::image::ImageArgs),
 }
 
 #[derive(Debug, Parser)]
