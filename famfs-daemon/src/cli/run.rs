@@ -105,7 +105,7 @@ fn parse_dialect(s: &str) -> Result<DialectConfig, String> {
         .map_err(|e| format!("--dialect: {e}"))
 }
 
-/// `250ms`, `2s`, `1m`, or a bare number of milliseconds.
+/// `250ms`, `2s`, `1m`, `1h`, or a bare number of milliseconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let (num, mul_ms) = if let Some(n) = t.strip_suffix("ms") {
@@ -114,13 +114,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         (n, 1000.0)
     } else if let Some(n) = t.strip_suffix('m') {
         (n, 60_000.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3_600_000.0)
     } else {
         (t, 1.0)
     };
     let v: f64 = num
         .trim()
         .parse()
-        .map_err(|_| format!("{s:?}: expected a duration such as 200ms, 1s or 2m"))?;
+        .map_err(|_| format!("{s:?}: expected a duration such as 200ms, 1s, 2m or 1h"))?;
     if !v.is_finite() || v < 0.0 {
         return Err(format!("{s:?}: a duration must be finite and not negative"));
     }

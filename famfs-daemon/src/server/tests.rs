@@ -138,6 +138,7 @@ fn run_durations_parse() {
     assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
     assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
     assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+    assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
     assert_eq!(parse_duration("50"), Ok(Duration::from_millis(50)));
     assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
     assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));

@@ -281,9 +281,18 @@ impl Daemon {
         }
     }
 
-    /// Stderr lines received so far.
-    pub fn stderr_lines(&self) -> Vec<String> {
-        self.stderr.try_iter().collect()
+    /// Wait (up to 15 s) for a stderr line containing `needle`; returns it, or every line seen.
+    pub fn wait_stderr(&self, needle: &str) -> Result<String, Vec<String>> {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return Ok(l),
+                Ok(l) => seen.push(l),
+                Err(_) => return Err(seen),
+            }
+        }
     }
 }
 
