@@ -788,13 +788,19 @@ impl LogWatcher {
             .name("famfs-log-watch".into())
             .spawn(move || {
                 let mut last_stop: Option<String> = None;
+                // A persistent failure (a re-created image) is logged once, not every poll.
+                let mut last_err: Option<String> = None;
                 loop {
                     let force = match wake.recv_timeout(interval) {
                         Ok(()) => true,
                         Err(RecvTimeoutError::Timeout) => false,
                         Err(RecvTimeoutError::Disconnected) => return,
                     };
-                    match fs.refresh(notifier.as_ref(), force) {
+                    let r = fs.refresh(notifier.as_ref(), force);
+                    if r.is_ok() && last_err.take().is_some() {
+                        log::info!("famfs: log refresh works again");
+                    }
+                    match r {
                         Ok(s) if s.replayed => {
                             let r = &s.report;
                             if !r.added.is_empty() || force {
@@ -816,7 +822,13 @@ impl LogWatcher {
                             }
                         }
                         Ok(_) => {}
-                        Err(e) => fs.warn(format_args!("log refresh failed: {e}")),
+                        Err(e) => {
+                            let msg = e.to_string();
+                            if last_err.as_deref() != Some(msg.as_str()) {
+                                log::warn!("famfs: log refresh failed: {msg}");
+                                last_err = Some(msg);
+                            }
+                        }
                     }
                 }
             })?;
