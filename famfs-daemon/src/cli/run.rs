@@ -299,6 +299,10 @@ fn mount_and_serve(
     let negotiated = match served.session.wait_negotiated(INIT_TIMEOUT) {
         Some(n) => n.clone(),
         // Dropping `served` unmounts.
+        None if served.ended.load(Ordering::Acquire) => bail!(
+            "the FUSE session for {} ended before INIT was negotiated (see the messages above)",
+            served.mountpoint.display()
+        ),
         None => bail!(
             "the kernel's INIT for {} was not answered within {INIT_TIMEOUT:?}",
             served.mountpoint.display()
