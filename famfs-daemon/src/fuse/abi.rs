@@ -598,6 +598,15 @@ abi_struct! {
 }
 
 abi_struct! {
+    /// FSYNC / FSYNCDIR request body (`fuse_fsync_in`); `fsync_flags` bit 0 = datasync.
+    FsyncIn = "fuse_fsync_in", 16 {
+        fh: u64 = 0,
+        fsync_flags: u32 = 8,
+        padding: Pad<4> = 12,
+    }
+}
+
+abi_struct! {
     /// FORGET request body (`fuse_forget_in`).
     ForgetIn = "fuse_forget_in", 8 {
         nlookup: u64 = 0,

@@ -342,20 +342,35 @@ pub fn umount_detach(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// If `mountpoint` is a FUSE mount whose server is gone (stat gives ENOTCONN), detach it and return
-/// true (with a warning in the log). Any other stat outcome: false.
+/// If `mountpoint` is a FUSE mount whose server is gone (stat or statfs gives ENOTCONN), detach it
+/// and return true (with a warning in the log). Any other outcome: false.
+///
+/// statfs is asked too because `stat` of a dead mount succeeds while the kernel still holds cached
+/// root attributes (attr timeout); STATFS is never cached, so it reaches the dead connection.
 pub fn detach_stale(mountpoint: &Path) -> io::Result<bool> {
-    match std::fs::metadata(mountpoint) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-            log::warn!(
-                "{}: stale FUSE mount (ENOTCONN), detaching it",
-                mountpoint.display()
-            );
-            umount_detach(mountpoint)?;
-            Ok(true)
-        }
-        _ => Ok(false),
+    let stat = std::fs::metadata(mountpoint).map(|_| ());
+    let dead = |r: &io::Result<()>| matches!(r, Err(e) if e.raw_os_error() == Some(libc::ENOTCONN));
+    let stale = dead(&stat) || (stat.is_ok() && dead(&statfs(mountpoint)));
+    if !stale {
+        return Ok(false);
     }
+    log::warn!(
+        "{}: stale FUSE mount (ENOTCONN), detaching it",
+        mountpoint.display()
+    );
+    umount_detach(mountpoint)?;
+    Ok(true)
+}
+
+fn statfs(path: &Path) -> io::Result<()> {
+    let c = cstring(path.as_os_str().as_bytes(), "mount point")?;
+    // SAFETY: an all-zero statfs is a valid value for the kernel to overwrite.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` is a valid, writable statfs for the call.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The connection id of the FUSE mount at `mountpoint` (canonical path) from `/proc/self/mountinfo`.

@@ -25,10 +25,11 @@ use super::{
     Errno,
     abi::{
         self, AttrOut, BatchForgetIn, COMPAT_22_INIT_OUT_SIZE, DecodeError, EntryOut, FlushIn,
-        ForgetIn, ForgetOne, GetattrIn, GetxattrIn, GetxattrOut, InHeader, InitIn, InitOut,
-        InterruptIn, KERNEL_MINOR_VERSION, KERNEL_VERSION, Kstatfs, LkIn, MIN_KERNEL_MINOR,
-        MIN_READ_BUFFER, NotifyInvalEntryOut, NotifyInvalInodeOut, OpenIn, OpenOut, OutHeader,
-        ReadIn, ReleaseIn, SetattrIn, WireField, WriteIn, WriteOut, init_flags, notify, opcode,
+        ForgetIn, ForgetOne, FsyncIn, GetattrIn, GetxattrIn, GetxattrOut, InHeader, InitIn,
+        InitOut, InterruptIn, KERNEL_MINOR_VERSION, KERNEL_VERSION, Kstatfs, LkIn,
+        MIN_KERNEL_MINOR, MIN_READ_BUFFER, NotifyInvalEntryOut, NotifyInvalInodeOut, OpenIn,
+        OpenOut, OutHeader, ReadIn, ReleaseIn, SetattrIn, WireField, WriteIn, WriteOut, init_flags,
+        notify, opcode,
     },
     channel::Channel,
     dialect::{self, DialectConfig, DialectSpec, FmapSize, Reason},
@@ -187,6 +188,12 @@ pub trait Filesystem: Send + Sync {
     }
 
     fn flush(&self, _req: &Request<'_>, _ino: u64, _arg: &FlushIn) -> Result<(), Errno> {
+        Err(Errno::ENOSYS)
+    }
+
+    /// FSYNC (`datasync`: only the data, not the metadata). Default ENOSYS, which the kernel
+    /// remembers and then treats every later fsync as a success.
+    fn fsync(&self, _req: &Request<'_>, _ino: u64, _arg: &FsyncIn) -> Result<(), Errno> {
         Err(Errno::ENOSYS)
     }
 
@@ -922,6 +929,11 @@ impl<F: Filesystem> Ctx<'_, F> {
             opcode::FLUSH => {
                 let a = FlushIn::decode(body, op, B)?;
                 let r = fs.flush(&req, ino, &a);
+                self.send_unit(u, r)
+            }
+            opcode::FSYNC => {
+                let a = FsyncIn::decode(body, op, B)?;
+                let r = fs.fsync(&req, ino, &a);
                 self.send_unit(u, r)
             }
             opcode::READ => {
