@@ -95,3 +95,28 @@ impl TpOffsets {
 /// Connection filter mode, a load-time global: trace every FUSE connection, or only those in `WATCH_CONN`.
 pub const FILTER_ALL: u32 = 0;
 pub const FILTER_WATCHED: u32 = 1;
+
+/// Byte offsets of the `struct fuse_req` fields read by the request-pointer probes (raw tracepoints on
+/// `fuse_request_send` / `fuse_request_end`, whose argument is the request itself). Filled in at load time
+/// from the kernel's BTF. Pairing send and end by the request's address works on kernels whose
+/// `fuse_request_send` fires before the request has its `unique` (seen on 6.12: unique 0 at send).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ReqOffsets {
+    /// `req->in.h.unique`
+    pub in_unique: u32,
+    /// `req->in.h.opcode`
+    pub in_opcode: u32,
+    /// `req->in.h.len`
+    pub in_len: u32,
+    /// `req->out.h.error`
+    pub out_error: u32,
+    /// `req->out.h.len`
+    pub out_len: u32,
+    /// `req->fm` (struct fuse_mount *)
+    pub req_fm: u32,
+    /// `fm->fc` (struct fuse_conn *)
+    pub fm_fc: u32,
+    /// `fc->dev` (dev_t): the connection number the tracepoints report.
+    pub fc_dev: u32,
+}

@@ -21,10 +21,15 @@ mod user;
 pub mod names {
     pub const REQ_STATS: &str = "REQ_STATS";
     pub const INFLIGHT: &str = "INFLIGHT";
+    /// In-flight requests keyed by the kernel's request address (request-pointer pairing).
+    pub const INFLIGHT_REQ: &str = "INFLIGHT_REQ";
     pub const COUNTERS: &str = "COUNTERS";
     pub const WATCH_CONN: &str = "WATCH_CONN";
     pub const PROG_FUSE_REQUEST_SEND: &str = "fuse_request_send";
     pub const PROG_FUSE_REQUEST_END: &str = "fuse_request_end";
+    /// Raw-tracepoint variants of the request probes, paired by request address.
+    pub const PROG_FUSE_REQUEST_SEND_RAW: &str = "fuse_request_send_raw";
+    pub const PROG_FUSE_REQUEST_END_RAW: &str = "fuse_request_end_raw";
     pub const FAULT_STATS: &str = "FAULT_STATS";
     pub const FAULT_START: &str = "FAULT_START";
     pub const FILEMAP_STATS: &str = "FILEMAP_STATS";

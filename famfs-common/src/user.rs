@@ -2,7 +2,7 @@
 
 use crate::{event, fault, kfunc};
 
-use crate::fuse_request::{Inflight, InflightKey, ReqKey, ReqStats, TpOffsets};
+use crate::fuse_request::{Inflight, InflightKey, ReqKey, ReqOffsets, ReqStats, TpOffsets};
 
 macro_rules! pod {
     ($($t:ty),* $(,)?) => {$(
@@ -18,6 +18,7 @@ pod!(
     InflightKey,
     Inflight,
     TpOffsets,
+    ReqOffsets,
     fault::FaultKey,
     fault::FaultStats,
     fault::FaultStart,

@@ -12,5 +12,7 @@ pub mod image;
 pub mod join;
 pub mod metrics;
 pub mod probes;
+pub mod regress;
 pub mod server;
+pub mod top;
 pub mod util;

@@ -8,7 +8,7 @@ use aya_ebpf::{
 use famfs_common::{
     counters,
     fault::{DaxOffsets, FaultKey, FaultStart, FaultStats, FileKey, FilemapOffsets},
-    fuse_request::{FILTER_ALL, Inflight, InflightKey, ReqKey, ReqStats, TpOffsets},
+    fuse_request::{FILTER_ALL, Inflight, InflightKey, ReqKey, ReqOffsets, ReqStats, TpOffsets},
     kfunc::{self, FnStartKey, FnStats},
 };
 
@@ -19,6 +19,11 @@ pub static REQ_STATS: PerCpuHashMap<ReqKey, ReqStats> = PerCpuHashMap::with_max_
 /// Requests between `fuse_request_send` and `fuse_request_end`. Bounded; full = counted drop.
 #[map]
 pub static INFLIGHT: HashMap<InflightKey, Inflight> = HashMap::with_max_entries(16384, 0);
+
+/// Requests in flight keyed by the kernel's `struct fuse_req` address (request-pointer pairing). LRU:
+/// bounded, and an entry whose end was lost ages out instead of holding a slot forever.
+#[map]
+pub static INFLIGHT_REQ: LruHashMap<u64, Inflight> = LruHashMap::with_max_entries(16384, 0);
 
 /// Health counters, see `famfs_common::counters`.
 #[map]
@@ -34,9 +39,9 @@ pub static ZERO_STATS: PerCpuArray<ReqStats> = PerCpuArray::with_max_entries(1, 
 #[map]
 pub static ZERO_FAULT: PerCpuArray<FaultStats> = PerCpuArray::with_max_entries(1, 0);
 
-/// DAX fault start, per task, until its `_done`.
+/// DAX fault start, per task, until its `_done`. LRU: a start whose done was never seen ages out.
 #[map]
-pub static FAULT_START: HashMap<u32, FaultStart> = HashMap::with_max_entries(4096, 0);
+pub static FAULT_START: LruHashMap<u32, FaultStart> = LruHashMap::with_max_entries(4096, 0);
 
 /// Per (dev, ino, size, result, write) DAX fault aggregates; LRU so it is bounded by file count.
 #[map]
@@ -49,8 +54,9 @@ pub static FILEMAP_STATS: LruHashMap<FileKey, u64> = LruHashMap::with_max_entrie
 /// Optional kernel-function probes: stats by target id, entry time per (task, id).
 #[map]
 pub static FN_STATS: PerCpuArray<FnStats> = PerCpuArray::with_max_entries(kfunc::COUNT, 0);
+/// LRU: a kretprobe can miss returns (instance pool exhausted), which would otherwise leak entries.
 #[map]
-pub static FN_START: HashMap<FnStartKey, u64> = HashMap::with_max_entries(4096, 0);
+pub static FN_START: LruHashMap<FnStartKey, u64> = LruHashMap::with_max_entries(4096, 0);
 
 /// Per-event records for the join (see `famfs_common::event`).
 #[map]
@@ -60,6 +66,18 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 pub static FILTER_MODE: u32 = FILTER_ALL;
 #[unsafe(no_mangle)]
 pub static TP_OFFSETS: TpOffsets = TpOffsets::LINUX_6_18;
+/// `struct fuse_req` field offsets for the raw-tracepoint request probes (from kernel BTF at load time).
+#[unsafe(no_mangle)]
+pub static REQ_OFFSETS: ReqOffsets = ReqOffsets {
+    in_unique: 0,
+    in_opcode: 0,
+    in_len: 0,
+    out_error: 0,
+    out_len: 0,
+    req_fm: 0,
+    fm_fc: 0,
+    fc_dev: 0,
+};
 #[unsafe(no_mangle)]
 pub static DAX_PTE_OFFSETS: DaxOffsets = DaxOffsets::PTE_6_18;
 #[unsafe(no_mangle)]

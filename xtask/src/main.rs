@@ -1,8 +1,9 @@
-//! Project tasks: `cargo xtask setup | test | demo`.
+//! Project tasks: `cargo xtask setup | test | demo | vm-test`.
 //!
 //! `setup` installs, idempotently and quietly, everything a fresh Debian machine lacks (rust-src, a pinned
 //! bpf-linker, the Debian packages the tests use). `test` runs setup, then every check CI runs. `demo`
-//! runs setup, builds, and starts the daemon's demo. Owns no product logic.
+//! runs setup, builds, and starts the daemon's demo. `vm-test` (also run by `test`) is the qemu lane in
+//! `vm.rs`. Owns no product logic.
 
 use std::{
     path::PathBuf,
@@ -11,10 +12,22 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+mod vm;
+
 const TOOLCHAIN: &str = "1.95.0";
 const BPF_LINKER_VERSION: &str = "0.10.0";
 /// Debian packages used by tests, the demo and the VM lane.
-const APT_PACKAGES: &[&str] = &["fuse3", "squashfuse", "squashfs-tools", "prometheus"];
+const APT_PACKAGES: &[&str] = &[
+    "fuse3",
+    "squashfuse",
+    "squashfs-tools",
+    "prometheus",
+    "tmux",
+    // The VM lane: qemu on the host, mke2fs copied into the guest. (The guest's kernel, busybox and
+    // kmod are `apt-get download`ed into target/vm-cache and unpacked, never installed.)
+    "qemu-system-x86",
+    "e2fsprogs",
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,8 +35,12 @@ fn main() -> ExitCode {
         Some("setup") => setup(),
         Some("test") => setup().and_then(|()| test(&args[1..])),
         Some("demo") => setup().and_then(|()| demo(&args[1..])),
+        Some("vm-test") => setup().and_then(|()| match vm::run()? {
+            o if o.failed > 0 => bail!("vm-test: {} check(s) failed", o.failed),
+            _ => Ok(()),
+        }),
         _ => {
-            eprintln!("usage: cargo xtask <setup | test | demo [ARGS...]>");
+            eprintln!("usage: cargo xtask <setup | test | demo [ARGS...] | vm-test>");
             return ExitCode::from(2);
         }
     };
@@ -199,6 +216,18 @@ fn test(extra: &[String]) -> Result<()> {
     args.extend(extra.iter().map(String::as_str));
     let mut tally = Tally::default();
     let ok = cargo_test(&args, &mut tally)?;
+    eprintln!("== cargo xtask vm-test");
+    match vm::run() {
+        Ok(o) => {
+            tally.passed += o.passed;
+            tally.failed += o.failed;
+            tally.ignored += o.skipped;
+        }
+        Err(e) => {
+            println!("test vm::lane ... FAILED\n    {e:#}");
+            tally.failed += 1;
+        }
+    }
     println!(
         "tests: {} passed, {} failed, {} skipped",
         tally.passed, tally.failed, tally.ignored

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod probes_cmd;
 pub mod run;
 pub mod selftest;
+pub mod top_cmd;
 
 use std::net::SocketAddr;
 
@@ -48,6 +49,12 @@ pub enum TraceCmd {
     Probes(probes_cmd::ProbesArgs),
     /// Check the probes against real kernel activity (RESULT/CHECK lines; used by the VM lane).
     Selftest(selftest::SelftestArgs),
+    /// Live terminal view of a running daemon: requests per opcode, DAX faults, per-file table.
+    Top(top_cmd::TopArgs),
+    /// Save the daemon's per-file, per-opcode, fault and probe state to a JSON file.
+    Snapshot(top_cmd::SnapshotArgs),
+    /// Compare two snapshots; exit 1 if something regressed past the threshold.
+    Diff(top_cmd::DiffArgs),
 }
 
 /// Parse a `host:port` listen address with a message that names the flag.

@@ -27,8 +27,20 @@ pub fn render_table(status: &[ProbeStatus]) -> String {
         .max()
         .unwrap_or(0)
         .max(6);
+    let kind_of = |s: &ProbeStatus| {
+        serde_json::to_value(s.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let w_kind = status
+        .iter()
+        .map(|s| kind_of(s).len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
     let mut out = format!(
-        "{:<w_prog$}  {:<10}  {:<w_tgt$}  STATE\n",
+        "{:<w_prog$}  {:<w_kind$}  {:<w_tgt$}  STATE\n",
         "PROGRAM", "KIND", "TARGET"
     );
     for s in status {
@@ -36,13 +48,11 @@ pub fn render_table(status: &[ProbeStatus]) -> String {
             ProbeState::Attached => "attached".to_string(),
             ProbeState::Unavailable(r) => format!("unavailable: {r}"),
         };
-        let kind = serde_json::to_value(s.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
         out.push_str(&format!(
-            "{:<w_prog$}  {:<10}  {:<w_tgt$}  {state}\n",
-            s.program, kind, s.target
+            "{:<w_prog$}  {:<w_kind$}  {:<w_tgt$}  {state}\n",
+            s.program,
+            kind_of(s),
+            s.target
         ));
     }
     out

@@ -61,11 +61,11 @@ impl SessionStats {
         arr.get(op as usize).unwrap_or(other)
     }
 
-    pub(crate) fn count_request(&self, op: u32) {
+    pub fn count_request(&self, op: u32) {
         Self::slot(&self.requests, &self.requests_other, op).fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn count_error(&self, op: u32) {
+    pub fn count_error(&self, op: u32) {
         Self::slot(&self.errors, &self.errors_other, op).fetch_add(1, Ordering::Relaxed);
     }
 

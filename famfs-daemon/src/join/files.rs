@@ -114,6 +114,11 @@ pub struct FileView {
     pub opens: u64,
     pub open_errors: u64,
     pub open_latency_mean_seconds: f64,
+    /// Joined OPEN latencies counted in `open_latency_log2_ns`.
+    pub open_latency_count: u64,
+    /// OPEN latency histogram: entry `i` counts latencies of `2^i ..= 2^(i+1) - 1` ns (entry 0 also
+    /// takes 0; the last of `LAT_SLOTS` is open-ended). Trailing empty entries are left out.
+    pub open_latency_log2_ns: Vec<u64>,
     pub get_fmap: u64,
     pub get_fmap_retries: u64,
     pub reads: u64,
@@ -125,6 +130,10 @@ pub struct FileView {
     pub faults_fallback: u64,
     pub page_cache_faults: u64,
     pub last_access_ns: u64,
+    /// Seconds between the last access and the moment the view was made (`None`: never accessed, or a
+    /// view made by [`FileView::of`] without a clock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_access_age_seconds: Option<f64>,
 }
 
 impl FileView {
@@ -142,6 +151,15 @@ impl FileView {
             } else {
                 f.open_lat_sum_ns as f64 * 1e-9 / f.open_lat_count as f64
             },
+            open_latency_count: f.open_lat_count,
+            open_latency_log2_ns: {
+                let used = f
+                    .open_lat_slots
+                    .iter()
+                    .rposition(|&c| c != 0)
+                    .map_or(0, |i| i + 1);
+                f.open_lat_slots[..used].to_vec()
+            },
             get_fmap: f.get_fmap,
             get_fmap_retries: f.get_fmap_retries,
             reads: f.reads,
@@ -153,7 +171,17 @@ impl FileView {
             faults_fallback: f.faults[1][1] + f.faults[0][1],
             page_cache_faults: f.page_cache_faults,
             last_access_ns: f.last_access_ns,
+            last_access_age_seconds: None,
         }
+    }
+
+    /// [`FileView::of`], with the last access's age relative to `now_ns` (CLOCK_MONOTONIC).
+    pub fn at(f: &FileStats, now_ns: u64) -> FileView {
+        let mut v = FileView::of(f);
+        if f.last_access_ns != 0 {
+            v.last_access_age_seconds = Some(now_ns.saturating_sub(f.last_access_ns) as f64 * 1e-9);
+        }
+        v
     }
 }
 
@@ -161,8 +189,17 @@ fn faults(f: &FileStats) -> u64 {
     f.faults.iter().flatten().sum::<u64>() + f.page_cache_faults
 }
 
-/// Apply `q` to `files`.
+/// Apply `q` to `files`; ages of last accesses are taken against the monotonic clock now.
 pub fn query<'a>(files: impl Iterator<Item = &'a FileStats>, q: &FileQuery) -> Vec<FileView> {
+    query_at(files, q, crate::util::monotonic_ns())
+}
+
+/// Apply `q` to `files`, with last-access ages relative to `now_ns` (CLOCK_MONOTONIC).
+pub fn query_at<'a>(
+    files: impl Iterator<Item = &'a FileStats>,
+    q: &FileQuery,
+    now_ns: u64,
+) -> Vec<FileView> {
     let mut v: Vec<&FileStats> = files
         .filter(|f| q.path.as_deref().is_none_or(|p| f.info.path.contains(p)))
         .collect();
@@ -188,7 +225,10 @@ pub fn query<'a>(files: impl Iterator<Item = &'a FileStats>, q: &FileQuery) -> V
         }),
         FileSort::Path => v.sort_by(|a, b| a.info.path.cmp(&b.info.path)),
     }
-    v.into_iter().take(q.limit).map(FileView::of).collect()
+    v.into_iter()
+        .take(q.limit)
+        .map(|f| FileView::at(f, now_ns))
+        .collect()
 }
 
 /// Split `files` into the `max` most recently active (their own series) and the rest (folded into

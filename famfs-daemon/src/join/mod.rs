@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use famfs_common::{event, hist::LAT_SLOTS, hist::log2_slot};
 
-pub use files::{FileQuery, FileSort, FileView, fold_for_series, query};
+pub use files::{FileQuery, FileSort, FileView, fold_for_series, query, query_at};
 pub use worker::JoinWorker;
 
 /// What the FUSE server reports for every request it answers (one per request, `Copy`, no heap).

@@ -235,3 +235,37 @@ fn unique_zero_quirk_pairs_by_server_receive_time() {
         (2, 4000 + 9042 - 1042)
     );
 }
+
+#[test]
+fn file_views_carry_open_latency_slots_and_last_access_age() {
+    let c = cat();
+    let mut j = Join::new(CONN, EPOCH, 0, 0);
+    // Two OPENs of file 2: kernel latencies 3000 ns (slot 11) and 5000 ns (slot 12).
+    j.ingest_server(&rec(10, 14, 2), &c);
+    j.ingest_kernel(&kev(10, 14, 3000, 100));
+    j.ingest_server(&rec(12, 14, 2), &c);
+    j.ingest_kernel(&kev(12, 14, 5000, 200));
+    let q = FileQuery::parse(Some("sort=path")).unwrap();
+    // Last access is the second reply (2012 ns); the view is made at 1_000_002_012 ns.
+    let v = query_at(j.files(), &q, 1_000_002_012);
+    assert_eq!(v.len(), 1);
+    let mut slots = vec![0u64; 13];
+    slots[11] = 1;
+    slots[12] = 1;
+    assert_eq!(v[0].open_latency_count, 2);
+    assert_eq!(v[0].open_latency_log2_ns, slots);
+    assert_eq!(v[0].last_access_ns, 2012);
+    assert_eq!(v[0].last_access_age_seconds, Some(1.0));
+    let json = serde_json::to_value(&v[0]).unwrap();
+    assert_eq!(json["open_latency_log2_ns"].as_array().unwrap().len(), 13);
+    assert_eq!(json["last_access_age_seconds"], 1.0);
+    // Without a clock there is no age, and the field is left out of the JSON.
+    let plain = FileView::of(j.file(2).unwrap());
+    assert_eq!(plain.last_access_age_seconds, None);
+    assert!(
+        serde_json::to_value(&plain)
+            .unwrap()
+            .get("last_access_age_seconds")
+            .is_none()
+    );
+}

@@ -154,6 +154,7 @@ impl Collector for KernelCollector {
         for s in &status {
             let kind = match s.kind {
                 ProbeKind::Tracepoint => "tracepoint",
+                ProbeKind::RawTracepoint => "raw_tracepoint",
                 ProbeKind::Fentry => "fentry",
                 ProbeKind::Kprobe => "kprobe",
                 ProbeKind::Function => "none",
@@ -198,6 +199,16 @@ impl Collector for KernelCollector {
         for p in &snap.programs {
             m.encode_family(&[("probe", p.program.as_str())])?
                 .encode_counter::<NoLabelSet, _, f64>(&(p.run_time_ns as f64 * 1e-9), None)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "probe_recursion_misses",
+            "Runs the kernel skipped because a BPF program was already running on that CPU (events the probe never saw)",
+            None,
+            MetricType::Counter,
+        )?;
+        for p in &snap.programs {
+            m.encode_family(&[("probe", p.program.as_str())])?
+                .encode_counter::<NoLabelSet, _, u64>(&p.recursion_misses, None)?;
         }
         Ok(())
     }

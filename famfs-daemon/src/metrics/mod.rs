@@ -1,12 +1,13 @@
 //! Prometheus metrics: one `famfs_`-prefixed registry, encoded as OpenMetrics or Prometheus text.
 //!
 //! Owns metric names, help texts, label sets and the rebuilding of kernel log2 slots into cumulative
-//! histogram buckets, the bounded per-file families (`files`). Kernel aggregates are read at scrape time through [`crate::probes::Probes::snapshot`]
+//! histogram buckets, the bounded per-file families (`files`) and the FUSE server's own counters (`server`). Kernel aggregates are read at scrape time through [`crate::probes::Probes::snapshot`]
 //! (no per-event user-space work). Must not do any I/O besides that read, and must not hold the probe
 //! lock longer than the snapshot.
 
 mod files;
 mod kernel;
+mod server;
 
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +29,7 @@ pub struct FileState {
 }
 
 pub use kernel::{KernelCollector, opcode_label};
+pub use server::ServerCollector;
 
 /// Wire format of a scrape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +92,17 @@ impl Metrics {
         );
         registry.register_collector(Box::new(KernelCollector::new(probes, files)));
         Metrics { registry }
+    }
+
+    /// Add the FUSE server's own counters (`famfs_server_*`); `famfs_ops` = the negotiated
+    /// `(GET_FMAP, GET_DAXDEV)` opcodes, if famfs mode is on.
+    pub fn add_server(
+        &mut self,
+        stats: Arc<crate::fuse::SessionStats>,
+        famfs_ops: Option<(u32, u32)>,
+    ) {
+        self.registry
+            .register_collector(Box::new(ServerCollector::new(stats, famfs_ops)));
     }
 
     /// Encode every metric in `format`.

@@ -3,30 +3,36 @@
 //!
 //! Tracepoints are the core probes. Kernel-function probes are optional: fentry/fexit where the kernel
 //! allows BPF tracing programs, else kprobe/kretprobe, else "unavailable: <both reasons>".
+//!
+//! FUSE requests are paired send → end by the request's address (raw tracepoints reading `struct
+//! fuse_req` at offsets from the kernel's BTF) when the BTF has them, else by (connection, unique) from
+//! the classic tracepoint records. The first also works on kernels whose send event carries unique 0.
 
 use std::{collections::HashSet, os::fd::OwnedFd, path::Path, time::Duration};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, PerCpuHashMap},
-    programs::{FEntry, FExit, KProbe, TracePoint},
+    programs::{FEntry, FExit, KProbe, RawTracePoint, TracePoint},
 };
 use famfs_common::{
     fault::{DaxOffsets, FaultKey, FaultStats, FileKey, FilemapOffsets},
     fuse_request::{
-        FILTER_ALL, FILTER_WATCHED, Inflight, InflightKey, ReqKey, ReqStats, TpOffsets,
+        FILTER_ALL, FILTER_WATCHED, Inflight, InflightKey, ReqKey, ReqOffsets, ReqStats, TpOffsets,
     },
     kfunc, names,
 };
 use serde::Serialize;
 
-use super::{EBPF_OBJECT, tracefs};
+use super::{EBPF_OBJECT, btf, tracefs};
 
 /// How a probe hooks into the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProbeKind {
     Tracepoint,
+    /// Raw tracepoint: the program gets the tracepoint's arguments (the kernel objects), not its record.
+    RawTracepoint,
     /// fentry + fexit (BPF trampoline).
     Fentry,
     /// kprobe + kretprobe.
@@ -109,6 +115,31 @@ pub struct ProbeStatus {
     pub state: ProbeState,
 }
 
+/// How the optional kernel-function probes attach.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KfuncMode {
+    /// fentry/fexit, else kprobe/kretprobe.
+    #[default]
+    Auto,
+    /// fentry/fexit only.
+    Fentry,
+    /// kprobe/kretprobe only.
+    Kprobe,
+}
+
+/// How FUSE request sends are paired with their ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestPairing {
+    /// By request address where the kernel's BTF describes `struct fuse_req`, else by unique.
+    #[default]
+    Auto,
+    /// Classic tracepoints, keyed by (connection, unique) from the records.
+    Unique,
+    /// Raw tracepoints, keyed by the request's address.
+    Pointer,
+}
+
 /// Load-time settings.
 #[derive(Clone, Debug)]
 pub struct ProbeConfig {
@@ -124,6 +155,10 @@ pub struct ProbeConfig {
     pub bpf_stats: bool,
     /// Try the optional kernel-function probes.
     pub kfuncs: bool,
+    /// Which attach methods the kernel-function probes may use.
+    pub kfunc_mode: KfuncMode,
+    /// How request sends and ends are paired.
+    pub request_pairing: RequestPairing,
     /// famfs GET_FMAP opcode on the watched connections (0 = none): its completions become events.
     pub fmap_opcode: u32,
     /// DAX faults at least this slow are reported one by one.
@@ -142,6 +177,8 @@ impl Default for ProbeConfig {
             files_max: 8192,
             bpf_stats: true,
             kfuncs: true,
+            kfunc_mode: KfuncMode::Auto,
+            request_pairing: RequestPairing::Auto,
             fmap_opcode: 0,
             slow_fault: Duration::from_millis(1),
             target_overrides: Vec::new(),
@@ -157,6 +194,8 @@ pub struct Probes {
     _stats_fd: Option<OwnedFd>,
     /// In-flight entries removed by `expire_inflight` (requests whose end was never seen).
     pub(crate) expired_inflight: u64,
+    /// The pairing in use (`Unique` or `Pointer`; `Auto` only before load decided).
+    pairing: RequestPairing,
 }
 
 impl std::fmt::Debug for Probes {
@@ -247,6 +286,7 @@ impl Probes {
             mounted_tracefs: false,
             _stats_fd: None,
             expired_inflight: 0,
+            pairing: RequestPairing::Unique,
         };
         let fail_all = |probes: &mut Probes, reason: String| {
             for spec in TRACEPOINTS {
@@ -281,6 +321,14 @@ impl Probes {
             }
         };
         let lay = layouts(&root);
+        // Request-pointer pairing needs struct fuse_req offsets from the kernel's BTF.
+        let req_offsets: Result<ReqOffsets, String> = match cfg.request_pairing {
+            RequestPairing::Unique => Err("unique pairing requested".into()),
+            _ => btf::Btf::for_struct("fuse_req", "fuse")
+                .and_then(|b| btf::fuse_req_offsets(&b))
+                .map_err(|e| format!("{e:#}")),
+        };
+        let req_off = req_offsets.clone().unwrap_or_default();
         let filter_mode = if cfg.connections.is_some() {
             FILTER_WATCHED
         } else {
@@ -296,7 +344,9 @@ impl Probes {
             .override_global("FILTER_MODE", &filter_mode, true)
             .override_global("FMAP_OPCODE", &cfg.fmap_opcode, true)
             .override_global("SLOW_FAULT_NS", &slow_ns, true)
+            .override_global("REQ_OFFSETS", &req_off, true)
             .map_max_entries(names::INFLIGHT, cfg.inflight_max.max(1))
+            .map_max_entries(names::INFLIGHT_REQ, cfg.inflight_max.max(1))
             .map_max_entries(names::REQ_STATS, cfg.stats_max.max(1))
             .map_max_entries(names::FAULT_STATS, cfg.files_max.max(1))
             .map_max_entries(names::FILEMAP_STATS, cfg.files_max.max(1));
@@ -325,12 +375,42 @@ impl Probes {
             }
         }
 
+        // Pointer pairing when asked for, or (auto) when the offsets resolved and both raw programs load.
+        let pointer_err = match (&req_offsets, cfg.request_pairing) {
+            (_, RequestPairing::Unique) => Some("unique pairing requested".to_string()),
+            (Err(e), _) => Some(format!("struct fuse_req offsets: {e}")),
+            (Ok(_), _) => load_raw_pair(&mut ebpf).err(),
+        };
+        probes.pairing = match (&pointer_err, cfg.request_pairing) {
+            (None, _) | (Some(_), RequestPairing::Pointer) => RequestPairing::Pointer,
+            (Some(e), _) => {
+                if cfg.request_pairing == RequestPairing::Auto {
+                    log::info!("FUSE requests paired by unique (request-pointer pairing: {e})");
+                }
+                RequestPairing::Unique
+            }
+        };
         for spec in TRACEPOINTS {
             let (category, event) = tp_target(cfg, spec);
-            let state = attach_tracepoint(&mut ebpf, spec.program, &root, &category, &event);
+            let raw =
+                raw_variant(spec.program).filter(|_| probes.pairing == RequestPairing::Pointer);
+            let (kind, state) = match (raw, &pointer_err) {
+                (Some(_), Some(e)) => (
+                    ProbeKind::RawTracepoint,
+                    ProbeState::Unavailable(format!("request-pointer pairing: {e}")),
+                ),
+                (Some(raw), None) => (
+                    ProbeKind::RawTracepoint,
+                    attach_raw_tracepoint(&mut ebpf, raw, &root, &category, &event),
+                ),
+                (None, _) => (
+                    ProbeKind::Tracepoint,
+                    attach_tracepoint(&mut ebpf, spec.program, &root, &category, &event),
+                ),
+            };
             probes.push(
                 spec.program,
-                ProbeKind::Tracepoint,
+                kind,
                 format!("{category}:{event}"),
                 spec.purpose,
                 state,
@@ -340,7 +420,7 @@ impl Probes {
             let present = kallsyms_present(&kfunc::TARGETS);
             let btf = Btf::from_sys_fs().map_err(|e| errchain(&e));
             for f in kfunc::TARGETS {
-                let (kind, state) = attach_kfunc(&mut ebpf, f, &present, &btf);
+                let (kind, state) = attach_kfunc(&mut ebpf, f, &present, &btf, cfg.kfunc_mode);
                 probes.push(
                     f,
                     kind,
@@ -379,6 +459,11 @@ impl Probes {
 
     pub fn status(&self) -> &[ProbeStatus] {
         &self.status
+    }
+
+    /// How FUSE request sends are paired with their ends on this load: `Pointer` or `Unique`.
+    pub fn request_pairing(&self) -> RequestPairing {
+        self.pairing
     }
 
     pub fn attached(&self, program: &str) -> bool {
@@ -513,6 +598,57 @@ fn watch(ebpf: &mut Ebpf, connection: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The raw-tracepoint program of a request probe (`None` for the other tracepoints).
+fn raw_variant(program: &str) -> Option<&'static str> {
+    match program {
+        names::PROG_FUSE_REQUEST_SEND => Some(names::PROG_FUSE_REQUEST_SEND_RAW),
+        names::PROG_FUSE_REQUEST_END => Some(names::PROG_FUSE_REQUEST_END_RAW),
+        _ => None,
+    }
+}
+
+/// Load (verify) both raw request programs; attaching is per probe afterwards.
+fn load_raw_pair(ebpf: &mut Ebpf) -> Result<(), String> {
+    for name in [
+        names::PROG_FUSE_REQUEST_SEND_RAW,
+        names::PROG_FUSE_REQUEST_END_RAW,
+    ] {
+        let p: &mut RawTracePoint = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("program {name} missing from the eBPF object"))?
+            .try_into()
+            .map_err(|e| errchain(&e))?;
+        p.load()
+            .map_err(|e| format!("{name} load: {}", errchain(&e)))?;
+    }
+    Ok(())
+}
+
+fn attach_raw_tracepoint(
+    ebpf: &mut Ebpf,
+    program: &str,
+    root: &Path,
+    category: &str,
+    event: &str,
+) -> ProbeState {
+    if !tracefs::event_exists(root, category, event) {
+        return ProbeState::Unavailable(format!(
+            "tracepoint {category}:{event} does not exist on this kernel"
+        ));
+    }
+    let Some(prog) = ebpf.program_mut(program) else {
+        return ProbeState::Unavailable(format!("program {program} missing from the eBPF object"));
+    };
+    let tp: &mut RawTracePoint = match prog.try_into() {
+        Ok(tp) => tp,
+        Err(e) => return ProbeState::Unavailable(errchain(&e)),
+    };
+    match tp.attach(event) {
+        Ok(_) => ProbeState::Attached,
+        Err(e) => ProbeState::Unavailable(format!("attach: {}", errchain(&e))),
+    }
+}
+
 fn attach_tracepoint(
     ebpf: &mut Ebpf,
     program: &str,
@@ -564,6 +700,7 @@ fn attach_kfunc(
     func: &str,
     present: &HashSet<String>,
     btf: &Result<Btf, String>,
+    mode: KfuncMode,
 ) -> (ProbeKind, ProbeState) {
     if !present.contains(func) {
         return (
@@ -573,13 +710,25 @@ fn attach_kfunc(
             )),
         );
     }
-    let fentry_err = match btf {
-        Ok(btf) => match attach_fentry(ebpf, func, btf) {
-            Ok(()) => return (ProbeKind::Fentry, ProbeState::Attached),
-            Err(e) => e,
-        },
-        Err(e) => format!("no kernel BTF: {e}"),
+    let fentry_err = if mode == KfuncMode::Kprobe {
+        "not tried (kprobe mode)".to_string()
+    } else {
+        match btf {
+            Ok(btf) => match attach_fentry(ebpf, func, btf) {
+                Ok(()) => return (ProbeKind::Fentry, ProbeState::Attached),
+                Err(e) => e,
+            },
+            Err(e) => format!("no kernel BTF: {e}"),
+        }
     };
+    if mode == KfuncMode::Fentry {
+        return (
+            ProbeKind::Function,
+            ProbeState::Unavailable(format!(
+                "fentry: {fentry_err}; kprobe: not tried (fentry mode)"
+            )),
+        );
+    }
     match attach_kprobe(ebpf, func) {
         Ok(()) => (ProbeKind::Kprobe, ProbeState::Attached),
         Err(kprobe_err) => (
@@ -605,32 +754,58 @@ fn attach_fentry(ebpf: &mut Ebpf, func: &str, btf: &Btf) -> Result<(), String> {
             return Err(format!("attach: {}", errchain(&e)));
         }
     }
-    let p: &mut FExit = ebpf
-        .program_mut(&exit)
-        .ok_or_else(|| format!("{exit} missing"))?
-        .try_into()
-        .map_err(|e| errchain(&e))?;
-    p.load(func, btf)
-        .map_err(|e| format!("fexit load: {}", errchain(&e)))?;
-    p.attach()
-        .map_err(|e| format!("fexit attach: {}", errchain(&e)))?;
-    Ok(())
+    let res = (|| {
+        let p: &mut FExit = ebpf
+            .program_mut(&exit)
+            .ok_or_else(|| format!("{exit} missing"))?
+            .try_into()
+            .map_err(|e| errchain(&e))?;
+        p.load(func, btf)
+            .map_err(|e| format!("fexit load: {}", errchain(&e)))?;
+        if let Err(e) = p.attach() {
+            let _ = p.unload();
+            return Err(format!("fexit attach: {}", errchain(&e)));
+        }
+        Ok(())
+    })();
+    if res.is_err() {
+        // Never leave half a pair attached: entries without returns, and double counts if the kprobe
+        // pair attaches next.
+        if let Some(Ok(p)) = ebpf.program_mut(&entry).map(<&mut FEntry>::try_from) {
+            let _ = p.unload();
+        }
+    }
+    res
 }
 
 fn attach_kprobe(ebpf: &mut Ebpf, func: &str) -> Result<(), String> {
+    let entry = format!("kprobe_{func}");
     for (prog, what) in [
-        (format!("kprobe_{func}"), "kprobe"),
+        (entry.clone(), "kprobe"),
         (format!("kretprobe_{func}"), "kretprobe"),
     ] {
-        let p: &mut KProbe = ebpf
-            .program_mut(&prog)
-            .ok_or_else(|| format!("{prog} missing"))?
-            .try_into()
-            .map_err(|e| errchain(&e))?;
-        p.load()
-            .map_err(|e| format!("{what} load: {}", errchain(&e)))?;
-        p.attach(func, 0)
-            .map_err(|e| format!("{what} attach: {}", errchain(&e)))?;
+        let res = (|| {
+            let p: &mut KProbe = ebpf
+                .program_mut(&prog)
+                .ok_or_else(|| format!("{prog} missing"))?
+                .try_into()
+                .map_err(|e| errchain(&e))?;
+            p.load()
+                .map_err(|e| format!("{what} load: {}", errchain(&e)))?;
+            if let Err(e) = p.attach(func, 0) {
+                let _ = p.unload();
+                return Err(format!("{what} attach: {}", errchain(&e)));
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            if prog != entry
+                && let Some(Ok(p)) = ebpf.program_mut(&entry).map(<&mut KProbe>::try_from)
+            {
+                let _ = p.unload();
+            }
+            return Err(e);
+        }
     }
     Ok(())
 }

@@ -39,6 +39,27 @@ pub struct ProgramCost {
     pub program: String,
     pub run_count: u64,
     pub run_time_ns: u64,
+    /// Runs the kernel skipped because a BPF program was already running on that CPU (another program
+    /// of ours, or someone else's): events this probe never saw. From the program's fdinfo.
+    pub recursion_misses: u64,
+}
+
+/// `recursion_misses` of a loaded program, from /proc/self/fdinfo (the kernel prints it there; the
+/// aya program info does not carry it). 0 when the kernel does not report it.
+fn recursion_misses(prog: &aya::programs::Program) -> u64 {
+    use std::os::fd::{AsFd, AsRawFd};
+    let Ok(fd) = prog.fd() else {
+        return 0;
+    };
+    let path = format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd());
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("recursion_misses:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 #[derive(Clone, Debug, Default)]
@@ -150,27 +171,35 @@ impl Probes {
             if s.state != ProbeState::Attached {
                 continue;
             }
-            let progs: &[String] = match s.kind {
-                super::ProbeKind::Tracepoint => &[s.program.to_string()],
-                super::ProbeKind::Fentry => &[
-                    format!("fentry_{}", s.program),
-                    format!("fexit_{}", s.program),
-                ],
-                super::ProbeKind::Kprobe => &[
-                    format!("kprobe_{}", s.program),
-                    format!("kretprobe_{}", s.program),
-                ],
-                super::ProbeKind::Function => &[],
+            // (program in the object, label): one program per tracepoint probe, labelled by the probe
+            // whichever pairing loaded it; entry and return programs of a kernel-function probe.
+            let progs: Vec<(String, String)> = match s.kind {
+                super::ProbeKind::Tracepoint => {
+                    vec![(s.program.to_string(), s.program.to_string())]
+                }
+                super::ProbeKind::RawTracepoint => {
+                    vec![(format!("{}_raw", s.program), s.program.to_string())]
+                }
+                super::ProbeKind::Fentry => ["fentry", "fexit"]
+                    .iter()
+                    .map(|k| (format!("{k}_{}", s.program), format!("{k}_{}", s.program)))
+                    .collect(),
+                super::ProbeKind::Kprobe => ["kprobe", "kretprobe"]
+                    .iter()
+                    .map(|k| (format!("{k}_{}", s.program), format!("{k}_{}", s.program)))
+                    .collect(),
+                super::ProbeKind::Function => Vec::new(),
             };
-            for name in progs {
-                let Some(prog) = ebpf.program(name) else {
+            for (name, label) in progs {
+                let Some(prog) = ebpf.program(&name) else {
                     continue;
                 };
                 if let Ok(info) = prog.info() {
                     snap.programs.push(ProgramCost {
-                        program: name.clone(),
+                        program: label,
                         run_count: info.run_count(),
                         run_time_ns: info.run_time().as_nanos() as u64,
+                        recursion_misses: recursion_misses(prog),
                     });
                 }
             }

@@ -1,0 +1,437 @@
+//! The state of `famfs-trace top`: the latest snapshot and rates, the link to the daemon, the sort key,
+//! filter (and the filter being typed), pause, help, and the selected file row. Changes only through
+//! [`App::apply`] (collector updates), [`App::handle`] (user actions) and [`App::tick`] (the clock).
+//!
+//! Pure: no I/O, no locks, no clock reads (time comes in as arguments). Sorting and filtering happen
+//! here, once per new snapshot or key press, never per drawn frame: the renderer only reads
+//! [`App::order`].
+
+use std::time::{Duration, Instant};
+
+use super::{
+    collector::{FilesQuery, Rates, Update},
+    model::{FileRow, Snapshot},
+};
+
+/// Sort keys of the file table (the daemon's `sort=` names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    LastAccess,
+    Opens,
+    Faults,
+    FmapBytes,
+    Path,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 5] = [
+        SortKey::LastAccess,
+        SortKey::Opens,
+        SortKey::Faults,
+        SortKey::FmapBytes,
+        SortKey::Path,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SortKey::LastAccess => "last_access",
+            SortKey::Opens => "opens",
+            SortKey::Faults => "faults",
+            SortKey::FmapBytes => "fmap_bytes",
+            SortKey::Path => "path",
+        }
+    }
+
+    /// Parse a `--sort` value.
+    pub fn parse(s: &str) -> Result<SortKey, String> {
+        SortKey::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                format!("--sort {s:?}: expected last_access, opens, faults, fmap_bytes or path")
+            })
+    }
+
+    /// The next key in the `s` cycle.
+    pub fn next(self) -> SortKey {
+        let i = SortKey::ALL.iter().position(|k| *k == self).unwrap_or(0);
+        SortKey::ALL[(i + 1) % SortKey::ALL.len()]
+    }
+
+    /// The daemon's order for this key: descending by the key, ties by path (last access: most
+    /// recent first; path: ascending).
+    pub fn compare(self, a: &FileRow, b: &FileRow) -> std::cmp::Ordering {
+        let by_path = || a.path.cmp(&b.path);
+        match self {
+            SortKey::LastAccess => b.last_access_ns.cmp(&a.last_access_ns).then_with(by_path),
+            SortKey::Opens => b.opens.cmp(&a.opens).then_with(by_path),
+            SortKey::Faults => b.faults().cmp(&a.faults()).then_with(by_path),
+            SortKey::FmapBytes => b.fmap_bytes.cmp(&a.fmap_bytes).then_with(by_path),
+            SortKey::Path => by_path(),
+        }
+    }
+}
+
+/// Whether keys drive the view or edit the filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Typing a filter; the text so far.
+    Filter(String),
+}
+
+/// The link to the daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// No answer yet.
+    Connecting,
+    Up,
+    /// The last poll failed; data shown (if any) is from the last good poll.
+    Down(String),
+}
+
+/// What a key asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    CycleSort,
+    StartFilter,
+    FilterChar(char),
+    FilterBackspace,
+    FilterApply,
+    FilterCancel,
+    TogglePause,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Home,
+    End,
+    ToggleHelp,
+}
+
+/// What the caller must do after an action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    None,
+    /// Ask the collector for this file query.
+    Query(FilesQuery),
+    Quit,
+}
+
+/// The view state.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub addr: String,
+    pub interval: Duration,
+    /// `limit=` of the file query.
+    pub limit: usize,
+    pub sort: SortKey,
+    /// Applied filter (path substring; empty: none).
+    pub filter: String,
+    pub mode: Mode,
+    pub paused: bool,
+    pub help: bool,
+    /// Index into [`App::order`].
+    pub selected: usize,
+    pub link: Link,
+    /// Whether any poll succeeded (else the snapshot is empty because nothing is known).
+    pub has_data: bool,
+    pub snapshot: Snapshot,
+    pub rates: Rates,
+    /// Indices into `snapshot.files` that pass the filter, in sort order.
+    pub order: Vec<usize>,
+    /// Per file (same index as `snapshot.files`): OPEN latency p99 in seconds.
+    pub open_p99: Vec<Option<f64>>,
+    last_update: Option<Instant>,
+    /// Time since the last good poll, as of the last [`App::tick`].
+    pub age: Option<Duration>,
+    /// Rows the file table showed in the last frame (for page up/down); set by the renderer's caller.
+    pub page: usize,
+}
+
+impl App {
+    pub fn new(
+        addr: String,
+        interval: Duration,
+        sort: SortKey,
+        filter: String,
+        limit: usize,
+    ) -> App {
+        App {
+            addr,
+            interval,
+            limit,
+            sort,
+            filter,
+            mode: Mode::Normal,
+            paused: false,
+            help: false,
+            selected: 0,
+            link: Link::Connecting,
+            has_data: false,
+            snapshot: Snapshot::default(),
+            rates: Rates::default(),
+            order: Vec::new(),
+            open_p99: Vec::new(),
+            last_update: None,
+            age: None,
+            page: 10,
+        }
+    }
+
+    /// The file query matching the current sort and filter.
+    pub fn query(&self) -> FilesQuery {
+        FilesQuery {
+            sort: self.sort.name(),
+            filter: self.filter.clone(),
+            limit: self.limit,
+        }
+    }
+
+    /// Take a collector update. Ignored while paused (the screen stays frozen). Returns whether the
+    /// view changed.
+    pub fn apply(&mut self, u: Update) -> bool {
+        if self.paused {
+            return false;
+        }
+        match u {
+            Update::Data {
+                snapshot,
+                rates,
+                at,
+            } => {
+                self.snapshot = *snapshot;
+                self.rates = rates;
+                self.link = Link::Up;
+                self.has_data = true;
+                self.last_update = Some(at);
+                self.age = Some(Duration::ZERO);
+                self.open_p99 = self
+                    .snapshot
+                    .files
+                    .iter()
+                    .map(|f| f.open_latency().quantile(0.99))
+                    .collect();
+                self.reorder();
+            }
+            Update::Unreachable { reason, .. } => self.link = Link::Down(reason),
+        }
+        true
+    }
+
+    /// Advance the clock; returns whether the shown age changed by a tenth of a second or more.
+    pub fn tick(&mut self, now: Instant) -> bool {
+        let age = self.last_update.map(|t| now.saturating_duration_since(t));
+        let changed = match (age, self.age) {
+            (Some(a), Some(b)) => a.abs_diff(b) >= Duration::from_millis(100),
+            (a, b) => a.is_some() != b.is_some(),
+        };
+        if changed {
+            self.age = age;
+        }
+        changed
+    }
+
+    /// Recompute [`App::order`] from the snapshot, sort key and filter; keeps the selection in range.
+    pub fn reorder(&mut self) {
+        let files = &self.snapshot.files;
+        self.order.clear();
+        self.order.extend(
+            (0..files.len())
+                .filter(|&i| self.filter.is_empty() || files[i].path.contains(&self.filter)),
+        );
+        let key = self.sort;
+        self.order
+            .sort_by(|&a, &b| key.compare(&files[a], &files[b]));
+        self.selected = self.selected.min(self.order.len().saturating_sub(1));
+    }
+
+    /// The file under the cursor.
+    pub fn selected_file(&self) -> Option<&FileRow> {
+        self.order
+            .get(self.selected)
+            .and_then(|&i| self.snapshot.files.get(i))
+    }
+
+    /// Apply a user action.
+    pub fn handle(&mut self, a: Action) -> Effect {
+        let last = self.order.len().saturating_sub(1);
+        match a {
+            Action::Quit => return Effect::Quit,
+            Action::CycleSort => {
+                self.sort = self.sort.next();
+                self.reorder();
+                return Effect::Query(self.query());
+            }
+            Action::StartFilter => self.mode = Mode::Filter(self.filter.clone()),
+            Action::FilterChar(c) => {
+                if let Mode::Filter(d) = &mut self.mode {
+                    d.push(c);
+                }
+            }
+            Action::FilterBackspace => {
+                if let Mode::Filter(d) = &mut self.mode {
+                    d.pop();
+                }
+            }
+            Action::FilterApply => {
+                if let Mode::Filter(d) = std::mem::replace(&mut self.mode, Mode::Normal) {
+                    self.filter = d;
+                    self.selected = 0;
+                    self.reorder();
+                    return Effect::Query(self.query());
+                }
+            }
+            Action::FilterCancel => self.mode = Mode::Normal,
+            Action::TogglePause => self.paused = !self.paused,
+            Action::Up => self.selected = self.selected.saturating_sub(1),
+            Action::Down => self.selected = (self.selected + 1).min(last),
+            Action::PageUp => self.selected = self.selected.saturating_sub(self.page.max(1)),
+            Action::PageDown => self.selected = (self.selected + self.page.max(1)).min(last),
+            Action::Home => self.selected = 0,
+            Action::End => self.selected = last,
+            Action::ToggleHelp => self.help = !self.help,
+        }
+        Effect::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, opens: u64, fmap: u64, last: u64) -> FileRow {
+        FileRow {
+            path: path.into(),
+            opens,
+            fmap_bytes: fmap,
+            last_access_ns: last,
+            ..Default::default()
+        }
+    }
+
+    fn app_with(files: Vec<FileRow>) -> App {
+        let mut a = App::new(
+            "127.0.0.1:1".into(),
+            Duration::from_secs(1),
+            SortKey::Opens,
+            String::new(),
+            100,
+        );
+        a.apply(Update::Data {
+            snapshot: Box::new(Snapshot {
+                files,
+                ..Default::default()
+            }),
+            rates: Rates::default(),
+            at: Instant::now(),
+        });
+        a
+    }
+
+    fn paths(a: &App) -> Vec<&str> {
+        a.order
+            .iter()
+            .map(|&i| a.snapshot.files[i].path.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn sort_cycle_and_orders() {
+        let mut a = app_with(vec![
+            file("b", 5, 100, 30),
+            file("a", 5, 300, 10),
+            file("c", 9, 200, 20),
+        ]);
+        assert_eq!(paths(&a), ["c", "a", "b"]);
+        let eff = a.handle(Action::CycleSort);
+        assert_eq!(a.sort, SortKey::Faults);
+        assert_eq!(
+            eff,
+            Effect::Query(FilesQuery {
+                sort: "faults",
+                filter: String::new(),
+                limit: 100
+            })
+        );
+        a.handle(Action::CycleSort);
+        assert_eq!(paths(&a), ["a", "c", "b"]);
+        a.handle(Action::CycleSort);
+        assert_eq!(a.sort, SortKey::Path);
+        assert_eq!(paths(&a), ["a", "b", "c"]);
+        a.handle(Action::CycleSort);
+        assert_eq!(a.sort, SortKey::LastAccess);
+        assert_eq!(paths(&a), ["b", "c", "a"]);
+        a.handle(Action::CycleSort);
+        assert_eq!(a.sort, SortKey::Opens);
+        assert_eq!(SortKey::parse("fmap_bytes"), Ok(SortKey::FmapBytes));
+        assert!(
+            SortKey::parse("size")
+                .unwrap_err()
+                .contains("--sort \"size\"")
+        );
+    }
+
+    #[test]
+    fn filter_editing_selection_and_pause() {
+        let mut a = app_with(vec![
+            file("data/x", 1, 0, 0),
+            file("logs/y", 2, 0, 0),
+            file("data/z", 3, 0, 0),
+        ]);
+        a.handle(Action::End);
+        assert_eq!(a.selected, 2);
+        a.handle(Action::Down);
+        assert_eq!(a.selected, 2);
+        a.handle(Action::StartFilter);
+        for c in "datx".chars() {
+            a.handle(Action::FilterChar(c));
+        }
+        a.handle(Action::FilterBackspace);
+        a.handle(Action::FilterChar('a'));
+        assert_eq!(a.mode, Mode::Filter("data".into()));
+        assert_eq!(a.filter, "");
+        let eff = a.handle(Action::FilterApply);
+        assert_eq!(
+            eff,
+            Effect::Query(FilesQuery {
+                sort: "opens",
+                filter: "data".into(),
+                limit: 100
+            })
+        );
+        assert_eq!(paths(&a), ["data/z", "data/x"]);
+        assert_eq!(a.selected, 0);
+        a.handle(Action::Down);
+        assert_eq!(a.selected_file().map(|f| f.path.as_str()), Some("data/x"));
+        a.handle(Action::StartFilter);
+        a.handle(Action::FilterChar('q'));
+        a.handle(Action::FilterCancel);
+        assert_eq!((a.mode.clone(), a.filter.as_str()), (Mode::Normal, "data"));
+
+        a.handle(Action::TogglePause);
+        let changed = a.apply(Update::Unreachable {
+            reason: "x".into(),
+            at: Instant::now(),
+        });
+        assert!(!changed);
+        assert_eq!(a.link, Link::Up);
+        a.handle(Action::TogglePause);
+        a.apply(Update::Unreachable {
+            reason: "connection refused".into(),
+            at: Instant::now(),
+        });
+        assert_eq!(a.link, Link::Down("connection refused".into()));
+        assert_eq!(a.handle(Action::Quit), Effect::Quit);
+    }
+
+    #[test]
+    fn tick_reports_age_changes() {
+        let mut a = app_with(vec![]);
+        let t0 = a.last_update.unwrap();
+        assert!(!a.tick(t0 + Duration::from_millis(50)));
+        assert!(a.tick(t0 + Duration::from_millis(150)));
+        assert_eq!(a.age, Some(Duration::from_millis(150)));
+    }
+}

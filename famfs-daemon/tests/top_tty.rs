@@ -1,0 +1,438 @@
+//! End-to-end tests of the operator views against a real daemon:
+//! - `famfs-trace top` in a real terminal (tmux, fixed 120x40 window, private tmux server): the header
+//!   and panels appear, `s` changes the sort label, a dead daemon is reported and retried, `q` exits
+//!   with status 0 and the shell's screen is back (alternate screen left, cursor shown);
+//! - the collector's parsers on the `/metrics` and `/api/v1/probes` text of a daemon tracing a real
+//!   FUSE mount, cross-checked value by value against the text, and `top --once` on that daemon;
+//! - `famfs-trace snapshot` twice and `famfs-trace diff`: 0 on identical snapshots, 1 with the expected
+//!   line on a constructed PMD-fallback regression, 2 on a file that is not a snapshot.
+
+mod common;
+
+use std::{
+    fs,
+    net::TcpListener,
+    path::Path,
+    process::{Command, Output},
+    time::Duration,
+};
+
+use common::*;
+use famfs_daemon::top::{
+    collector::{self, FilesQuery},
+    model::Snapshot,
+};
+
+const TRACE: &str = env!("CARGO_BIN_EXE_famfs-trace");
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A private tmux server (its own `-L` socket, no config) with one 120x40 session running a bare bash;
+/// killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(name: &str) -> Tmux {
+        let t = Tmux {
+            socket: format!("famfs-top-test-{}-{name}", std::process::id()),
+        };
+        let out = t.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "-e",
+            "PS1=READY$ ",
+            "bash",
+            "--norc",
+            "--noprofile",
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+        t.wait_screen("the shell prompt", |s| s.contains("READY$"));
+        t
+    }
+
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("run tmux")
+    }
+
+    fn screen(&self) -> String {
+        let out = self.cmd(&["capture-pane", "-p", "-t", "t"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn pane_var(&self, var: &str) -> String {
+        let out = self.cmd(&["display-message", "-p", "-t", "t", &format!("#{{{var}}}")]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn type_line(&self, line: &str) {
+        assert!(
+            self.cmd(&["send-keys", "-t", "t", "-l", line])
+                .status
+                .success()
+        );
+        assert!(
+            self.cmd(&["send-keys", "-t", "t", "Enter"])
+                .status
+                .success()
+        );
+    }
+
+    fn key(&self, k: &str) {
+        assert!(self.cmd(&["send-keys", "-t", "t", k]).status.success());
+    }
+
+    /// Poll the pane until `ok` holds (deadline 30 s); returns that screen, or panics with the last one.
+    fn wait_screen(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let mut last = String::new();
+        let got = wait_for(DEADLINE, || {
+            last = self.screen();
+            ok(&last).then(|| last.clone())
+        });
+        got.unwrap_or_else(|| panic!("waiting for {what}; the pane shows:\n{last}"))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        // kill-server leaves the socket file behind: remove it too.
+        let socket = self.pane_var("socket_path");
+        let _ = self.cmd(&["kill-server"]);
+        if socket.contains(&self.socket) {
+            let _ = fs::remove_file(&socket);
+        }
+    }
+}
+
+fn dead_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn top_runs_in_a_real_terminal_and_restores_it() {
+    let t = "top_runs_in_a_real_terminal_and_restores_it";
+    if !require_program(t, "tmux") {
+        return;
+    }
+    let daemon = Daemon::start(&["--no-probes"]);
+    let addr = daemon.addr.to_string();
+    let tmux = Tmux::start("live");
+    tmux.type_line(&format!(
+        "{TRACE} top --addr {addr} --interval 200ms; echo TOP-EXIT=$?"
+    ));
+    let s = tmux.wait_screen("the header and panels", |s| {
+        s.contains(&format!("daemon {addr}  updated"))
+            && s.contains("probes: none loaded")
+            && s.contains("FUSE requests")
+            && s.contains("DAX faults")
+            && s.contains("Files: 0")
+            && s.contains("sort: last_access")
+    });
+    assert!(!s.contains("READY$"), "top should own the screen:\n{s}");
+    assert_eq!(tmux.pane_var("alternate_on"), "1");
+    assert_eq!(tmux.pane_var("cursor_flag"), "0");
+
+    tmux.key("s");
+    tmux.wait_screen("the sort label to change", |s| {
+        s.contains("sort: opens") && !s.contains("sort: last_access")
+    });
+    tmux.key("s");
+    tmux.wait_screen("the next sort label", |s| s.contains("sort: faults"));
+
+    tmux.key("q");
+    let s = tmux.wait_screen("top to exit and the shell to come back", |s| {
+        s.contains("TOP-EXIT=0") && s.trim_end().ends_with("READY$")
+    });
+    assert!(!s.contains("FUSE requests"), "screen not restored:\n{s}");
+    assert_eq!(tmux.pane_var("alternate_on"), "0");
+    assert_eq!(tmux.pane_var("cursor_flag"), "1");
+    assert_eq!(tmux.pane_var("pane_current_command"), "bash");
+
+    // A daemon that is not there: the reason is shown and polling goes on until q.
+    let port = dead_port();
+    tmux.type_line(&format!(
+        "clear; {TRACE} top --addr 127.0.0.1:{port} --interval 200ms; echo TOP-EXIT=$?"
+    ));
+    tmux.wait_screen("the unreachable message", |s| {
+        s.contains(&format!(
+            "daemon unreachable: 127.0.0.1:{port}: connection refused (retrying every 0.2s)"
+        ))
+    });
+    tmux.key("q");
+    tmux.wait_screen("top to exit again", |s| {
+        s.contains("TOP-EXIT=0") && s.trim_end().ends_with("READY$")
+    });
+    assert_eq!(tmux.pane_var("alternate_on"), "0");
+}
+
+#[test]
+fn top_once_against_a_dead_daemon_exits_1() {
+    let port = dead_port();
+    let out = Command::new(TRACE)
+        .args(["top", "--once", "--interval", "0s", "--width", "120"])
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines().next(),
+        Some(
+            format!(
+                " famfs-trace top   daemon 127.0.0.1:{port}  daemon unreachable: 127.0.0.1:{port}: connection refused (retrying every 0.0s)"
+            )
+            .as_str()
+        )
+    );
+}
+
+/// A squashfuse mount with two files read three times each; the daemon traces only its connection.
+/// Returns when the kernel has seen every OPEN and RELEASE (RELEASE is sent asynchronously).
+fn traced_mount(t: &str) -> Option<(SquashMount, Daemon)> {
+    let files = [("a", pattern(100, 1)), ("d/b", pattern(5000, 2))];
+    let sq = SquashMount::new(t, &files)?;
+    let daemon = Daemon::start(&["--connection", &sq.conn.to_string()]);
+    for _ in 0..3 {
+        for (name, body) in &files {
+            assert_eq!(&fs::read(sq.mnt.join(name)).unwrap(), body);
+        }
+    }
+    let c = sq.conn.to_string();
+    let settled = wait_for(DEADLINE, || {
+        let m = daemon.metrics();
+        let n = |op| {
+            metric(
+                &m,
+                "famfs_fuse_requests_total",
+                &[("connection", &c), ("opcode", op)],
+            )
+        };
+        (n("OPEN") == Some(6.0) && n("RELEASE") == Some(6.0)).then_some(())
+    });
+    assert!(settled.is_some(), "OPEN/RELEASE counts did not reach 6");
+    Some((sq, daemon))
+}
+
+#[test]
+fn collector_parses_real_daemon_text() {
+    let t = "collector_parses_real_daemon_text";
+    if !require_root(t) {
+        return;
+    }
+    let Some((sq, daemon)) = traced_mount(t) else {
+        return;
+    };
+    let c = sq.conn.to_string();
+    let text = daemon.metrics();
+    let m = collector::parse_metrics(&text).expect("parse real /metrics");
+    let ours: Vec<_> = m
+        .opcodes
+        .iter()
+        .filter(|o| o.connection == sq.conn)
+        .collect();
+    assert!(ours.len() >= 4, "{ours:?}");
+    for o in &ours {
+        let l = [("connection", c.as_str()), ("opcode", o.opcode.as_str())];
+        let get = |name: &str| metric(&text, name, &l).unwrap_or_else(|| panic!("{name} {l:?}"));
+        assert_eq!(
+            o.requests as f64,
+            get("famfs_fuse_requests_total"),
+            "{}",
+            o.opcode
+        );
+        assert_eq!(o.errors as f64, get("famfs_fuse_request_errors_total"));
+        assert_eq!(
+            o.latency.count as f64,
+            get("famfs_fuse_request_duration_seconds_count")
+        );
+        assert_eq!(
+            o.latency.sum,
+            get("famfs_fuse_request_duration_seconds_sum")
+        );
+        // Every finite bucket of the text, in order (39 of the kernel's 40 log2 slots).
+        assert_eq!(o.latency.bounds.len(), 39);
+        for (b, cum) in o.latency.bounds.iter().zip(&o.latency.cumulative) {
+            // The bucket line whose le parses to this bound (an independent, minimal reading).
+            let want: f64 = text
+                .lines()
+                .filter(|line| {
+                    line.starts_with("famfs_fuse_request_duration_seconds_bucket{")
+                        && line.contains(&format!("connection=\"{c}\""))
+                        && line.contains(&format!("opcode=\"{}\"", o.opcode))
+                })
+                .find_map(|line| {
+                    let le_txt = line.split("le=\"").nth(1)?.split('"').next()?;
+                    if le_txt.parse::<f64>().ok()? != *b {
+                        return None;
+                    }
+                    line.rsplit(' ').next()?.parse().ok()
+                })
+                .unwrap_or_else(|| panic!("bucket le={b} of {}", o.opcode));
+            assert_eq!(*cum as f64, want, "{} le={b}", o.opcode);
+        }
+        assert!(o.latency.quantile(0.5).is_some());
+    }
+    let open = ours.iter().find(|o| o.opcode == "OPEN").unwrap();
+    assert_eq!((open.requests, open.latency.count), (6, 6));
+
+    // Probes: the JSON table agrees with famfs_probe_attached.
+    let (code, pj) = daemon.get("/api/v1/probes");
+    assert_eq!(code, 200);
+    let probes = collector::parse_probes(&pj).expect("parse real /api/v1/probes");
+    assert!(!probes.is_empty());
+    for p in &probes {
+        let v = metric(
+            &text,
+            "famfs_probe_attached",
+            &[("probe", p.program.as_str()), ("target", p.target.as_str())],
+        );
+        assert_eq!(
+            v,
+            Some(if p.attached() { 1.0 } else { 0.0 }),
+            "{}",
+            p.program
+        );
+        assert_eq!(p.reason.is_some(), !p.attached(), "{}", p.program);
+    }
+
+    // The whole snapshot over HTTP.
+    let q = FilesQuery {
+        sort: "opens",
+        filter: String::new(),
+        limit: 10,
+    };
+    let s = collector::fetch_snapshot(daemon.addr, &q, Duration::from_secs(10)).unwrap();
+    assert_eq!(s.probes, probes);
+    let open = s
+        .opcodes
+        .iter()
+        .find(|o| o.connection == sq.conn && o.opcode == "OPEN")
+        .unwrap();
+    assert_eq!(open.requests, 6);
+
+    // `top --once` shows the same row: OPEN on our connection, 6 requests, no errors.
+    let out = Command::new(TRACE)
+        .args(["top", "--once", "--interval", "0s", "--width", "120"])
+        .args(["--addr", &daemon.addr.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let frame = String::from_utf8(out.stdout).unwrap();
+    let row: Vec<&str> = frame
+        .lines()
+        .find(|l| l.starts_with("│OPEN "))
+        .unwrap_or_else(|| panic!("no OPEN row:\n{frame}"))
+        .trim_matches('│')
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..5], ["OPEN", c.as_str(), "-", "6", "0"], "{frame}");
+    assert!(frame.contains("probes "), "{frame}");
+}
+
+fn trace(args: &[&str]) -> Output {
+    Command::new(TRACE)
+        .args(args)
+        .output()
+        .expect("famfs-trace")
+}
+
+fn edit(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+    f(&mut v);
+    fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn snapshot_and_diff_end_to_end() {
+    let t = "snapshot_and_diff_end_to_end";
+    if !require_root(t) {
+        return;
+    }
+    let Some((sq, daemon)) = traced_mount(t) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let before = dir.path().join("before.json");
+    let after = dir.path().join("after.json");
+    let addr = daemon.addr.to_string();
+    for p in [&before, &after] {
+        let out = trace(&["snapshot", "--addr", &addr, "-o", p.to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("famfs-trace: snapshot of {addr}: 0 files")),
+            "{err}"
+        );
+    }
+    let s: Snapshot = serde_json::from_str(&fs::read_to_string(&before).unwrap()).unwrap();
+    assert_eq!(s.format, "famfs-trace-snapshot/1");
+    assert_eq!(s.daemon, addr);
+    assert!(s.taken_unix_seconds > 1.6e9);
+    let open = s
+        .opcodes
+        .iter()
+        .find(|o| o.connection == sq.conn && o.opcode == "OPEN")
+        .unwrap();
+    assert_eq!(open.requests, 6);
+    // Only our connection is traced, so every opcode row is ours.
+    assert!(s.opcodes.iter().all(|o| o.connection == sq.conn));
+
+    // Identical workload state: no regression.
+    let out = trace(&["diff", before.to_str().unwrap(), after.to_str().unwrap()]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let n = famfs_daemon::regress::compare(&s, &s, 0.1).changes.len();
+    assert!(n >= 4 * 4 + 2, "{n}");
+    assert_eq!(
+        stdout,
+        format!("no regression above 10% ({n} values compared)\n")
+    );
+
+    // Constructed regression: every 2 MiB fault now falls back to 4 KiB pages.
+    edit(&before, |v| v["faults"]["pmd"]["ok"] = 100.into());
+    edit(&after, |v| v["faults"]["pmd"]["fallback"] = 100.into());
+    let out = trace(&["diff", before.to_str().unwrap(), after.to_str().unwrap()]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let lines: Vec<String> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert!(
+        lines.contains(&"dax PMD fallback ratio 0.0% 100.0% +100.0pt REGRESSION".to_string()),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some(format!("1 regression above 10% ({} values compared)", n + 1).as_str())
+    );
+    // A higher threshold does not change a +100 point jump.
+    let out = trace(&[
+        "diff",
+        "--threshold",
+        "50%",
+        before.to_str().unwrap(),
+        after.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // Not a snapshot: exit 2 naming the file.
+    let bad = dir.path().join("bad.json");
+    fs::write(&bad, "{\"format\": \"something-else\"}").unwrap();
+    let out = trace(&["diff", bad.to_str().unwrap(), after.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.json: format \"something-else\""), "{err}");
+}
