@@ -433,8 +433,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         served = Some(s);
     }
 
+    let mut metrics = Metrics::new(probes.clone(), files.clone());
+    if let Some(s) = &served {
+        let famfs_ops = s
+            .session
+            .negotiated()
+            .and_then(|n| n.get_fmap_opcode().zip(n.get_daxdev_opcode()));
+        metrics.add_server(s.session.stats().clone(), famfs_ops);
+    }
     let views = Arc::new(DaemonViews {
-        metrics: Metrics::new(probes.clone(), files.clone()),
+        metrics,
         probes: probes.clone(),
         files,
         session_ended: served.as_ref().map(|s| s.ended.clone()),
