@@ -438,10 +438,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
 
     let mut metrics = Metrics::new(probes.clone(), files.clone());
-    if let Some(s) = &served
-        && let Some(n) = s.session.negotiated()
-    {
-        let famfs_ops = n.get_fmap_opcode().zip(n.get_daxdev_opcode());
+    if let Some(s) = &served {
+        let famfs_ops = s
+            .session
+            .negotiated()
+            .and_then(|n| n.get_fmap_opcode().zip(n.get_daxdev_opcode()));
         metrics.add_server(s.session.stats().clone(), famfs_ops);
     }
     let views = Arc::new(DaemonViews {

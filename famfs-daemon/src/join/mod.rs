@@ -67,6 +67,9 @@ pub struct FileStats {
     pub open_lat_count: u64,
     pub get_fmap: u64,
     pub get_fmap_retries: u64,
+    /// GET_FMAP requests answered with an error (e.g. V3's EINVAL for a map that does not fit; the
+    /// kernel then fails the open).
+    pub get_fmap_errors: u64,
     pub reads: u64,
     pub read_bytes: u64,
     pub writes: u64,
@@ -93,6 +96,7 @@ impl FileStats {
             open_lat_count: 0,
             get_fmap: 0,
             get_fmap_retries: 0,
+            get_fmap_errors: 0,
             reads: 0,
             read_bytes: 0,
             writes: 0,
@@ -254,7 +258,9 @@ impl Join {
                 f.get_fmap += 1;
                 if r.retry {
                     f.get_fmap_retries += 1;
-                } else if r.error == 0 && r.fmap_bytes > 0 {
+                } else if r.error != 0 {
+                    f.get_fmap_errors += 1;
+                } else if r.fmap_bytes > 0 {
                     f.info.fmap_bytes = r.fmap_bytes;
                     f.info.fmap_extents = r.fmap_extents;
                 }

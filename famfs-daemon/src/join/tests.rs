@@ -99,8 +99,16 @@ fn fmap_retries_sizes_and_io_are_per_file() {
     let mut r = rec(26, 16, 4);
     r.io_bytes = 10;
     j.ingest_server(&r, &c);
+    // An error reply (V3's EINVAL: no retry) counts as an error and leaves the map's size alone.
+    let mut r = rec(28, 54, 3);
+    r.error = -libc::EINVAL;
+    r.reply_bytes = 16;
+    j.ingest_server(&r, &c);
     let b = j.file(3).unwrap();
-    assert_eq!((b.get_fmap, b.get_fmap_retries), (2, 1));
+    assert_eq!(
+        (b.get_fmap, b.get_fmap_retries, b.get_fmap_errors),
+        (3, 1, 1)
+    );
     assert_eq!((b.info.fmap_bytes, b.info.fmap_extents), (824, 32));
     assert_eq!((b.reads, b.read_bytes), (1, 4096));
     let c4 = j.file(4).unwrap();

@@ -39,6 +39,7 @@ struct Row {
     open_sum_ns: u64,
     get_fmap: u64,
     retries: u64,
+    fmap_errors: u64,
     fmap_bytes: u64,
     extents: u64,
     size: u64,
@@ -63,6 +64,7 @@ impl Row {
             open_sum_ns: 0,
             get_fmap: 0,
             retries: 0,
+            fmap_errors: 0,
             fmap_bytes: 0,
             extents: 0,
             size: 0,
@@ -87,6 +89,7 @@ impl Row {
         self.open_sum_ns += f.open_lat_sum_ns;
         self.get_fmap += f.get_fmap;
         self.retries += f.get_fmap_retries;
+        self.fmap_errors += f.get_fmap_errors;
         self.fmap_bytes += u64::from(f.info.fmap_bytes);
         self.extents += u64::from(f.info.fmap_extents);
         self.size += f.info.size;
@@ -186,6 +189,12 @@ pub fn encode(
         "GET_FMAP requests per file whose kernel buffer was too small (needed-size reply, then a retry)",
         None,
         retries
+    );
+    counter!(
+        "file_get_fmap_errors",
+        "GET_FMAP requests per file answered with an error (a famfs kernel then fails the open)",
+        None,
+        fmap_errors
     );
     gauge!(
         "file_fmap",
