@@ -447,7 +447,7 @@ impl Image {
     }
 
     /// Create a file of `size` bytes (mode `& 0777`, flags ALL_HOSTS_RW), placed by the simple or the
-    /// striped allocator. Returns its inode id.
+    /// striped allocator (a file no larger than one chunk is placed simple). Returns its inode id.
     pub fn creat(
         &mut self,
         path: &str,
@@ -461,9 +461,16 @@ impl Image {
         let _lock = self.prepare_append()?;
         self.check_new_name(path, p)?;
         let data_start = self.geo.data_start();
+        // A file no larger than one chunk gains nothing from striping: like the reference CLI, place it
+        // as a simple file instead of reserving `nstrips` chunks for it.
+        if let Some(s) = &stripe {
+            s.check()?;
+        }
         let fmap = match stripe {
-            None => Fmap::Simple(alloc_simple(self.ns.bitmap(), data_start, size)?),
-            Some(s) => alloc_striped(self.ns.bitmap(), data_start, size, &s)?,
+            Some(s) if size > s.chunk_size => {
+                alloc_striped(self.ns.bitmap(), data_start, size, &s)?
+            }
+            _ => Fmap::Simple(alloc_simple(self.ns.bitmap(), data_start, size)?),
         };
         self.append_file(p, size, mode, uid, gid, &fmap)
     }

@@ -1562,3 +1562,43 @@ fn image_types_are_send_and_sync() {
     check::<Namespace>();
     check::<Store>();
 }
+
+#[test]
+fn a_file_no_larger_than_one_chunk_is_placed_simple_even_when_striping_is_asked() {
+    let mut img = mem_image(8 << 30, 48);
+    let stripe = StripeSpec {
+        nstrips: 3,
+        nbuckets: 8,
+        chunk_size: 4 * MIB,
+    };
+    // 3 MiB ≤ one 4 MiB chunk: one simple 4 MiB run, not 3 strips of 4 MiB.
+    let small = img
+        .creat("small", 3 * MIB, 0o644, 0, 0, Some(stripe))
+        .unwrap();
+    match img.namespace().get(small).unwrap().fmap().unwrap() {
+        Fmap::Simple(e) => {
+            assert_eq!(e.len(), 1);
+            assert_eq!(e[0].len, 4 * MIB);
+        }
+        other => panic!("expected a simple fmap, got {other:?}"),
+    }
+    // Exactly one chunk is still simple; one byte more is striped over 3 strips of one chunk each.
+    let one = img
+        .creat("one", 4 * MIB, 0o644, 0, 0, Some(stripe))
+        .unwrap();
+    assert!(matches!(
+        img.namespace().get(one).unwrap().fmap().unwrap(),
+        Fmap::Simple(_)
+    ));
+    let big = img
+        .creat("big", 4 * MIB + 1, 0o644, 0, 0, Some(stripe))
+        .unwrap();
+    match img.namespace().get(big).unwrap().fmap().unwrap() {
+        Fmap::Interleaved { chunk_size, strips } => {
+            assert_eq!(*chunk_size, 4 * MIB);
+            assert_eq!(strips.len(), 3);
+            assert!(strips.iter().all(|s| s.len == 4 * MIB));
+        }
+        other => panic!("expected an interleaved fmap, got {other:?}"),
+    }
+}
