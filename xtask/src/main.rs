@@ -39,6 +39,8 @@ fn main() -> ExitCode {
             o if o.failed > 0 => bail!("vm-test: {} check(s) failed", o.failed),
             _ => Ok(()),
         }),
+        // The guest half of the VM lane: run inside the qemu guest by its /init, never on the host.
+        Some("vm-guest") => vm::guest(&args[1..]),
         _ => {
             eprintln!("usage: cargo xtask <setup | test | demo [ARGS...] | vm-test>");
             return ExitCode::from(2);

@@ -8,7 +8,12 @@
 //! (newc cpio, built here) with busybox, the pmem/ext4 modules, `mke2fs`, `squashfuse` and a squashfs
 //! image, and this workspace's `famfs-trace` / `famfs-daemon` with the shared libraries `ldd` lists; boots
 //! it under `timeout` with `qemu -accel tcg -cpu max -smp 2`, `memmap=512M!1G` (pmem), `-no-reboot` and
-//! `panic=-1`; reads `RESULT`/`CHECK`/`METRIC` lines from the serial console and asserts exact counts.
+//! `panic=-1`; reads `RESULT`/`CHECK`/`METRIC`/`FMETRIC` lines from the serial console and asserts exact
+//! counts.
+//!
+//! Guest side: the shell `/init` below, and [`guest`] (`xtask vm-guest famfs`, this binary copied into
+//! the initramfs), which serves a famfs image with `famfs-daemon run` in the guest, runs a workload of
+//! known counts on the mount, and prints the daemon's per-file and join metrics for the host to assert.
 //!
 //! Owns only the lane; must not touch the host's packages, mounts or modules.
 
@@ -29,6 +34,29 @@ const FUSE_FILES: u64 = 5;
 /// Modules the guest loads (with their dependencies from modules.dep): legacy e820 pmem → /dev/pmem0,
 /// ext4, and crc32c (an ext4 soft dependency that modules.dep does not list).
 const MODULES: &[&str] = &["nd_e820", "nd_pmem", "crc32c_generic", "ext4"];
+
+/// The famfs server check: files `image cp`ed into a famfs image in the guest, as (path in the image,
+/// size, times opened and fully read with read(2)). Sizes are distinct and no multiple of the 4 KiB
+/// page (so every file ends in a short READ), open counts are distinct (so a request joined to the
+/// wrong file shows in its counts).
+const FAMFS_READ_FILES: [(&str, u64, u64); 4] = [
+    ("data/a", 1_000, 2),
+    ("data/b", 12_345, 3),
+    ("data/sub/c", 131_073, 4),
+    ("d", 1_048_577, 5),
+];
+/// The file the famfs check reads through a shared mapping: opened once (an open count no read file
+/// has), `MADV_RANDOM`, every page touched once in order.
+const FAMFS_MMAP_FILE: (&str, u64) = ("data/mapped", 300_003);
+const PAGE: u64 = 4096;
+
+/// Byte `j` of famfs check file number `k` (the read files in order, then the mapped file): the page
+/// number and the file number are mixed in, so a page served from the wrong offset or file differs.
+fn famfs_pattern(k: usize, size: u64) -> Vec<u8> {
+    (0..size)
+        .map(|j| ((j.wrapping_mul(31) ^ (j >> 12)) as u8).wrapping_add((k as u8).wrapping_mul(17)))
+        .collect()
+}
 
 /// Outcome of the lane, counted into `cargo xtask test`'s closing tally.
 #[derive(Debug, Default)]
@@ -110,6 +138,7 @@ pub fn run() -> Result<Outcome> {
         busybox: &busybox,
         famfs_trace: &bins.join("famfs-trace"),
         famfs_daemon: &bins.join("famfs-daemon"),
+        xtask: &std::env::current_exe().context("locating the xtask binary")?,
     })?;
     let prep = started.elapsed();
 
@@ -428,6 +457,8 @@ struct InitramfsInput<'a> {
     busybox: &'a Path,
     famfs_trace: &'a Path,
     famfs_daemon: &'a Path,
+    /// This binary: the guest runs `xtask vm-guest famfs` (see [`guest`]).
+    xtask: &'a Path,
 }
 
 fn build_initramfs(i: &InitramfsInput<'_>) -> Result<()> {
@@ -438,7 +469,16 @@ fn build_initramfs(i: &InitramfsInput<'_>) -> Result<()> {
     std::fs::create_dir_all(i.work).with_context(|| format!("creating {}", i.work.display()))?;
     let mut c = Cpio::default();
     for d in [
-        "proc", "sys", "dev", "tmp", "mnt/dax", "mnt/fuse", "etc", "root",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "mnt/dax",
+        "mnt/fuse",
+        "mnt/famfs",
+        "famfs",
+        "etc",
+        "root",
     ] {
         c.dir(d);
     }
@@ -491,6 +531,7 @@ fn build_initramfs(i: &InitramfsInput<'_>) -> Result<()> {
         ("bin/squashfuse", squashfuse.as_path(), false),
         ("bin/famfs-trace", i.famfs_trace, true),
         ("bin/famfs-daemon", i.famfs_daemon, true),
+        ("bin/xtask", i.xtask, true),
     ] {
         let data = if strip {
             stripped(host, i.work)?
@@ -536,8 +577,9 @@ fn build_initramfs(i: &InitramfsInput<'_>) -> Result<()> {
 }
 
 /// The guest's /init. Prints `VM ...` progress, the checks' `RESULT`/`CHECK` lines, `VMTEST EXIT <check>
-/// <rc>` per check, `PROBE ...` (the probe table) and `METRIC ...` (the daemon's /metrics), then powers
-/// off. Waits are bounded polls on real state.
+/// <rc>` per check, `PROBE ...` (the probe table), `METRIC ...` (the first daemon's /metrics) and, from
+/// `xtask vm-guest famfs`, `FMETRIC ...` (the famfs-serving daemon's /metrics), then powers off. Waits
+/// are bounded polls on real state.
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin RUST_LOG=warn
@@ -595,6 +637,10 @@ else
 fi
 kill $DPID; wait $DPID; echo "VMTEST EXIT daemon $?"
 grep -i -e warn -e error -e panick /tmp/daemon.err | sed 's/^/VM daemon-stderr /' | head -20
+echo "VM timing daemon-stopped end=$(up)"
+
+# Our own famfs FUSE server with its probes on this kernel (see `guest` in vm.rs).
+run famfs xtask vm-guest famfs
 umount /mnt/fuse
 echo "VM done"
 poweroff -f
@@ -693,10 +739,17 @@ fn results(console: &str) -> BTreeMap<(String, String), Fields> {
     out
 }
 
-/// The value of metric `name` whose labels include every `(k, v)`.
+/// The value of metric `name` (from the first daemon's `METRIC` lines) whose labels include every
+/// `(k, v)`.
 fn metric(console: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metric_at(console, "METRIC ", name, labels)
+}
+
+/// The value of metric `name` on console lines starting with `prefix` whose labels include every
+/// `(k, v)`; the first such line counts.
+fn metric_at(console: &str, prefix: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     for line in console.lines() {
-        let Some(rest) = line.strip_prefix("METRIC ") else {
+        let Some(rest) = line.strip_prefix(prefix) else {
             continue;
         };
         let Some(rest) = rest.strip_prefix(name) else {
@@ -707,6 +760,8 @@ fn metric(console: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
                 Some(x) => x,
                 None => continue,
             },
+            // Another family whose name starts with `name` (`name_count`, ...).
+            None if !rest.starts_with(' ') => continue,
             None => ("", rest),
         };
         if labels
@@ -1077,6 +1132,12 @@ fn evaluate(console: &str, kver: &str) -> Outcome {
     }
     checks.push(("daemon_metrics_exact", d));
 
+    // Our own famfs FUSE server in the guest (`xtask vm-guest famfs`), with its probes, on 6.12, whose
+    // fuse_request_send reports unique 0: the probes pair sends and ends by request address (kernel
+    // BTF), so every OPEN's kernel latency reaches the join and is attributed to its file.
+    checks.push(("famfs_server_join_exact", famfs_checks(console, &res)));
+    checks.push(("famfs_server_sigterm_unmounts", famfs_stop_checks(&res)));
+
     let mut out = Outcome::default();
     for (name, problems) in checks {
         if problems.is_empty() {
@@ -1091,6 +1152,650 @@ fn evaluate(console: &str, kver: &str) -> Outcome {
         }
     }
     out
+}
+
+/// Compare `FMETRIC` sample `name{labels}` (the famfs-serving daemon's /metrics) with `want`.
+fn famfs_metric(
+    v: &mut Vec<String>,
+    console: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    want: f64,
+) {
+    match metric_at(console, "FMETRIC ", name, labels) {
+        Some(got) if got == want => {}
+        got => v.push(format!(
+            "famfs: {name}{labels:?} = {got:?}, expected {want}"
+        )),
+    }
+}
+
+/// The famfs server check's exact values, derived from [`FAMFS_READ_FILES`] and [`FAMFS_MMAP_FILE`].
+fn famfs_checks(console: &str, res: &BTreeMap<(String, String), Fields>) -> Vec<String> {
+    let mut v = exited_ok(console, "famfs");
+    let (mpath, msize) = FAMFS_MMAP_FILE;
+    let pages = msize.div_ceil(PAGE);
+    // Every read file n times, plus the one open of the mapped file.
+    let opens = FAMFS_READ_FILES.iter().map(|f| f.2).sum::<u64>() + 1;
+    let read_bytes: u64 = FAMFS_READ_FILES.iter().map(|f| f.1 * f.2).sum();
+    v.extend(exact(
+        res,
+        "famfs",
+        "workload",
+        &[
+            ("opens", opens.to_string()),
+            ("read_bytes", read_bytes.to_string()),
+            ("mismatches", "0".into()),
+            ("mmap_pages", pages.to_string()),
+            ("mmap_bytes", msize.to_string()),
+            ("mmap_mismatches", "0".into()),
+        ],
+    ));
+    let ready = res.get(&("famfs".to_string(), "ready".to_string()));
+    let Some((conn, uuid)) =
+        ready.and_then(|f| Some((f.get("connection")?.as_str(), f.get("fs_uuid")?.as_str())))
+    else {
+        v.push("no `RESULT famfs ready` line with connection= and fs_uuid=".into());
+        return v;
+    };
+    // The ready line's connection is the mount's device minor, and the mount is ours.
+    v.extend(exact(
+        res,
+        "famfs",
+        "ready",
+        &[("mountinfo_connection", conn), ("fstype", "fuse.famfs")],
+    ));
+    // The guest scraped once the join had taken in every server record and a kernel event per open.
+    v.extend(exact(res, "famfs", "scrape", &[("settled", "1")]));
+
+    // Per file. The server answers OPEN without KEEP_CACHE, so each open drops the file's page cache
+    // and each full read READs the whole file again: read bytes are exactly size × opens, with no page
+    // cache faults (read(2) does not fault). The mapped file is opened once and, with MADV_RANDOM (no
+    // readahead, and fault-around only maps pages already cached), each touched page takes exactly
+    // one page-cache fault and one READ of that page: `pages` of each, `size` bytes.
+    let mut file_reads = 0.0;
+    let files = FAMFS_READ_FILES
+        .iter()
+        .map(|&(p, s, n)| (p, s, n, false))
+        .chain([(mpath, msize, 1, true)]);
+    for (path, size, n, mapped) in files {
+        let p = format!("/{path}");
+        let l = [("fs_uuid", uuid), ("path", p.as_str())];
+        for (name, want) in [
+            ("famfs_file_opens_total", n as f64),
+            ("famfs_file_open_errors_total", 0.0),
+            // The kernel-observed latency, joined per file despite the unique-0 sends.
+            ("famfs_file_open_duration_seconds_count", n as f64),
+            ("famfs_file_size_bytes", size as f64),
+            ("famfs_file_read_bytes_total", (size * n) as f64),
+            ("famfs_file_written_bytes_total", 0.0),
+            (
+                "famfs_file_page_cache_faults_total",
+                if mapped { pages as f64 } else { 0.0 },
+            ),
+        ] {
+            famfs_metric(&mut v, console, name, &l, want);
+        }
+        if mapped {
+            famfs_metric(&mut v, console, "famfs_file_reads_total", &l, pages as f64);
+        }
+        file_reads += metric_at(console, "FMETRIC ", "famfs_file_reads_total", &l).unwrap_or(0.0);
+    }
+    famfs_metric(
+        &mut v,
+        console,
+        "famfs_file_series_folded",
+        &[("fs_uuid", uuid)],
+        0.0,
+    );
+
+    // The kernel's view of the connection (probes), the server's own, and the join between them.
+    let open = [("connection", conn), ("opcode", "OPEN")];
+    let o = opens as f64;
+    famfs_metric(&mut v, console, "famfs_fuse_requests_total", &open, o);
+    famfs_metric(
+        &mut v,
+        console,
+        "famfs_fuse_request_duration_seconds_count",
+        &open,
+        o,
+    );
+    famfs_metric(
+        &mut v,
+        console,
+        "famfs_fuse_request_errors_total",
+        &open,
+        0.0,
+    );
+    famfs_metric(
+        &mut v,
+        console,
+        "famfs_server_requests_total",
+        &[("opcode", "OPEN")],
+        o,
+    );
+    // Every READ the kernel queued was answered by the server and attributed to a file.
+    let read = [("connection", conn), ("opcode", "READ")];
+    let k_reads = metric_at(console, "FMETRIC ", "famfs_fuse_requests_total", &read);
+    let s_reads = metric_at(
+        console,
+        "FMETRIC ",
+        "famfs_server_requests_total",
+        &[("opcode", "READ")],
+    );
+    if k_reads.is_none() || k_reads != s_reads || k_reads != Some(file_reads) {
+        v.push(format!(
+            "famfs: READs: kernel {k_reads:?}, server {s_reads:?}, per-file sum {file_reads}: expected all equal"
+        ));
+    }
+    // Every request the kernel queued on the connection, opcode by opcode, is one the server answered,
+    // and each answer was handed to the join as one record. The exception is INIT: mount(2) queues it
+    // before the daemon knows its connection number, so the probes, filtered to the daemon's own
+    // connection, never count it (it is the `filtered` send and end).
+    let served = opcode_samples(console, "FMETRIC famfs_server_requests_total{");
+    let answered: f64 = served.iter().map(|(_, n)| n).sum();
+    if served.iter().all(|(op, _)| op != "OPEN") {
+        v.push("famfs: no famfs_server_requests_total samples".into());
+    }
+    for (op, n) in &served {
+        let l = [("connection", conn), ("opcode", op.as_str())];
+        let k = metric_at(console, "FMETRIC ", "famfs_fuse_requests_total", &l);
+        let want = if op == "INIT" { None } else { Some(*n) };
+        if k != want {
+            v.push(format!(
+                "famfs: {op}: the kernel queued {k:?}, the server answered {n}, expected {want:?}"
+            ));
+        }
+    }
+    let kernel_total: f64 = opcode_samples(
+        console,
+        &format!("FMETRIC famfs_fuse_requests_total{{connection=\"{conn}\","),
+    )
+    .iter()
+    .map(|(_, n)| n)
+    .sum();
+    if kernel_total + 1.0 != answered {
+        v.push(format!(
+            "famfs: the kernel queued {kernel_total} requests, the server answered {answered}: expected \
+             one more (INIT)"
+        ));
+    }
+    famfs_metric(
+        &mut v,
+        console,
+        "famfs_server_records_total",
+        &[("outcome", "sent")],
+        answered,
+    );
+    // One kernel OPEN completion per open reaches the join and matches its server record; the
+    // latency is the kernel's own (server_timed 0: the send was paired in the kernel by address).
+    for (outcome, want) in [
+        ("kernel_event", o),
+        ("matched", o),
+        ("server_timed", 0.0),
+        ("unmatched_server", 0.0),
+        ("unmatched_kernel", 0.0),
+        ("late", 0.0),
+        ("foreign", 0.0),
+        ("stale_record", 0.0),
+        ("non_file", 0.0),
+    ] {
+        famfs_metric(
+            &mut v,
+            console,
+            "famfs_join_events_total",
+            &[("outcome", outcome)],
+            want,
+        );
+    }
+    let sent = metric_at(
+        console,
+        "FMETRIC ",
+        "famfs_server_records_total",
+        &[("outcome", "sent")],
+    );
+    let joined = metric_at(
+        console,
+        "FMETRIC ",
+        "famfs_join_events_total",
+        &[("outcome", "server_record")],
+    );
+    if sent.is_none_or(|s| s < o) || sent != joined {
+        v.push(format!(
+            "famfs: server records sent {sent:?}, taken in by the join {joined:?}: expected equal and at least {opens}"
+        ));
+    }
+    famfs_metric(
+        &mut v,
+        console,
+        "famfs_server_records_total",
+        &[("outcome", "dropped")],
+        0.0,
+    );
+    // The quirk is there (every send reports unique 0) and did not hurt: no unmatched end, no drop.
+    let ev = |e: &str| {
+        metric_at(
+            console,
+            "FMETRIC ",
+            "famfs_probe_events_total",
+            &[("event", e)],
+        )
+    };
+    if ev("send").is_none_or(|s| s < o) || ev("send") != ev("send_unique_zero") {
+        v.push(format!(
+            "famfs: probe sends {:?}, with unique 0 {:?}: the 6.12 quirk was expected on every send",
+            ev("send"),
+            ev("send_unique_zero")
+        ));
+    }
+    for e in ["unmatched_end", "ringbuf_drop", "inflight_full"] {
+        famfs_metric(
+            &mut v,
+            console,
+            "famfs_probe_events_total",
+            &[("event", e)],
+            0.0,
+        );
+    }
+    famfs_metric(
+        &mut v,
+        console,
+        "famfs_probe_attached",
+        &[("probe", "fuse_request_send"), ("kind", "raw_tracepoint")],
+        1.0,
+    );
+    v
+}
+
+/// `(opcode, value)` of every console line `<prefix>...opcode="X"...} value`, e.g. the per-opcode
+/// samples of one family (and connection).
+fn opcode_samples(console: &str, prefix: &str) -> Vec<(String, f64)> {
+    console
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(prefix)?;
+            let (labels, value) = rest.split_once("} ")?;
+            let op = labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("opcode=\""))?
+                .trim_end_matches('"');
+            Some((op.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// SIGTERM: the daemon unmounts (its closing line), exits 0, and the mount is gone.
+fn famfs_stop_checks(res: &BTreeMap<(String, String), Fields>) -> Vec<String> {
+    exact(
+        res,
+        "famfs",
+        "stop",
+        &[
+            ("exit", "0"),
+            ("mounted_after", "0"),
+            ("stopped_line", "1"),
+            ("stderr_panics", "0"),
+        ],
+    )
+}
+
+/// `xtask vm-guest <check>`: the guest half of a check, run by the guest's /init (never on the host).
+pub fn guest(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("famfs") => famfs_guest::run(),
+        other => bail!("vm-guest: unknown check {other:?} (known: famfs)"),
+    }
+}
+
+/// The famfs server check inside the guest: an image made and filled with the image CLI on a tmpfs,
+/// served by `famfs-daemon run` with its probes, a workload of known counts on the mount, the daemon's
+/// metrics once its join has taken in everything, then SIGTERM and the mount gone.
+mod famfs_guest {
+    use std::{
+        fs::File,
+        io::Read,
+        os::fd::AsRawFd,
+        process::Child,
+        sync::mpsc::{self, RecvTimeoutError},
+    };
+
+    use super::*;
+
+    const DIR: &str = "/famfs";
+    const IMAGE: &str = "/famfs/famfs.img";
+    const MNT: &str = "/mnt/famfs";
+    const DAEMON: &str = "/bin/famfs-daemon";
+    const STDERR: &str = "/famfs/daemon.err";
+    /// mkfs records this host as the image's master here; `cp` and `run` read it back.
+    const UUID_ENV: (&str, &str) = ("FAMFS_SYSTEM_UUID_PATH", "/famfs/system_uuid");
+    /// Deadlines for real state (the guest is an emulated CPU running debug builds).
+    const READY_TIMEOUT: Duration = Duration::from_secs(60);
+    const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+    const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Metric families printed for the host (histogram buckets and `_created` left out).
+    const FAMILIES: &[&str] = &[
+        "famfs_file_",
+        "famfs_join_events_total",
+        "famfs_fuse_requests_total",
+        "famfs_fuse_request_errors_total",
+        "famfs_fuse_request_duration_seconds_count",
+        "famfs_server_",
+        "famfs_probe_events_total",
+        "famfs_probe_attached{probe=\"fuse_request",
+    ];
+
+    /// The running daemon; dropping it stops it (SIGTERM, then SIGKILL past the deadline).
+    struct Daemon {
+        child: Child,
+        stopped: bool,
+    }
+
+    impl Daemon {
+        /// SIGTERM and wait (bounded) for the exit; `Ok(None)` when it had to be killed.
+        fn stop(&mut self) -> Result<Option<i32>> {
+            self.stopped = true;
+            let pid = libc::pid_t::try_from(self.child.id()).context("daemon pid")?;
+            // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
+            if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+                bail!(
+                    "SIGTERM to famfs-daemon: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            let end = Instant::now() + STOP_TIMEOUT;
+            loop {
+                if let Some(st) = self.child.try_wait().context("waiting for famfs-daemon")? {
+                    return Ok(Some(st.code().unwrap_or(-1)));
+                }
+                if Instant::now() >= end {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Ok(None);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            if !self.stopped {
+                let _ = self.stop();
+            }
+        }
+    }
+
+    fn cli(what: &str, args: &[&str]) -> Result<()> {
+        output(
+            what,
+            Command::new(DAEMON).args(args).env(UUID_ENV.0, UUID_ENV.1),
+        )
+        .map(|_| ())
+    }
+
+    /// `value` of `key=value` in a whitespace-separated line.
+    fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    /// (connection, fstype) of the mount at `mnt` in /proc/self/mountinfo, if mounted.
+    fn mountinfo(mnt: &str) -> Result<Option<(String, String)>> {
+        let text =
+            std::fs::read_to_string("/proc/self/mountinfo").context("/proc/self/mountinfo")?;
+        Ok(text.lines().find_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w.get(4) != Some(&mnt) {
+                return None;
+            }
+            let minor = w.get(2)?.split_once(':')?.1.to_string();
+            let dash = w.iter().position(|x| *x == "-")?;
+            Some((minor, w.get(dash + 1)?.to_string()))
+        }))
+    }
+
+    fn scrape(addr: &str) -> Result<String> {
+        output(
+            "wget /metrics",
+            Command::new("wget").args(["-q", "-O", "-", &format!("http://{addr}/metrics")]),
+        )
+    }
+
+    /// The first sample of `name` with exactly the label text `labels` (`""` for none).
+    fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+        let want = if labels.is_empty() {
+            format!("{name} ")
+        } else {
+            format!("{name}{{{labels}}} ")
+        };
+        text.lines()
+            .find_map(|l| l.strip_prefix(&want)?.trim().parse().ok())
+    }
+
+    /// Read every page of `f` (`size` bytes) through a shared read-only mapping with `MADV_RANDOM`,
+    /// touching the pages once each in order: one page-cache fault and one READ of that page per page.
+    /// Returns the bytes seen.
+    fn mmap_read(f: &File, size: u64) -> Result<Vec<u8>> {
+        let len = usize::try_from(size).context("mapping length")?;
+        // SAFETY: a fresh read-only shared mapping of an open file; nothing else refers to it.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            bail!("mmap: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: advice on the mapping made above, of its exact length.
+        let adv = unsafe { libc::madvise(p, len, libc::MADV_RANDOM) };
+        let res = if adv != 0 {
+            Err(anyhow::anyhow!(
+                "madvise(MADV_RANDOM): {}",
+                std::io::Error::last_os_error()
+            ))
+        } else {
+            let base = p.cast::<u8>();
+            let mut out = vec![0u8; len];
+            for off in (0..len).step_by(PAGE as usize) {
+                let end = (off + PAGE as usize).min(len);
+                for (j, b) in out[off..end].iter_mut().enumerate() {
+                    // SAFETY: off + j < len: inside the mapping, which is readable up to the file's
+                    // end (the file is `size` bytes, fixed by famfs).
+                    *b = unsafe { std::ptr::read_volatile(base.add(off + j)) };
+                }
+            }
+            Ok(out)
+        };
+        // SAFETY: unmaps exactly the mapping made above; no reference into it outlives this call.
+        unsafe { libc::munmap(p, len) };
+        res
+    }
+
+    pub fn run() -> Result<()> {
+        let t0 = Instant::now();
+        std::fs::create_dir_all(DIR).with_context(|| format!("creating {DIR}"))?;
+        std::fs::create_dir_all(MNT).with_context(|| format!("creating {MNT}"))?;
+        output(
+            "mount tmpfs",
+            Command::new("mount").args(["-t", "tmpfs", "-o", "size=256m", "famfs-tmp", DIR]),
+        )?;
+
+        // The image: a 4 GiB sparse file on tmpfs, the files copied in with the image CLI.
+        let src = Path::new(DIR).join("src");
+        std::fs::create_dir_all(&src).context("creating the source dir")?;
+        cli("image mkfs", &["image", "mkfs", IMAGE, "--size", "4G"])?;
+        cli("image mkdir", &["image", "mkdir", "-p", IMAGE, "data/sub"])?;
+        let all = FAMFS_READ_FILES
+            .iter()
+            .map(|(p, s, _)| (*p, *s))
+            .chain([FAMFS_MMAP_FILE]);
+        for (k, (path, size)) in all.enumerate() {
+            let host = src.join(format!("f{k}"));
+            std::fs::write(&host, famfs_pattern(k, size))
+                .with_context(|| format!("writing {}", host.display()))?;
+            let host = host.to_str().context("source path")?;
+            cli("image cp", &["image", "cp", IMAGE, host, path])?;
+        }
+        println!(
+            "RESULT famfs image files={} secs={:.1}",
+            FAMFS_READ_FILES.len() + 1,
+            t0.elapsed().as_secs_f64()
+        );
+
+        // The daemon, probes on; readiness is its ready line (printed once INIT was answered).
+        let stderr = File::create(STDERR).with_context(|| format!("creating {STDERR}"))?;
+        let mut child = Command::new(DAEMON)
+            .args(["run", "--image", IMAGE, "--mountpoint", MNT])
+            .args(["--listen", "127.0.0.1:0"])
+            .env(UUID_ENV.0, UUID_ENV.1)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .context("starting famfs-daemon run")?;
+        let stdout = child.stdout.take().context("daemon stdout")?;
+        let mut daemon = Daemon {
+            child,
+            stopped: false,
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("famfs-daemon: ready") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let ready = match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(l) => l,
+            Err(RecvTimeoutError::Timeout) => {
+                bail!("famfs-daemon printed no ready line within {READY_TIMEOUT:?}")
+            }
+            Err(RecvTimeoutError::Disconnected) => bail!(
+                "famfs-daemon exited before its ready line: {}",
+                std::fs::read_to_string(STDERR).unwrap_or_default()
+            ),
+        };
+        let addr = field(&ready, "listen").context("ready line without listen=")?;
+        let conn = field(&ready, "connection").context("ready line without connection=")?;
+        let uuid = field(&ready, "fs_uuid").context("ready line without fs_uuid=")?;
+        let (mi_conn, fstype) = mountinfo(MNT)?.context("the mount is not in mountinfo")?;
+        println!(
+            "RESULT famfs ready connection={conn} mountinfo_connection={mi_conn} fstype={fstype} \
+             fs_uuid={uuid} secs={:.1}",
+            t0.elapsed().as_secs_f64()
+        );
+
+        // The workload: each read file opened n times and read to its end, then the mapped file.
+        let (mut opens, mut read_bytes, mut mismatches) = (0u64, 0u64, 0u64);
+        for (k, (path, size, n)) in FAMFS_READ_FILES.iter().enumerate() {
+            let want = famfs_pattern(k, *size);
+            let p = Path::new(MNT).join(path);
+            for _ in 0..*n {
+                let mut f = File::open(&p).with_context(|| format!("open {}", p.display()))?;
+                let mut got = Vec::with_capacity(want.len());
+                f.read_to_end(&mut got)
+                    .with_context(|| format!("read {}", p.display()))?;
+                opens += 1;
+                read_bytes += got.len() as u64;
+                mismatches += u64::from(got != want);
+            }
+        }
+        let (path, size) = FAMFS_MMAP_FILE;
+        let p = Path::new(MNT).join(path);
+        let f = File::open(&p).with_context(|| format!("open {}", p.display()))?;
+        opens += 1;
+        let got = mmap_read(&f, size)?;
+        drop(f);
+        let mmap_mismatch = got != famfs_pattern(FAMFS_READ_FILES.len(), size);
+        println!(
+            "RESULT famfs workload opens={opens} read_bytes={read_bytes} mismatches={mismatches} \
+             mmap_pages={} mmap_bytes={} mmap_mismatches={} secs={:.1}",
+            size.div_ceil(PAGE),
+            got.len(),
+            u64::from(mmap_mismatch),
+            t0.elapsed().as_secs_f64()
+        );
+
+        // Requests end asynchronously (RELEASE is queued in the background after close) and the join
+        // works on its own thread: scrape until the mount is quiet -- everything the kernel queued on
+        // the connection was answered (INIT, queued before the probes knew the connection, aside) --
+        // and every answer's record was handed to the join and taken in, with a kernel event per open.
+        // The host then asserts exact values; past the deadline it sees `settled=0`.
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        let kernel_prefix = format!("famfs_fuse_requests_total{{connection=\"{conn}\",");
+        let (text, settled) = loop {
+            let text = scrape(addr)?;
+            let queued: f64 = opcode_samples(&text, &kernel_prefix)
+                .iter()
+                .map(|(_, n)| n)
+                .sum();
+            let served = opcode_samples(&text, "famfs_server_requests_total{");
+            let all: f64 = served.iter().map(|(_, n)| n).sum();
+            let answered: f64 = served
+                .iter()
+                .filter(|(op, _)| op != "INIT")
+                .map(|(_, n)| n)
+                .sum();
+            let sent = sample(&text, "famfs_server_records_total", "outcome=\"sent\"");
+            let joined = sample(
+                &text,
+                "famfs_join_events_total",
+                "outcome=\"server_record\"",
+            );
+            let kernel = sample(&text, "famfs_join_events_total", "outcome=\"kernel_event\"");
+            let settled = queued > 0.0
+                && queued == answered
+                && sent == Some(all)
+                && sent == joined
+                && kernel >= Some(opens as f64);
+            if settled || Instant::now() >= deadline {
+                break (text, settled);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        for l in text.lines().filter(|l| {
+            FAMILIES.iter().any(|f| l.starts_with(f))
+                && !l.contains("_bucket{")
+                && !l.contains("_created")
+        }) {
+            println!("FMETRIC {l}");
+        }
+        println!(
+            "RESULT famfs scrape settled={} secs={:.1}",
+            u8::from(settled),
+            t0.elapsed().as_secs_f64()
+        );
+
+        // SIGTERM: the daemon unmounts and exits 0.
+        let code = daemon.stop()?;
+        let still = mountinfo(MNT)?.is_some();
+        let err = std::fs::read_to_string(STDERR).unwrap_or_default();
+        for l in err.lines().filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("warn") || l.contains("error") || l.contains("panick")
+        }) {
+            println!("VM famfs-daemon-stderr {l}");
+        }
+        println!(
+            "RESULT famfs stop exit={} mounted_after={} stderr_panics={} stopped_line={} secs={:.1}",
+            code.map_or("killed".to_string(), |c| c.to_string()),
+            u8::from(still),
+            err.lines().filter(|l| l.contains("panicked")).count(),
+            u8::from(
+                err.lines()
+                    .any(|l| l.starts_with("famfs-daemon: unmounted"))
+            ),
+            t0.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -1165,5 +1870,176 @@ mod tests {
         );
         assert!(exited_ok(console, "dax").is_empty());
         assert_eq!(exited_ok(console, "fuse"), vec!["fuse never finished"]);
+    }
+
+    #[test]
+    fn metric_at_skips_longer_names_and_other_prefixes() {
+        let console = "METRIC x_count{a=\"1\"} 5\nFMETRIC x_count 7\nFMETRIC x 3\n\
+                       FMETRIC famfs_server_requests_total{opcode=\"OPEN\"} 15\n\
+                       FMETRIC famfs_server_requests_total{opcode=\"READ\"} 2\n";
+        assert_eq!(metric_at(console, "FMETRIC ", "x", &[]), Some(3.0));
+        assert_eq!(metric_at(console, "FMETRIC ", "x_count", &[]), Some(7.0));
+        assert_eq!(metric(console, "x_count", &[("a", "1")]), Some(5.0));
+        assert_eq!(metric(console, "x", &[]), None);
+        assert_eq!(
+            opcode_samples(console, "FMETRIC famfs_server_requests_total{"),
+            vec![("OPEN".to_string(), 15.0), ("READ".to_string(), 2.0)]
+        );
+    }
+
+    #[test]
+    fn famfs_patterns_differ_by_file_and_page() {
+        let a = famfs_pattern(0, 3 * PAGE);
+        let b = famfs_pattern(1, 3 * PAGE);
+        assert_eq!(a.len(), 3 * PAGE as usize);
+        assert_ne!(a, b);
+        // A page served from the wrong offset differs.
+        let p = PAGE as usize;
+        assert_ne!(a[..p], a[p..2 * p]);
+        assert_ne!(a[p..2 * p], a[2 * p..]);
+    }
+
+    /// A console of a famfs check run that went as expected, with `edit` applied to each line.
+    fn famfs_console(edit: impl Fn(String) -> String) -> String {
+        let mut l = vec![
+            "RESULT famfs ready connection=27 mountinfo_connection=27 fstype=fuse.famfs fs_uuid=U"
+                .to_string(),
+            "RESULT famfs workload opens=15 read_bytes=5806212 mismatches=0 mmap_pages=74 \
+             mmap_bytes=300003 mmap_mismatches=0"
+                .into(),
+            "RESULT famfs scrape settled=1".into(),
+            "RESULT famfs stop exit=0 mounted_after=0 stderr_panics=0 stopped_line=1".into(),
+            "VMTEST EXIT famfs 0".into(),
+        ];
+        let files = FAMFS_READ_FILES
+            .iter()
+            .map(|&(p, s, n)| (p, s, n, 0))
+            .chain([(FAMFS_MMAP_FILE.0, FAMFS_MMAP_FILE.1, 1, 74)]);
+        let mut reads = 0;
+        for (path, size, n, faults) in files {
+            let lb = format!("{{fs_uuid=\"U\",path=\"/{path}\"}}");
+            let r = if faults > 0 {
+                faults
+            } else {
+                size.div_ceil(32768) * n
+            };
+            reads += r;
+            for (name, v) in [
+                ("famfs_file_opens_total", n),
+                ("famfs_file_open_errors_total", 0),
+                ("famfs_file_open_duration_seconds_count", n),
+                ("famfs_file_size_bytes", size),
+                ("famfs_file_reads_total", r),
+                ("famfs_file_read_bytes_total", size * n),
+                ("famfs_file_written_bytes_total", 0),
+                ("famfs_file_page_cache_faults_total", faults),
+            ] {
+                l.push(format!("FMETRIC {name}{lb} {v}"));
+            }
+        }
+        l.push("FMETRIC famfs_file_series_folded{fs_uuid=\"U\"} 0".into());
+        let requests = [("LOOKUP", 7), ("OPEN", 15), ("READ", reads), ("FLUSH", 15)];
+        for (op, n) in requests {
+            let lb = format!("{{connection=\"27\",opcode=\"{op}\"}}");
+            l.push(format!("FMETRIC famfs_fuse_requests_total{lb} {n}"));
+            l.push(format!("FMETRIC famfs_fuse_request_errors_total{lb} 0"));
+            l.push(format!(
+                "FMETRIC famfs_fuse_request_duration_seconds_count{lb} {n}"
+            ));
+        }
+        let mut answered = 1;
+        for (op, n) in requests.iter().chain(&[("INIT", 1)]) {
+            l.push(format!(
+                "FMETRIC famfs_server_requests_total{{opcode=\"{op}\"}} {n}"
+            ));
+            answered += if *op == "INIT" { 0 } else { *n };
+        }
+        for (o, n) in [
+            ("server_record", answered),
+            ("kernel_event", 15),
+            ("matched", 15),
+            ("unmatched_server", 0),
+            ("unmatched_kernel", 0),
+            ("late", 0),
+            ("server_timed", 0),
+            ("foreign", 0),
+            ("stale_record", 0),
+            ("non_file", 0),
+        ] {
+            l.push(format!(
+                "FMETRIC famfs_join_events_total{{outcome=\"{o}\"}} {n}"
+            ));
+        }
+        l.push(format!(
+            "FMETRIC famfs_server_records_total{{outcome=\"sent\"}} {answered}"
+        ));
+        l.push("FMETRIC famfs_server_records_total{outcome=\"dropped\"} 0".into());
+        let sends = answered - 1;
+        for (e, n) in [
+            ("send", sends),
+            ("end", sends),
+            ("unmatched_end", 0),
+            ("inflight_full", 0),
+            ("send_unique_zero", sends),
+            ("ringbuf_drop", 0),
+        ] {
+            l.push(format!(
+                "FMETRIC famfs_probe_events_total{{event=\"{e}\"}} {n}"
+            ));
+        }
+        l.push(
+            "FMETRIC famfs_probe_attached{probe=\"fuse_request_send\",target=\"fuse:fuse_request_send\",\
+             kind=\"raw_tracepoint\"} 1"
+                .into(),
+        );
+        l.into_iter().map(edit).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn famfs_checks_pass_on_expected_values_and_name_each_deviation() {
+        let good = famfs_console(|l| l);
+        let res = results(&good);
+        assert_eq!(famfs_checks(&good, &res), Vec::<String>::new());
+        assert_eq!(famfs_stop_checks(&res), Vec::<String>::new());
+
+        // One OPEN latency of /d lost by the join.
+        let bad = famfs_console(|l| {
+            if l.starts_with("FMETRIC famfs_file_open_duration_seconds_count")
+                && l.contains("path=\"/d\"")
+            {
+                l.replace(" 5", " 4")
+            } else {
+                l
+            }
+        });
+        assert_eq!(
+            famfs_checks(&bad, &results(&bad)),
+            vec![
+                "famfs: famfs_file_open_duration_seconds_count[(\"fs_uuid\", \"U\"), (\"path\", \"/d\")] \
+                 = Some(4.0), expected 5"
+            ]
+        );
+        // Latencies taken from the server's receive time (the kernel could not pair the sends).
+        let bad = famfs_console(|l| {
+            l.replace(
+                "outcome=\"server_timed\"} 0",
+                "outcome=\"server_timed\"} 15",
+            )
+        });
+        assert_eq!(famfs_checks(&bad, &results(&bad)).len(), 1);
+        // A request the kernel queued that the server never answered.
+        let bad = famfs_console(|l| {
+            l.replace(
+                "famfs_fuse_requests_total{connection=\"27\",opcode=\"LOOKUP\"} 7",
+                "famfs_fuse_requests_total{connection=\"27\",opcode=\"LOOKUP\"} 8",
+            )
+        });
+        assert_eq!(famfs_checks(&bad, &results(&bad)).len(), 2);
+        // The mount left behind.
+        let bad = famfs_console(|l| l.replace("mounted_after=0", "mounted_after=1"));
+        assert_eq!(
+            famfs_stop_checks(&results(&bad)),
+            vec!["famfs stop: mounted_after=1, expected 0"]
+        );
     }
 }
