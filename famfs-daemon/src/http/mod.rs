@@ -142,3 +142,139 @@ pub async fn serve(listener: TcpListener, views: Arc<dyn Views>, limits: Limits)
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The client limits against real sockets on loopback: a client that never sends its headers is
+    //! disconnected, connections past the limit are refused, and neither stalls a well-behaved client.
+
+    use std::{
+        io::{Read, Write},
+        net::TcpStream,
+    };
+
+    use super::*;
+
+    struct Fixed;
+
+    impl Views for Fixed {
+        fn metrics(&self, _format: Format) -> Result<String, String> {
+            Ok("famfs_test 1\n".into())
+        }
+        fn probes_json(&self) -> String {
+            "[]".into()
+        }
+        fn files_json(&self, _query: Option<&str>) -> Result<String, String> {
+            Ok("[]".into())
+        }
+        fn unhealthy(&self) -> Option<String> {
+            None
+        }
+    }
+
+    /// A guard against a hang, not a timing assertion: every read below is expected to finish at once
+    /// or when the server closes the socket.
+    const HANG_GUARD: Duration = Duration::from_secs(20);
+
+    fn connect(addr: SocketAddr) -> TcpStream {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
+        s
+    }
+
+    /// Read until the server closes; `Err` if it did not within the hang guard.
+    fn read_to_close(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = connect(addr);
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        String::from_utf8(read_to_close(&mut s).expect("response")).expect("utf-8")
+    }
+
+    fn start(limits: Limits) -> (tokio::runtime::Runtime, SocketAddr) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = rt
+            .block_on(bind("127.0.0.1:0".parse().expect("addr")))
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        rt.spawn(serve(listener, Arc::new(Fixed), limits));
+        (rt, addr)
+    }
+
+    #[test]
+    fn silent_and_excess_clients_are_cut_off_without_stalling_others() {
+        let (_rt, addr) = start(Limits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_millis(300),
+            connection_deadline: Duration::from_secs(30),
+        });
+        // One client that sends half a request line and then nothing: it holds a permit until the
+        // header timeout closes it.
+        let mut silent = connect(addr);
+        silent.write_all(b"GET /met").expect("partial");
+        // Meanwhile a normal client is served in full.
+        let r = get(addr, "/metrics");
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.ends_with("famfs_test 1\n"), "{r}");
+        // The silent client is disconnected by the server (EOF, perhaps after an error response),
+        // not left hanging.
+        let got = read_to_close(&mut silent).expect("the server closed the silent client");
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "unexpected reply to a silent client: {text:?}"
+        );
+
+        // Two idle connections take both permits; a third is refused (closed with no response)...
+        let mut idle: Vec<TcpStream> = (0..2).map(|_| connect(addr)).collect();
+        for s in &mut idle {
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .expect("partial");
+        }
+        // The server takes the two in accept order; make sure both were accepted (each holds a
+        // permit) before the third arrives: a completed request on each proves it.
+        for s in &mut idle {
+            s.write_all(b"\r\n").expect("end of headers");
+            let mut buf = [0u8; 12];
+            s.read_exact(&mut buf).expect("status line");
+            assert_eq!(&buf, b"HTTP/1.1 200");
+        }
+        let mut third = connect(addr);
+        let _ = third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let refused = read_to_close(&mut third).unwrap_or_default();
+        assert!(
+            refused.is_empty(),
+            "a connection past the limit was served: {:?}",
+            String::from_utf8_lossy(&refused)
+        );
+        // ...and once they go away, service resumes.
+        drop(idle);
+        let deadline = std::time::Instant::now() + HANG_GUARD;
+        loop {
+            let mut s = connect(addr);
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let r = read_to_close(&mut s).unwrap_or_default();
+            if r.starts_with(b"HTTP/1.1 200") {
+                break;
+            }
+            // The permits are released when the server notices the closed sockets; retry until then.
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never recovered its connection permits"
+            );
+            std::thread::yield_now();
+        }
+    }
+}
