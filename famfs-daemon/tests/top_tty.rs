@@ -8,6 +8,7 @@
 //!   line on a constructed PMD-fallback regression, 2 on a file that is not a snapshot.
 
 mod common;
+mod top_support;
 
 use std::{
     fs,
@@ -22,97 +23,10 @@ use famfs_daemon::top::{
     collector::{self, FilesQuery},
     model::Snapshot,
 };
+use top_support::Tmux;
 
 const TRACE: &str = env!("CARGO_BIN_EXE_famfs-trace");
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A private tmux server (its own `-L` socket, no config) with one 120x40 session running a bare bash;
-/// killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(name: &str) -> Tmux {
-        let t = Tmux {
-            socket: format!("famfs-top-test-{}-{name}", std::process::id()),
-        };
-        let out = t.cmd(&[
-            "new-session",
-            "-d",
-            "-s",
-            "t",
-            "-x",
-            "120",
-            "-y",
-            "40",
-            "-e",
-            "PS1=READY$ ",
-            "bash",
-            "--norc",
-            "--noprofile",
-        ]);
-        assert!(out.status.success(), "tmux new-session: {out:?}");
-        t.wait_screen("the shell prompt", |s| s.contains("READY$"));
-        t
-    }
-
-    fn cmd(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .expect("run tmux")
-    }
-
-    fn screen(&self) -> String {
-        let out = self.cmd(&["capture-pane", "-p", "-t", "t"]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn pane_var(&self, var: &str) -> String {
-        let out = self.cmd(&["display-message", "-p", "-t", "t", &format!("#{{{var}}}")]);
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn type_line(&self, line: &str) {
-        assert!(
-            self.cmd(&["send-keys", "-t", "t", "-l", line])
-                .status
-                .success()
-        );
-        assert!(
-            self.cmd(&["send-keys", "-t", "t", "Enter"])
-                .status
-                .success()
-        );
-    }
-
-    fn key(&self, k: &str) {
-        assert!(self.cmd(&["send-keys", "-t", "t", k]).status.success());
-    }
-
-    /// Poll the pane until `ok` holds (deadline 30 s); returns that screen, or panics with the last one.
-    fn wait_screen(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let mut last = String::new();
-        let got = wait_for(DEADLINE, || {
-            last = self.screen();
-            ok(&last).then(|| last.clone())
-        });
-        got.unwrap_or_else(|| panic!("waiting for {what}; the pane shows:\n{last}"))
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        // kill-server leaves the socket file behind: remove it too.
-        let socket = self.pane_var("socket_path");
-        let _ = self.cmd(&["kill-server"]);
-        if socket.contains(&self.socket) {
-            let _ = fs::remove_file(&socket);
-        }
-    }
-}
 
 fn dead_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -18,15 +18,18 @@ const COARSE: [usize; 11] = [9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29];
 fn coarse_buckets(slots: &[u64; LAT_SLOTS], out: &mut Vec<(f64, u64)>) -> u64 {
     out.clear();
     let mut acc = 0u64;
+    let mut in_bucket = 0u64;
     let mut next = 0usize;
     for (i, c) in slots.iter().enumerate() {
         acc += c;
+        in_bucket += c;
         if next < COARSE.len() && i == COARSE[next] {
-            out.push(((1u64 << (i + 1)) as f64 * 1e-9, acc));
+            out.push(((1u64 << (i + 1)) as f64 * 1e-9, in_bucket));
+            in_bucket = 0;
             next += 1;
         }
     }
-    out.push((f64::INFINITY, acc));
+    out.push((f64::INFINITY, in_bucket));
     acc
 }
 
@@ -344,7 +347,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn coarse_buckets_are_cumulative() {
+    fn coarse_buckets_count_each_bucket_once() {
+        // prometheus-client's encode_histogram accumulates: each bucket holds its own count.
         let mut s = [0u64; LAT_SLOTS];
         s[0] = 1;
         s[10] = 2;
@@ -353,7 +357,9 @@ mod tests {
         assert_eq!(coarse_buckets(&s, &mut b), 8);
         assert_eq!(b.len(), 12);
         assert_eq!(b[0], (1024.0 * 1e-9, 1));
-        assert_eq!(b[1], (4096.0 * 1e-9, 3));
-        assert_eq!(b[11], (f64::INFINITY, 8));
+        assert_eq!(b[1], (4096.0 * 1e-9, 2));
+        assert!(b[2..11].iter().all(|&(_, c)| c == 0), "{b:?}");
+        assert_eq!(b[11], (f64::INFINITY, 5));
+        assert_eq!(b.iter().map(|&(_, c)| c).sum::<u64>(), 8);
     }
 }

@@ -43,20 +43,19 @@ pub fn opcode_label(op: u32) -> Cow<'static, str> {
     }
 }
 
-/// Cumulative buckets from log2 slots; `scale` converts a slot's exclusive upper bound `2^(i+1)` into
-/// the exported unit. The last slot is open-ended and only counts toward +Inf.
-pub fn cumulative_buckets(slots: &[u64], scale: f64, out: &mut Vec<(f64, u64)>) -> u64 {
+/// Histogram buckets from log2 slots, as prometheus-client's `encode_histogram` takes them: the
+/// count of each bucket alone (the encoder accumulates them into the cumulative `le` series; handing
+/// it cumulative counts would accumulate twice). `scale` converts a slot's exclusive upper bound
+/// `2^(i+1)` into the exported unit. The last slot is open-ended and only counts toward +Inf.
+/// Returns the total count.
+pub fn histogram_buckets(slots: &[u64], scale: f64, out: &mut Vec<(f64, u64)>) -> u64 {
     out.clear();
-    let mut acc = 0u64;
     let n = slots.len();
-    for (i, c) in slots.iter().enumerate() {
-        acc += c;
-        if i + 1 < n {
-            out.push(((1u64 << (i + 1)) as f64 * scale, acc));
-        }
+    for (i, &c) in slots.iter().enumerate().take(n.saturating_sub(1)) {
+        out.push(((1u64 << (i + 1)) as f64 * scale, c));
     }
-    out.push((f64::INFINITY, acc));
-    acc
+    out.push((f64::INFINITY, slots.last().copied().unwrap_or(0)));
+    slots.iter().sum()
 }
 
 impl Collector for KernelCollector {
@@ -119,7 +118,7 @@ impl Collector for KernelCollector {
             MetricType::Histogram,
         )?;
         for (r, l) in snap.requests.iter().zip(&labels) {
-            let count = cumulative_buckets(&r.stats.lat_slots, 1e-9, &mut buckets);
+            let count = histogram_buckets(&r.stats.lat_slots, 1e-9, &mut buckets);
             m.encode_family(l)?.encode_histogram::<NoLabelSet>(
                 r.stats.lat_sum_ns as f64 * 1e-9,
                 count,
@@ -134,7 +133,7 @@ impl Collector for KernelCollector {
             MetricType::Histogram,
         )?;
         for (r, l) in snap.requests.iter().zip(&labels) {
-            let count = cumulative_buckets(&r.stats.reply_slots, 1.0, &mut buckets);
+            let count = histogram_buckets(&r.stats.reply_slots, 1.0, &mut buckets);
             m.encode_family(l)?.encode_histogram::<NoLabelSet>(
                 r.stats.reply_bytes_sum as f64,
                 count,
@@ -272,7 +271,7 @@ fn encode_faults(
         MetricType::Histogram,
     )?;
     for (s, st) in lat.iter().enumerate() {
-        let count = cumulative_buckets(&st.lat_slots, 1e-9, buckets);
+        let count = histogram_buckets(&st.lat_slots, 1e-9, buckets);
         m.encode_family(&[("size", size_label(s as u8))])?
             .encode_histogram::<NoLabelSet>(st.lat_sum_ns as f64 * 1e-9, count, buckets, None)?;
     }
@@ -311,7 +310,7 @@ fn encode_faults(
         MetricType::Histogram,
     )?;
     for f in &snap.functions {
-        let count = cumulative_buckets(&f.stats.lat_slots, 1e-9, buckets);
+        let count = histogram_buckets(&f.stats.lat_slots, 1e-9, buckets);
         m.encode_family(&[("function", f.function)])?
             .encode_histogram::<NoLabelSet>(
                 f.stats.lat_sum_ns as f64 * 1e-9,
@@ -328,15 +327,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_are_cumulative_with_exact_bounds() {
+    fn buckets_count_each_bucket_once_with_exact_bounds() {
         let mut slots = [0u64; 4];
         slots[0] = 1; // value 1
         slots[2] = 3; // values 4..=7
         slots[3] = 2; // open-ended
         let mut b = Vec::new();
-        let total = cumulative_buckets(&slots, 1.0, &mut b);
+        let total = histogram_buckets(&slots, 1.0, &mut b);
         assert_eq!(total, 6);
-        assert_eq!(b, vec![(2.0, 1), (4.0, 1), (8.0, 4), (f64::INFINITY, 6)]);
+        assert_eq!(b, vec![(2.0, 1), (4.0, 0), (8.0, 3), (f64::INFINITY, 2)]);
+    }
+
+    /// What a scrape shows: cumulative `le` buckets whose +Inf equals `_count`.
+    #[test]
+    fn encoded_histogram_is_cumulative_once() {
+        use prometheus_client::encoding::EncodeMetric;
+        #[derive(Debug)]
+        struct H(Vec<(f64, u64)>, u64);
+        impl EncodeMetric for H {
+            fn encode(
+                &self,
+                mut e: prometheus_client::encoding::MetricEncoder,
+            ) -> Result<(), std::fmt::Error> {
+                e.encode_histogram::<NoLabelSet>(1.5, self.1, &self.0, None)
+            }
+            fn metric_type(&self) -> MetricType {
+                MetricType::Histogram
+            }
+        }
+        let mut slots = [0u64; 4];
+        slots[0] = 1;
+        slots[2] = 3;
+        slots[3] = 2;
+        let mut b = Vec::new();
+        let total = histogram_buckets(&slots, 1.0, &mut b);
+        let mut reg = prometheus_client::registry::Registry::default();
+        reg.register("h", "test", H(b, total));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+        for want in [
+            "h_count 6",
+            "h_bucket{le=\"2.0\"} 1",
+            "h_bucket{le=\"4.0\"} 1",
+            "h_bucket{le=\"8.0\"} 4",
+            "h_bucket{le=\"+Inf\"} 6",
+        ] {
+            assert!(text.lines().any(|l| l == want), "no {want:?} in:\n{text}");
+        }
     }
 
     #[test]

@@ -258,15 +258,12 @@ fn render_faults(f: &mut Frame, app: &App, area: Rect) {
 }
 
 fn render_files(f: &mut Frame, app: &App, area: Rect) {
+    // With a filter the daemon answers only the matching files, so the snapshot holds no total to
+    // show "N of M" against (it would read "2 of 5" until the next poll, then "2 of 2").
     let title = if app.filter.is_empty() {
         format!(" Files: {} ", app.order.len())
     } else {
-        format!(
-            " Files: {} of {} matching {:?} ",
-            app.order.len(),
-            app.snapshot.files.len(),
-            app.filter
-        )
+        format!(" Files: {} matching {:?} ", app.order.len(), app.filter)
     };
     let block = Block::bordered().title(title);
     if app.order.is_empty() {

@@ -324,11 +324,23 @@ fn help_pause_and_filter_editing_show() {
     let s = screen(&app, 100, 18);
     assert_eq!(s[1].split("   ").next(), Some(" sort: opens  filter: logs"));
     assert!(
-        s[10].starts_with("┌ Files: 1 of 3 matching \"logs\" ─"),
+        s[10].starts_with("┌ Files: 1 matching \"logs\" ─"),
         "{}",
         s[10]
     );
     assert_eq!(path_column(&s), ["logs/c.log"]);
+    // The next poll carries the filter, so the daemon answers only the matching file: same title.
+    let mut filtered = snapshot(30, FaultClass::default(), 150);
+    filtered.files.retain(|f| f.path.contains("logs"));
+    app.apply(Update::Data {
+        snapshot: Box::new(filtered),
+        rates: Rates::default(),
+        at: Instant::now(),
+    });
+    let s2 = screen(&app, 100, 18);
+    let title = |s: &[String]| s.iter().find(|l| l.starts_with("┌ Files:")).cloned();
+    assert_eq!(title(&s2), Some(s[10].clone()));
+    assert_eq!(path_column(&s2), ["logs/c.log"]);
     app.handle(Action::ToggleHelp);
     let s = screen(&app, 100, 18);
     assert!(s.iter().any(|l| l.contains("┌ keys ─")));
