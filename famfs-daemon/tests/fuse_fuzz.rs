@@ -25,27 +25,20 @@
 use std::{
     ffi::OsStr,
     io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::{Path, PathBuf},
-    sync::{
-        Arc, Mutex,
-        mpsc::{Receiver, sync_channel},
-    },
-    thread::JoinHandle,
-    time::{Duration, Instant},
+    sync::Mutex,
+    time::Duration,
 };
 
-use famfs_daemon::{
-    fuse::{
-        Channel, DialectConfig, DirentBuf, DirentPlusBuf, Errno, Filesystem, FmapReply, Request,
-        Session, SessionConfig, WireExtent, WireFmap, WireLayout,
-        abi::{
-            self, AttrOut, EntryOut, GetattrIn, InHeader, InitIn, Kstatfs, LkIn, OpenIn, OpenOut,
-            OutHeader, ReadIn, ReleaseIn, WriteIn, famfs, init_flags, opcode,
-        },
-        dt,
+use famfs_daemon::fuse::{
+    DialectConfig, DirentBuf, DirentPlusBuf, Errno, Filesystem, FmapReply, Request, SessionConfig,
+    WireExtent, WireFmap, WireLayout,
+    abi::{
+        self, AttrOut, EntryOut, GetattrIn, InHeader, InitIn, Kstatfs, LkIn, OpenIn, OpenOut,
+        ReadIn, ReleaseIn, WriteIn, famfs, init_flags, opcode,
     },
-    join::RequestRecord,
+    dt,
+    sim::{self, OFFER_FLAGS, OFFER_FLAGS2, Reply},
 };
 use proptest::prelude::*;
 
@@ -352,160 +345,27 @@ const EPOCH: u64 = 3;
 /// Uniques of the sentinel and check requests; fuzzed uniques are kept below.
 const SENTINEL_BASE: u64 = 0xF000_0000_0000_0000;
 
-fn socketpair() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` is a valid 2-element array for socketpair to fill.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    assert_eq!(r, 0, "socketpair: {}", io::Error::last_os_error());
-    // SAFETY: both fds were just created and are owned by nobody else.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-}
+type Sim = sim::Sim<FuzzFs>;
 
-#[derive(Debug)]
-struct Reply {
-    len: usize,
-    error: i32,
-    unique: u64,
-    body: Vec<u8>,
-}
-
-struct Kernel {
-    fd: Option<OwnedFd>,
-    session: Arc<Session<FuzzFs>>,
-    thread: Option<JoinHandle<io::Result<()>>>,
-    records: Receiver<RequestRecord>,
-    next: u64,
-    buf: Vec<u8>,
-}
-
-impl Kernel {
-    fn start(dialect: DialectConfig) -> Kernel {
-        let (kernel, server) = socketpair();
-        let (tx, rx) = sync_channel(1 << 16);
-        let cfg = SessionConfig {
-            connection: CONN,
-            mount_epoch: EPOCH,
-            dialect,
-            daxdev_configured: true,
-            kallsyms: PathBuf::from("/nonexistent/kallsyms"),
+/// A session serving [`FuzzFs`] over the simulated kernel; automatic uniques (sentinels and checks)
+/// continue after [`SENTINEL_BASE`].
+fn start(dialect: DialectConfig) -> Result<Sim, TestCaseError> {
+    let mut sim = Sim::builder(FuzzFs::new())
+        .config(SessionConfig {
             max_write: 64 * 1024,
-            records: Some(tx),
-            ..Default::default()
-        };
-        let session = Arc::new(Session::new(FuzzFs::new(), Channel::from_fd(server), cfg));
-        let s2 = session.clone();
-        let thread = std::thread::spawn(move || s2.run(1));
-        Kernel {
-            fd: Some(kernel),
-            session,
-            thread: Some(thread),
-            records: rx,
-            next: SENTINEL_BASE,
-            buf: vec![0u8; 1 << 20],
-        }
-    }
-
-    fn raw_fd(&self) -> i32 {
-        self.fd.as_ref().map_or(-1, |f| f.as_raw_fd())
-    }
-
-    fn send(&self, msg: &[u8]) -> Result<(), TestCaseError> {
-        // SAFETY: `msg` is valid for reads of its length; the fd is open.
-        let n = unsafe { libc::write(self.raw_fd(), msg.as_ptr().cast(), msg.len()) };
-        prop_assert_eq!(
-            n,
-            msg.len() as isize,
-            "send: {}",
-            io::Error::last_os_error()
-        );
-        Ok(())
-    }
-
-    /// One reply (30 s deadline; fails at once if the session thread ended, e.g. by a panic). Checks
-    /// that the header's length field equals the bytes received.
-    fn recv(&mut self) -> Result<Reply, TestCaseError> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let mut p = libc::pollfd {
-                fd: self.raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let r = unsafe { libc::poll(&mut p, 1, 100) };
-            if r == 1 {
-                break;
-            }
-            if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
-                let end = self.thread.take().map(|t| t.join());
-                return Err(TestCaseError::fail(format!(
-                    "the session ended while a reply was due: {end:?}"
-                )));
-            }
-            prop_assert!(Instant::now() < deadline, "no reply within 30 s");
-        }
-        // SAFETY: the buffer is valid for writes of its length.
-        let n = unsafe { libc::read(self.raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len()) };
-        prop_assert!(n >= 16, "reply of {} bytes", n);
-        let n = n as usize;
-        let h = OutHeader::decode(&self.buf[..n], 0, 0)
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(h.len as usize, n, "reply length field vs bytes written");
-        Ok(Reply {
-            len: n,
-            error: h.error,
-            unique: h.unique,
-            body: self.buf[16..n].to_vec(),
+            ..sim::session_config(CONN, EPOCH, dialect)
         })
-    }
-
-    fn request(&mut self, op: u32, nodeid: u64, body: &[u8]) -> Result<u64, TestCaseError> {
-        self.next += 1;
-        let unique = self.next;
-        let h = InHeader {
-            len: (InHeader::SIZE + body.len()) as u32,
-            opcode: op,
-            unique,
-            nodeid,
-            pid: 1,
-            ..Default::default()
-        };
-        let mut msg = h.to_bytes().to_vec();
-        msg.extend_from_slice(body);
-        self.send(&msg)?;
-        Ok(unique)
-    }
-
-    fn call(&mut self, op: u32, nodeid: u64, body: &[u8]) -> Result<Reply, TestCaseError> {
-        let u = self.request(op, nodeid, body)?;
-        let r = self.recv()?;
-        prop_assert_eq!(r.unique, u, "reply to opcode {} has another unique", op);
-        Ok(r)
-    }
-
-    /// Close the kernel side and wait for the session.
-    fn stop(&mut self) -> io::Result<()> {
-        drop(self.fd.take());
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("session thread panicked"))),
-            None => Ok(()),
-        }
-    }
+        .records(1 << 16)
+        .timeout(Duration::from_secs(30))
+        .start()
+        .map_err(fail)?;
+    sim.set_last_unique(SENTINEL_BASE);
+    Ok(sim)
 }
 
-impl Drop for Kernel {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
+/// A harness error (no reply within 30 s, the session ended, a bad length field, ...) as a failure.
+fn fail(e: io::Error) -> TestCaseError {
+    TestCaseError::fail(e.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -882,27 +742,23 @@ fn init_strategy() -> impl Strategy<Value = Vec<u8>> {
 
 /// Send `msg` and check its replies: every reply that arrives before the following sentinel's
 /// belongs to `msg`; there must be exactly the expected number. Returns the reply, if any.
-fn exchange(k: &mut Kernel, msg: &[u8]) -> Result<Option<Reply>, TestCaseError> {
-    k.send(msg)?;
-    let sentinel = k.request(opcode::GETATTR, ROOT, &GetattrIn::default().to_bytes())?;
-    let mut got = Vec::new();
-    loop {
-        let r = k.recv()?;
-        if r.unique == sentinel {
-            // Served after `msg`, so INIT (if `msg` was one) is settled: before negotiation every
-            // request is EIO.
-            if k.session.negotiated().is_some() {
-                prop_assert_eq!(
-                    (r.error, r.body.len()),
-                    (0, AttrOut::SIZE),
-                    "sentinel GETATTR"
-                );
-            } else {
-                prop_assert_eq!((r.error, r.len), (-libc::EIO, 16), "sentinel before INIT");
-            }
-            break;
-        }
-        got.push(r);
+fn exchange(k: &mut Sim, msg: &[u8]) -> Result<Option<Reply>, TestCaseError> {
+    k.send_raw(msg).map_err(fail)?;
+    let (mut got, r) = k.until_sentinel(ROOT).map_err(fail)?;
+    // Served after `msg`, so INIT (if `msg` was one) is settled: before negotiation every request
+    // is EIO.
+    if k.session().negotiated().is_some() {
+        prop_assert_eq!(
+            (r.error, r.body.len()),
+            (0, AttrOut::SIZE),
+            "sentinel GETATTR"
+        );
+    } else {
+        prop_assert_eq!(
+            (r.error, r.wire_len()),
+            (-libc::EIO, 16),
+            "sentinel before INIT"
+        );
     }
     let n = msg.len();
     let op = u32_at(msg, 4).unwrap_or(0);
@@ -927,23 +783,23 @@ fn exchange(k: &mut Kernel, msg: &[u8]) -> Result<Option<Reply>, TestCaseError> 
             "error {} is not a negative errno",
             r.error
         );
-        prop_assert_eq!(r.len, 16, "error reply with a body: {:?}", r);
+        prop_assert_eq!(r.wire_len(), 16, "error reply with a body: {:?}", r);
     }
     Ok(Some(r))
 }
 
 /// One record per message of 16 bytes or more, in order: (unique, opcode, error).
-fn expect_record(k: &Kernel, want: &mut Vec<(u64, u32, i32)>, msg: &[u8], reply: &Option<Reply>) {
+fn expect_record(k: &Sim, want: &mut Vec<(u64, u32, i32)>, msg: &[u8], reply: &Option<Reply>) {
     if let (Some(u), Some(op)) = (u64_at(msg, 8), u32_at(msg, 4)) {
         want.push((u, op, reply.as_ref().map_or(0, |r| r.error)));
     }
     // The sentinel's record.
-    let err = if k.session.negotiated().is_some() {
+    let err = if k.session().negotiated().is_some() {
         0
     } else {
         -libc::EIO
     };
-    want.push((k.next, opcode::GETATTR, err));
+    want.push((k.last_unique(), opcode::GETATTR, err));
 }
 
 fn run_case(
@@ -952,7 +808,7 @@ fn run_case(
     inits: &[Vec<u8>],
     batch: &[Fuzz],
 ) -> Result<(), TestCaseError> {
-    let mut k = Kernel::start(dialect);
+    let mut k = start(dialect)?;
     let mut want_records = Vec::new();
 
     // Random INITs first: each answered exactly once; errors are header-only.
@@ -965,9 +821,9 @@ fn run_case(
         };
         let mut msg = h.to_bytes().to_vec();
         msg.extend_from_slice(body);
-        let was = k.session.negotiated().is_some();
+        let was = k.session().negotiated().is_some();
         let r = exchange(&mut k, &msg)?.ok_or_else(|| TestCaseError::fail("INIT not answered"))?;
-        let now = k.session.negotiated().is_some();
+        let now = k.session().negotiated().is_some();
         if was {
             prop_assert_eq!(r.error, -libc::EINVAL, "a second INIT must be refused");
         }
@@ -989,26 +845,19 @@ fn run_case(
         expect_record(&k, &mut want_records, &msg, &Some(r));
     }
     // The valid INIT (refused with EINVAL if a random one already negotiated).
-    let init = InitIn {
-        major: 7,
-        minor: 45,
-        max_readahead: 131_072,
-        flags: 0x7fff_ffff,
-        flags2: 0x3ff | famfs_bits,
-        ..Default::default()
-    }
-    .to_bytes();
-    let negotiated_before = k.session.negotiated().is_some();
-    let r = k.call(opcode::INIT, 0, &init)?;
-    want_records.push((k.next, opcode::INIT, r.error));
+    let negotiated_before = k.session().negotiated().is_some();
+    let r = k
+        .init_with(7, 45, OFFER_FLAGS, OFFER_FLAGS2 | famfs_bits)
+        .map_err(fail)?;
+    want_records.push((k.last_unique(), opcode::INIT, r.error));
     if negotiated_before {
         prop_assert_eq!(r.error, -libc::EINVAL);
-        prop_assert_eq!(r.len, 16);
+        prop_assert_eq!(r.wire_len(), 16);
     } else {
         prop_assert_eq!((r.error, r.body.len()), (0, 64));
     }
     let neg = k
-        .session
+        .session()
         .negotiated()
         .cloned()
         .ok_or_else(|| TestCaseError::fail("not negotiated after a valid INIT"))?;
@@ -1035,7 +884,7 @@ fn run_case(
 
     // Still serving, correctly.
     let fs = FuzzFs::new();
-    let r = k.call(opcode::LOOKUP, ROOT, b"hello.txt\0")?;
+    let r = k.call(opcode::LOOKUP, ROOT, b"hello.txt\0").map_err(fail)?;
     prop_assert_eq!(r.error, 0);
     prop_assert_eq!(
         r.body,
@@ -1043,44 +892,44 @@ fn run_case(
             .map(|e| e.to_bytes().to_vec())
             .unwrap_or_default()
     );
-    want_records.push((k.next, opcode::LOOKUP, 0));
-    let r = k.call(opcode::GETATTR, DATA, &GetattrIn::default().to_bytes())?;
+    want_records.push((k.last_unique(), opcode::LOOKUP, 0));
+    let r = k
+        .call(opcode::GETATTR, DATA, &GetattrIn::default().to_bytes())
+        .map_err(fail)?;
     prop_assert_eq!(r.error, 0);
     let a = AttrOut::decode(&r.body, 0, 0).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!((a.attr.ino, a.attr.size), (DATA, DATA_LEN as u64));
-    want_records.push((k.next, opcode::GETATTR, 0));
+    want_records.push((k.last_unique(), opcode::GETATTR, 0));
     let read = ReadIn {
         fh: 103,
         offset: 1000,
         size: 4096,
         ..Default::default()
     };
-    let r = k.call(opcode::READ, DATA, &read.to_bytes())?;
+    let r = k.call(opcode::READ, DATA, &read.to_bytes()).map_err(fail)?;
     prop_assert_eq!(r.error, 0);
     prop_assert_eq!(&r.body[..], &fs.data[1000..5096]);
-    want_records.push((k.next, opcode::READ, 0));
+    want_records.push((k.last_unique(), opcode::READ, 0));
     if let Some(spec) = neg.famfs {
-        let r = k.call(spec.get_fmap, HELLO, &[0, 16, 0, 0, 0, 0, 0, 0])?;
+        let r = k
+            .call(spec.get_fmap, HELLO, &[0, 16, 0, 0, 0, 0, 0, 0])
+            .map_err(fail)?;
         prop_assert_eq!((r.error, r.body.len()), (0, 56), "GET_FMAP after the batch");
-        want_records.push((k.next, spec.get_fmap, 0));
+        want_records.push((k.last_unique(), spec.get_fmap, 0));
     }
 
     // DESTROY is answered and ends the session cleanly.
-    let r = k.call(opcode::DESTROY, 0, &[])?;
-    prop_assert_eq!((r.error, r.len), (0, 16));
-    let end = k.thread.take().map(|t| t.join());
-    prop_assert!(
-        matches!(end, Some(Ok(Ok(())))),
-        "session did not end cleanly: {:?}",
-        end
-    );
-    want_records.push((k.next, opcode::DESTROY, 0));
+    let r = k.call(opcode::DESTROY, 0, &[]).map_err(fail)?;
+    prop_assert_eq!((r.error, r.wire_len()), (0, 16));
+    let end = k.wait_ended(Duration::from_secs(30));
+    prop_assert!(end.is_ok(), "session did not end cleanly: {:?}", end);
+    want_records.push((k.last_unique(), opcode::DESTROY, 0));
 
     // Records (each is handed over after its reply, so read once the session has ended): exactly one
     // per message with a readable unique, in order.
     let got: Vec<(u64, u32, i32)> = k
-        .records
-        .try_iter()
+        .records()
+        .iter()
         .map(|r| (r.unique, r.opcode, r.error))
         .collect();
     prop_assert_eq!(got, want_records);
@@ -1118,12 +967,12 @@ proptest! {
 /// Messages that once needed care, pinned: each kind of framing damage, checked with the same oracle.
 #[test]
 fn framing_edge_cases() {
-    let mut k = Kernel::start(DialectConfig::V3);
+    let mut k = start(DialectConfig::V3).unwrap();
     let init = InitIn {
         major: 7,
         minor: 45,
-        flags: 0x7fff_ffff,
-        flags2: 0x3ff | 0x800,
+        flags: OFFER_FLAGS,
+        flags2: OFFER_FLAGS2 | 0x800,
         ..Default::default()
     }
     .to_bytes();

@@ -12,54 +12,9 @@
 mod common;
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    cell::Cell,
-};
-
-/// Counts heap allocations per thread (for the no-allocation-per-request check).
-struct CountingAlloc;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count_alloc() {
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_alloc();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_alloc();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_alloc();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-use std::{
     ffi::OsStr,
     io,
-    os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
-        unix::fs::{FileExt, MetadataExt},
-    },
+    os::unix::fs::{FileExt, MetadataExt},
     path::{Path, PathBuf},
     process::Command,
     sync::{
@@ -73,18 +28,26 @@ use std::{
 
 use famfs_daemon::{
     fuse::{
-        Channel, DialectConfig, DirentBuf, DirentPlusBuf, Errno, Filesystem, FmapReply, Mount,
-        MountOptions, Negotiated, Request, Session, SessionConfig, WireExtent, WireFmap,
-        WireLayout,
+        DialectConfig, DirentBuf, DirentPlusBuf, Errno, Filesystem, FmapReply, Mount, MountOptions,
+        Negotiated, Request, Session, SessionConfig, WireExtent, WireFmap, WireLayout,
         abi::{
-            self, AttrOut, EntryOut, GetattrIn, InHeader, InitIn, InitOut, Kstatfs, OpenIn,
-            OpenOut, OutHeader, ReadIn, ReleaseIn, WriteIn, famfs, fopen, init_flags, opcode,
+            self, AttrOut, EntryOut, GetattrIn, InHeader, InitOut, Kstatfs, OpenIn, OpenOut,
+            ReadIn, ReleaseIn, WriteIn, famfs, fopen, init_flags, opcode,
         },
         dialect::Reason,
         dt,
+        sim::{
+            self, Dirent, FMAP_EXAMPLE_INTERLEAVED, FMAP_EXAMPLE_SIMPLE, OFFER_FLAGS, OFFER_FLAGS2,
+            batch_forget_in, fmap_size_body, forget_in, getattr_in, getxattr_in, hex,
+            parse_dirents, read_in, write_in,
+        },
     },
     join::RequestRecord,
 };
+
+/// Counts heap allocations per thread (for the no-allocation-per-request check).
+#[global_allocator]
+static GLOBAL: sim::CountingAlloc = sim::CountingAlloc;
 
 // ---------------------------------------------------------------------------------------------
 // The in-memory test filesystem.
@@ -466,14 +429,9 @@ impl Filesystem for TestFs {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The simulated kernel.
+// The simulated kernel (`famfs_daemon::fuse::sim`) with this file's session settings.
 
-#[derive(Debug)]
-struct Reply {
-    error: i32,
-    unique: u64,
-    body: Vec<u8>,
-}
+type Sim = sim::Sim<TestFs>;
 
 struct SimOpts {
     dialect: DialectConfig,
@@ -495,187 +453,25 @@ impl Default for SimOpts {
     }
 }
 
-struct Sim {
-    kernel: Option<OwnedFd>,
-    session: Arc<Session<TestFs>>,
-    thread: Option<JoinHandle<io::Result<()>>>,
-    records: Receiver<RequestRecord>,
-    unique: u64,
-    buf: Vec<u8>,
-}
-
 const CONN: u32 = 4242;
 const EPOCH: u64 = 17;
-/// Flags a recent kernel offers: every bit 0..30 (INIT_EXT included) and flags2 bits 32..41.
-const OFFER_FLAGS: u32 = 0x7fff_ffff;
-const OFFER_FLAGS2: u32 = 0x3ff;
-/// What the session must accept of that offer: ASYNC_READ, BIG_WRITES, PARALLEL_DIROPS, MAX_PAGES,
-/// INIT_EXT, plus DO_READDIRPLUS and FLOCK_LOCKS that TestFs asks for.
+/// What the session must accept of the simulated kernel's offer ([`sim::OFFER_FLAGS`],
+/// [`sim::OFFER_FLAGS2`]): ASYNC_READ, BIG_WRITES, PARALLEL_DIROPS, MAX_PAGES, INIT_EXT, plus
+/// DO_READDIRPLUS and FLOCK_LOCKS that TestFs asks for.
 const WANT_FLAGS: u32 = 0x4044_2421;
 
-fn socketpair() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` is a valid 2-element array for socketpair to fill.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    assert_eq!(r, 0, "socketpair: {}", io::Error::last_os_error());
-    // SAFETY: both fds were just created and are owned by nobody else.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-}
-
-impl Sim {
-    fn start(o: SimOpts) -> Sim {
-        let (kernel, server) = socketpair();
-        let (tx, rx) = sync_channel(o.sink);
-        let cfg = SessionConfig {
-            connection: CONN,
-            mount_epoch: EPOCH,
-            dialect: o.dialect,
+fn start(o: SimOpts) -> Sim {
+    let base = sim::session_config(CONN, EPOCH, o.dialect);
+    Sim::builder(TestFs::new())
+        .config(SessionConfig {
             daxdev_configured: o.daxdev,
-            kallsyms: o
-                .kallsyms
-                .unwrap_or_else(|| PathBuf::from("/nonexistent/kallsyms")),
-            records: Some(tx),
-            ..Default::default()
-        };
-        let session = Arc::new(Session::new(TestFs::new(), Channel::from_fd(server), cfg));
-        let s2 = session.clone();
-        let workers = o.workers;
-        let thread = std::thread::spawn(move || s2.run(workers));
-        Sim {
-            kernel: Some(kernel),
-            session,
-            thread: Some(thread),
-            records: rx,
-            unique: 0,
-            buf: vec![0u8; 4 << 20],
-        }
-    }
-
-    fn fd(&self) -> i32 {
-        self.kernel.as_ref().unwrap().as_raw_fd()
-    }
-
-    fn send_raw(&self, b: &[u8]) {
-        // SAFETY: `b` is valid for reads of its length; the fd is open.
-        let n = unsafe { libc::write(self.fd(), b.as_ptr().cast(), b.len()) };
-        assert_eq!(n, b.len() as isize, "send: {}", io::Error::last_os_error());
-    }
-
-    fn next_unique(&mut self) -> u64 {
-        self.unique += 2;
-        self.unique
-    }
-
-    /// Send a well-formed request; returns its unique.
-    fn request(&mut self, op: u32, nodeid: u64, body: &[u8]) -> u64 {
-        let unique = self.next_unique();
-        let h = InHeader {
-            len: (InHeader::SIZE + body.len()) as u32,
-            opcode: op,
-            unique,
-            nodeid,
-            uid: 0,
-            gid: 0,
-            pid: 77,
-            ..Default::default()
-        };
-        let mut msg = h.to_bytes().to_vec();
-        msg.extend_from_slice(body);
-        self.send_raw(&msg);
-        unique
-    }
-
-    /// Receive one message (10 s deadline); checks the header's length equals the bytes received.
-    fn recv(&mut self) -> Reply {
-        let mut p = libc::pollfd {
-            fd: self.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, 10_000) };
-        assert_eq!(r, 1, "no reply from the session within 10 s");
-        // SAFETY: the buffer is valid for writes of its length.
-        let n = unsafe { libc::read(self.fd(), self.buf.as_mut_ptr().cast(), self.buf.len()) };
-        assert!(n >= 16, "reply of {n} bytes");
-        let n = n as usize;
-        let h = OutHeader::decode(&self.buf[..n], 0, 0).unwrap();
-        assert_eq!(h.len as usize, n, "reply length field vs bytes written");
-        Reply {
-            error: h.error,
-            unique: h.unique,
-            body: self.buf[16..n].to_vec(),
-        }
-    }
-
-    fn call(&mut self, op: u32, nodeid: u64, body: &[u8]) -> Reply {
-        let u = self.request(op, nodeid, body);
-        let r = self.recv();
-        assert_eq!(r.unique, u, "reply to opcode {op} has another unique");
-        r
-    }
-
-    fn init_with(&mut self, major: u32, minor: u32, flags: u32, flags2: u32) -> Reply {
-        let i = InitIn {
-            major,
-            minor,
-            max_readahead: 131_072,
-            flags,
-            flags2,
-            ..Default::default()
-        };
-        self.call(opcode::INIT, 0, &i.to_bytes())
-    }
-
-    /// INIT with the usual offer plus `famfs_bits` (flags2 mask); returns the decoded reply.
-    fn init(&mut self, famfs_bits: u32) -> InitOut {
-        let r = self.init_with(7, 45, OFFER_FLAGS, OFFER_FLAGS2 | famfs_bits);
-        assert_eq!(r.error, 0);
-        assert_eq!(r.body.len(), 64);
-        InitOut::decode(&r.body, 0, 0).unwrap()
-    }
-
-    fn records(&self) -> Vec<RequestRecord> {
-        self.records.try_iter().collect()
-    }
-
-    /// Close the kernel side and wait for the session to end.
-    fn stop(&mut self) -> io::Result<()> {
-        drop(self.kernel.take());
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("session thread panicked"))),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
-}
-
-fn read_in(fh: u64, offset: u64, size: u32) -> [u8; 40] {
-    ReadIn {
-        fh,
-        offset,
-        size,
-        ..Default::default()
-    }
-    .to_bytes()
-}
-
-fn getattr_in() -> [u8; 16] {
-    GetattrIn::default().to_bytes()
+            kallsyms: o.kallsyms.unwrap_or(base.kallsyms),
+            ..base
+        })
+        .workers(o.workers)
+        .records(o.sink)
+        .start()
+        .unwrap()
 }
 
 fn kallsyms_with_famfs(dir: &Path) -> PathBuf {
@@ -686,42 +482,6 @@ fn kallsyms_with_famfs(dir: &Path) -> PathBuf {
     )
     .unwrap();
     p
-}
-
-/// Parse packed dirents: (ino, off, type, name).
-fn parse_dirents(mut b: &[u8]) -> Vec<(u64, u64, u32, String)> {
-    let mut v = Vec::new();
-    while !b.is_empty() {
-        let h = abi::DirentHead::decode(b, 0, 0).unwrap();
-        let name = &b[24..24 + h.namelen as usize];
-        v.push((
-            h.ino,
-            h.off,
-            h.typ,
-            String::from_utf8(name.to_vec()).unwrap(),
-        ));
-        b = &b[abi::dirent_size(h.namelen as usize)..];
-    }
-    v
-}
-
-const FMAP56: &str = "00 00 01 00 00 00 00 00 01 00 00 00 00 00 00 00
-     00 00 10 00 00 00 00 00 00 00 00 00 00 00 00 00
-     00 00 00 00 00 00 00 00 00 00 a0 00 00 00 00 00
-     00 00 20 00 00 00 00 00";
-
-const FMAP104: &str = "00 00 01 00 01 00 00 00 01 00 00 00 00 00 00 00
-     00 00 30 00 00 00 00 00 00 00 00 00 00 00 00 00
-     02 00 00 00 00 00 20 00 00 00 30 00 00 00 00 00
-     00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
-     00 00 60 08 00 00 00 00 00 00 20 00 00 00 00 00
-     00 00 00 00 00 00 00 00 00 00 60 02 00 00 00 00
-     00 00 20 00 00 00 00 00";
-
-fn hex(s: &str) -> Vec<u8> {
-    s.split_whitespace()
-        .map(|b| u8::from_str_radix(b, 16).unwrap())
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -835,13 +595,13 @@ fn init_reply_flags_per_dialect_exact() {
     ];
     for &(dialect, daxdev, famfs_kernel, offered, want2, reason) in cases {
         let ctx = format!("{dialect} daxdev={daxdev} kallsyms={famfs_kernel} offered={offered:#x}");
-        let mut sim = Sim::start(SimOpts {
+        let mut sim = start(SimOpts {
             dialect,
             daxdev,
             kallsyms: famfs_kernel.then(|| ks.clone()),
             ..Default::default()
         });
-        let out = sim.init(offered);
+        let out = sim.init_offer(offered).unwrap();
         assert_eq!(out.flags, WANT_FLAGS, "{ctx}: flags");
         assert_eq!(out.flags2, want2, "{ctx}: flags2");
         assert_eq!(
@@ -863,7 +623,7 @@ fn init_reply_flags_per_dialect_exact() {
             (out.map_alignment, out.max_stack_depth, out.request_timeout),
             (0, 0, 0)
         );
-        let n = sim.session.negotiated().expect("negotiated").clone();
+        let n = sim.session().negotiated().expect("negotiated").clone();
         assert_eq!(n.famfs_reason, reason, "{ctx}");
         assert_eq!(
             n.flags,
@@ -885,53 +645,60 @@ fn init_reply_flags_per_dialect_exact() {
             "{ctx}"
         );
         assert_eq!((n.connection, n.mount_epoch, n.minor), (CONN, EPOCH, 45));
-        assert_eq!(sim.session.fs().inits.load(Ordering::Relaxed), 1);
+        assert_eq!(sim.fs().inits.load(Ordering::Relaxed), 1);
     }
 }
 
 #[test]
 fn init_variants_old_minor_no_init_ext_bad_major() {
     // Minor < 23: the 24-byte INIT reply.
-    let mut sim = Sim::start(SimOpts::default());
-    let r = sim.init_with(7, 22, 0x3f_ffff, 0);
+    let mut sim = start(SimOpts::default());
+    let r = sim.init_with(7, 22, 0x3f_ffff, 0).unwrap();
     assert_eq!((r.error, r.body.len()), (0, 24));
     assert_eq!(&r.body[0..8], &[7, 0, 0, 0, 45, 0, 0, 0]);
-    assert_eq!(sim.session.negotiated().unwrap().minor, 22);
+    assert_eq!(sim.session().negotiated().unwrap().minor, 22);
 
     // No INIT_EXT offered: flags2 is not read, so no famfs even in v3 with bit 43 "there".
-    let mut sim = Sim::start(SimOpts {
+    let mut sim = start(SimOpts {
         dialect: DialectConfig::V3,
         ..Default::default()
     });
-    let r = sim.init_with(7, 45, OFFER_FLAGS & !(1 << 30), 0x800);
+    let r = sim
+        .init_with(7, 45, OFFER_FLAGS & !(1 << 30), 0x800)
+        .unwrap();
     let out = InitOut::decode(&r.body, 0, 0).unwrap();
     assert_eq!((out.flags, out.flags2), (WANT_FLAGS, 0));
-    let n = sim.session.negotiated().unwrap();
+    let n = sim.session().negotiated().unwrap();
     assert_eq!((n.famfs, n.famfs_reason), (None, Reason::BitNotOffered));
 
     // Major 6: EPROTO, not negotiated; requests before INIT get EIO.
-    let mut sim = Sim::start(SimOpts::default());
-    let r = sim.init_with(6, 45, OFFER_FLAGS, 0);
+    let mut sim = start(SimOpts::default());
+    let r = sim.init_with(6, 45, OFFER_FLAGS, 0).unwrap();
     assert_eq!((r.error, r.body.len()), (-libc::EPROTO, 0));
-    assert!(sim.session.negotiated().is_none());
-    let r = sim.call(opcode::GETATTR, ROOT, &getattr_in());
+    assert!(sim.session().negotiated().is_none());
+    let r = sim.call(opcode::GETATTR, ROOT, &getattr_in()).unwrap();
     assert_eq!(r.error, -libc::EIO);
 
     // Major 8: we answer with our major only and negotiate on the second INIT.
-    let mut sim = Sim::start(SimOpts::default());
-    let r = sim.init_with(8, 0, 0, 0);
+    let mut sim = start(SimOpts::default());
+    let r = sim.init_with(8, 0, 0, 0).unwrap();
     let out = InitOut::decode(&r.body, 0, 0).unwrap();
     assert_eq!((r.error, out.major, out.minor, out.flags), (0, 7, 45, 0));
-    assert!(sim.session.negotiated().is_none());
-    let out = sim.init(0);
+    assert!(sim.session().negotiated().is_none());
+    let out = sim.init_offer(0).unwrap();
     assert_eq!(out.flags, WANT_FLAGS);
     // A third INIT after negotiation is refused.
-    let r = sim.init_with(7, 45, OFFER_FLAGS, 0);
+    let r = sim.init_with(7, 45, OFFER_FLAGS, 0).unwrap();
     assert_eq!(r.error, -libc::EINVAL);
     // Short INIT body: EINVAL, named in the log; session keeps serving.
-    let r = sim.call(opcode::INIT, 0, &[7, 0, 0, 0]);
+    let r = sim.call(opcode::INIT, 0, &[7, 0, 0, 0]).unwrap();
     assert_eq!(r.error, -libc::EINVAL);
-    assert_eq!(sim.call(opcode::GETATTR, ROOT, &getattr_in()).error, 0);
+    assert_eq!(
+        sim.call(opcode::GETATTR, ROOT, &getattr_in())
+            .unwrap()
+            .error,
+        0
+    );
 }
 
 #[test]
@@ -941,15 +708,15 @@ fn ordinary_ops_in_every_dialect() {
         (DialectConfig::RfcV2, 0x400),
         (DialectConfig::V3, 0x800),
     ] {
-        let mut sim = Sim::start(SimOpts {
+        let mut sim = start(SimOpts {
             dialect,
             ..Default::default()
         });
-        sim.init(bits);
+        sim.init_offer(bits).unwrap();
         let fs = TestFs::new();
 
         // LOOKUP: the exact 128-byte entry.
-        let r = sim.call(opcode::LOOKUP, ROOT, b"hello.txt\0");
+        let r = sim.call(opcode::LOOKUP, ROOT, b"hello.txt\0").unwrap();
         assert_eq!(r.error, 0);
         assert_eq!(r.body, fs.entry(HELLO_INO).unwrap().to_bytes().to_vec());
         assert_eq!(&r.body[0..8], &2u64.to_ne_bytes(), "{dialect}: nodeid");
@@ -958,14 +725,16 @@ fn ordinary_ops_in_every_dialect() {
             &13u64.to_ne_bytes(),
             "{dialect}: attr.size"
         );
-        let r = sim.call(opcode::LOOKUP, SUB_INO, b"nested.txt\0");
+        let r = sim.call(opcode::LOOKUP, SUB_INO, b"nested.txt\0").unwrap();
         assert_eq!((r.error, &r.body[0..8]), (0, &8u64.to_ne_bytes()[..]));
         // A missing name is an ENOENT error, header only.
-        let r = sim.call(opcode::LOOKUP, ROOT, b"missing\0");
+        let r = sim.call(opcode::LOOKUP, ROOT, b"missing\0").unwrap();
         assert_eq!((r.error, r.body.len()), (-libc::ENOENT, 0));
 
         // GETATTR: 104 bytes.
-        let r = sim.call(opcode::GETATTR, PATTERN_INO, &getattr_in());
+        let r = sim
+            .call(opcode::GETATTR, PATTERN_INO, &getattr_in())
+            .unwrap();
         assert_eq!(r.error, 0);
         let a = AttrOut::decode(&r.body, 0, 0).unwrap();
         assert_eq!(r.body.len(), 104);
@@ -981,35 +750,51 @@ fn ordinary_ops_in_every_dialect() {
         );
 
         // OPEN: 16 bytes with fh and open_flags.
-        let r = sim.call(opcode::OPEN, PATTERN_INO, &OpenIn::default().to_bytes());
+        let r = sim
+            .call(opcode::OPEN, PATTERN_INO, &OpenIn::default().to_bytes())
+            .unwrap();
         let o = OpenOut::decode(&r.body, 0, 0).unwrap();
         assert_eq!(
             (r.error, r.body.len(), o.fh, o.open_flags),
             (0, 16, 1003, 1)
         );
-        let r = sim.call(opcode::OPEN, ROOT, &OpenIn::default().to_bytes());
+        let r = sim
+            .call(opcode::OPEN, ROOT, &OpenIn::default().to_bytes())
+            .unwrap();
         assert_eq!(r.error, -libc::EISDIR);
 
         // READ: borrowed slice and filled buffer; short at EOF.
-        let r = sim.call(opcode::READ, HELLO_INO, &read_in(1002, 7, 100));
+        let r = sim
+            .call(opcode::READ, HELLO_INO, &read_in(1002, 7, 100))
+            .unwrap();
         assert_eq!((r.error, r.body.as_slice()), (0, &b"famfs\n"[..]));
-        let r = sim.call(opcode::READ, PATTERN_INO, &read_in(1003, 1000, 4096));
+        let r = sim
+            .call(opcode::READ, PATTERN_INO, &read_in(1003, 1000, 4096))
+            .unwrap();
         assert_eq!(r.body, fs.pattern[1000..5096].to_vec());
-        let r = sim.call(opcode::READ, PATTERN_INO, &read_in(1003, 65_536, 4096));
+        let r = sim
+            .call(opcode::READ, PATTERN_INO, &read_in(1003, 65_536, 4096))
+            .unwrap();
         assert_eq!(r.body, fs.pattern[65_536..].to_vec());
-        let r = sim.call(
-            opcode::READ,
-            PATTERN_INO,
-            &read_in(1003, 0, PATTERN_LEN as u32),
-        );
+        let r = sim
+            .call(
+                opcode::READ,
+                PATTERN_INO,
+                &read_in(1003, 0, PATTERN_LEN as u32),
+            )
+            .unwrap();
         assert_eq!(r.body, fs.pattern);
 
         // READDIR: all entries, then a buffer that holds only the first two, then the rest.
-        let r = sim.call(opcode::OPENDIR, ROOT, &OpenIn::default().to_bytes());
+        let r = sim
+            .call(opcode::OPENDIR, ROOT, &OpenIn::default().to_bytes())
+            .unwrap();
         assert_eq!(OpenOut::decode(&r.body, 0, 0).unwrap().fh, 101);
-        let r = sim.call(opcode::READDIR, ROOT, &read_in(101, 0, 4096));
-        let all = parse_dirents(&r.body);
-        let want: Vec<(u64, u64, u32, String)> = [
+        let r = sim
+            .call(opcode::READDIR, ROOT, &read_in(101, 0, 4096))
+            .unwrap();
+        let all = parse_dirents(&r.body).unwrap();
+        let want: Vec<Dirent> = [
             (1, ".", 4),
             (1, "..", 4),
             (2, "hello.txt", 8),
@@ -1022,30 +807,40 @@ fn ordinary_ops_in_every_dialect() {
         ]
         .iter()
         .enumerate()
-        .map(|(i, &(ino, n, t))| (ino, i as u64 + 1, t, n.to_string()))
+        .map(|(i, &(ino, n, t))| Dirent::new(ino, i as u64 + 1, t, n))
         .collect();
         assert_eq!(all, want, "{dialect}");
-        let r = sim.call(opcode::READDIR, ROOT, &read_in(101, 0, 64));
-        assert_eq!(parse_dirents(&r.body), want[..2].to_vec());
+        let r = sim
+            .call(opcode::READDIR, ROOT, &read_in(101, 0, 64))
+            .unwrap();
+        assert_eq!(parse_dirents(&r.body).unwrap(), want[..2].to_vec());
         assert_eq!(r.body.len(), 64);
-        let r = sim.call(opcode::READDIR, ROOT, &read_in(101, 2, 4096));
-        assert_eq!(parse_dirents(&r.body), want[2..].to_vec());
-        let r = sim.call(opcode::READDIR, ROOT, &read_in(101, 9, 4096));
+        let r = sim
+            .call(opcode::READDIR, ROOT, &read_in(101, 2, 4096))
+            .unwrap();
+        assert_eq!(parse_dirents(&r.body).unwrap(), want[2..].to_vec());
+        let r = sim
+            .call(opcode::READDIR, ROOT, &read_in(101, 9, 4096))
+            .unwrap();
         assert_eq!((r.error, r.body.len()), (0, 0), "end of directory");
         // READDIRPLUS: entry + dirent per name.
-        let r = sim.call(opcode::READDIRPLUS, SUB_INO, &read_in(107, 0, 4096));
+        let r = sim
+            .call(opcode::READDIRPLUS, SUB_INO, &read_in(107, 0, 4096))
+            .unwrap();
         assert_eq!(r.body.len(), 160 + 160 + 168);
         let e = EntryOut::decode(&r.body[320..], 0, 0).unwrap();
         assert_eq!(e, fs.entry(NESTED_INO).unwrap());
         assert_eq!(
-            parse_dirents(&r.body[320 + 128..]),
-            vec![(8, 3, 8, "nested.txt".to_string())]
+            parse_dirents(&r.body[320 + 128..]).unwrap(),
+            vec![Dirent::new(8, 3, 8, "nested.txt")]
         );
-        let r = sim.call(opcode::RELEASEDIR, ROOT, &ReleaseIn::default().to_bytes());
+        let r = sim
+            .call(opcode::RELEASEDIR, ROOT, &ReleaseIn::default().to_bytes())
+            .unwrap();
         assert_eq!((r.error, r.body.len()), (0, 0));
 
         // STATFS: 80 bytes.
-        let r = sim.call(opcode::STATFS, ROOT, &[]);
+        let r = sim.call(opcode::STATFS, ROOT, &[]).unwrap();
         assert_eq!(r.body.len(), 80);
         assert_eq!(&r.body[0..8], &1000u64.to_ne_bytes(), "blocks");
         assert_eq!(
@@ -1055,58 +850,58 @@ fn ordinary_ops_in_every_dialect() {
         );
 
         // GETXATTR: size probe, too small, fits, absent.
-        let mut x = abi::GetxattrIn::default().to_bytes().to_vec();
-        x.extend_from_slice(b"user.test\0");
-        let r = sim.call(opcode::GETXATTR, HELLO_INO, &x);
+        let mut x = getxattr_in(0, b"user.test");
+        let r = sim.call(opcode::GETXATTR, HELLO_INO, &x).unwrap();
         assert_eq!(
             (r.error, r.body.as_slice()),
             (0, &[9, 0, 0, 0, 0, 0, 0, 0][..])
         );
         x[0] = 4;
         assert_eq!(
-            sim.call(opcode::GETXATTR, HELLO_INO, &x).error,
+            sim.call(opcode::GETXATTR, HELLO_INO, &x).unwrap().error,
             -libc::ERANGE
         );
         x[0] = 100;
-        let r = sim.call(opcode::GETXATTR, HELLO_INO, &x);
+        let r = sim.call(opcode::GETXATTR, HELLO_INO, &x).unwrap();
         assert_eq!((r.error, r.body.as_slice()), (0, &b"value-123"[..]));
-        assert_eq!(sim.call(opcode::GETXATTR, ROOT, &x).error, -libc::ENODATA);
+        assert_eq!(
+            sim.call(opcode::GETXATTR, ROOT, &x).unwrap().error,
+            -libc::ENODATA
+        );
 
         // WRITE then READ back; FLUSH and RELEASE answer with the header only.
-        let mut w = WriteIn {
-            fh: 1009,
-            offset: 3,
-            size: 5,
-            ..Default::default()
-        }
-        .to_bytes()
-        .to_vec();
-        w.extend_from_slice(b"abcde");
-        let r = sim.call(opcode::WRITE, SCRATCH_INO, &w);
+        let w = write_in(1009, 3, b"abcde");
+        let r = sim.call(opcode::WRITE, SCRATCH_INO, &w).unwrap();
         assert_eq!(
             (r.error, r.body.as_slice()),
             (0, &[5, 0, 0, 0, 0, 0, 0, 0][..])
         );
-        let r = sim.call(opcode::READ, SCRATCH_INO, &read_in(1009, 0, 100));
+        let r = sim
+            .call(opcode::READ, SCRATCH_INO, &read_in(1009, 0, 100))
+            .unwrap();
         assert_eq!(r.body, b"\0\0\0abcde");
-        let r = sim.call(
-            opcode::FLUSH,
-            SCRATCH_INO,
-            &abi::FlushIn::default().to_bytes(),
-        );
+        let r = sim
+            .call(
+                opcode::FLUSH,
+                SCRATCH_INO,
+                &abi::FlushIn::default().to_bytes(),
+            )
+            .unwrap();
         assert_eq!((r.error, r.body.len()), (0, 0));
-        let r = sim.call(
-            opcode::RELEASE,
-            SCRATCH_INO,
-            &ReleaseIn::default().to_bytes(),
-        );
+        let r = sim
+            .call(
+                opcode::RELEASE,
+                SCRATCH_INO,
+                &ReleaseIn::default().to_bytes(),
+            )
+            .unwrap();
         assert_eq!((r.error, r.body.len()), (0, 0));
 
         // Unimplemented here: SETATTR gets the trait default ENOSYS; unknown opcodes ENOSYS.
-        let r = sim.call(opcode::SETATTR, HELLO_INO, &[0u8; 88]);
+        let r = sim.call(opcode::SETATTR, HELLO_INO, &[0u8; 88]).unwrap();
         assert_eq!(r.error, -libc::ENOSYS);
         for op in [99, 7, 4096, opcode::MKDIR, opcode::STATX] {
-            let r = sim.call(op, ROOT, &[0u8; 16]);
+            let r = sim.call(op, ROOT, &[0u8; 16]).unwrap();
             assert_eq!((r.error, r.body.len()), (-libc::ENOSYS, 0), "opcode {op}");
         }
         // famfs opcodes not in force in this dialect are ENOSYS too.
@@ -1117,77 +912,77 @@ fn ordinary_ops_in_every_dialect() {
         };
         for &op in famfs_ops {
             assert_eq!(
-                sim.call(op, FILE0_INO, &[]).error,
+                sim.call(op, FILE0_INO, &[]).unwrap().error,
                 -libc::ENOSYS,
                 "{dialect}: opcode {op}"
             );
         }
         sim.stop().unwrap();
         assert_eq!(
-            sim.session.stats().requests(opcode::READDIR),
+            sim.session().stats().requests(opcode::READDIR),
             4,
             "{dialect}"
         );
-        assert_eq!(sim.session.stats().errors(opcode::LOOKUP), 1);
+        assert_eq!(sim.session().stats().errors(opcode::LOOKUP), 1);
     }
-}
-
-fn fmap_size_body(size: u32) -> [u8; 8] {
-    abi::GetFmapIn {
-        size,
-        ..Default::default()
-    }
-    .to_bytes()
 }
 
 #[test]
 fn get_fmap_rfc_v2_needed_size_retry() {
-    let mut sim = Sim::start(SimOpts {
+    let mut sim = start(SimOpts {
         dialect: DialectConfig::RfcV2,
         ..Default::default()
     });
-    sim.init(0x400);
+    sim.init_offer(0x400).unwrap();
     // Byte-exact replies to a 48-byte request (size 4096).
-    let r = sim.call(53, FILE0_INO, &fmap_size_body(4096));
-    assert_eq!((r.error, r.body.clone()), (0, hex(FMAP56)));
-    let r = sim.call(53, INTERLEAVED_INO, &fmap_size_body(4096));
-    assert_eq!((r.error, r.body.clone()), (0, hex(FMAP104)));
+    let r = sim.call(53, FILE0_INO, &fmap_size_body(4096)).unwrap();
+    assert_eq!(
+        (r.error, r.body.clone()),
+        (0, hex(FMAP_EXAMPLE_SIMPLE).unwrap())
+    );
+    let r = sim
+        .call(53, INTERLEAVED_INO, &fmap_size_body(4096))
+        .unwrap();
+    assert_eq!(
+        (r.error, r.body.clone()),
+        (0, hex(FMAP_EXAMPLE_INTERLEAVED).unwrap())
+    );
     // A 40-byte request (no body) means a 4096-byte buffer.
-    let r = sim.call(53, FILE0_INO, &[]);
-    assert_eq!(r.body, hex(FMAP56));
+    let r = sim.call(53, FILE0_INO, &[]).unwrap();
+    assert_eq!(r.body, hex(FMAP_EXAMPLE_SIMPLE).unwrap());
     // 170 extents = 4112 bytes: exactly a 4-byte needed-size reply (len 20)…
-    let u1 = sim.request(53, BIG_INO, &fmap_size_body(4096));
-    let r = sim.recv();
+    let u1 = sim.request(53, BIG_INO, &fmap_size_body(4096)).unwrap();
+    let r = sim.recv().unwrap();
     assert_eq!(
         (r.unique, r.error, r.body.as_slice()),
         (u1, 0, &4112u32.to_ne_bytes()[..])
     );
     // …then the kernel's retry with a larger buffer gets the whole map.
-    let u2 = sim.request(53, BIG_INO, &fmap_size_body(8192));
-    let r = sim.recv();
+    let u2 = sim.request(53, BIG_INO, &fmap_size_body(8192)).unwrap();
+    let r = sim.recv().unwrap();
     assert_eq!((r.unique, r.error, r.body.len()), (u2, 0, 4112));
     assert_eq!(
         &r.body[0..16],
-        &hex("00 00 01 00 00 00 00 00 aa 00 00 00 00 00 00 00")[..]
+        &hex("00 00 01 00 00 00 00 00 aa 00 00 00 00 00 00 00").unwrap()[..]
     );
     assert_eq!(
         &r.body[32 + 169 * 24 + 8..32 + 169 * 24 + 16],
         &(185 * MIB2).to_ne_bytes()
     );
     // GET_DAXDEV (54): 280 bytes.
-    let r = sim.call(54, 0, &[]);
+    let r = sim.call(54, 0, &[]).unwrap();
     assert_eq!((r.error, r.body.len()), (0, 280));
     assert_eq!(&r.body[..24], &[0u8; 24]);
     assert_eq!(&r.body[24..36], b"/dev/dax0.0\0");
     assert!(r.body[36..].iter().all(|&b| b == 0));
-    assert_eq!(sim.call(54, 1, &[]).error, -libc::EINVAL);
+    assert_eq!(sim.call(54, 1, &[]).unwrap().error, -libc::EINVAL);
     // Errors from the filesystem: a directory has no fmap (ENOENT), unknown inode EINVAL.
     assert_eq!(
-        sim.call(53, ROOT, &fmap_size_body(4096)).error,
+        sim.call(53, ROOT, &fmap_size_body(4096)).unwrap().error,
         -libc::ENOENT
     );
     assert_eq!(
-        sim.call(53, 999, &fmap_size_body(4096)).error,
+        sim.call(53, 999, &fmap_size_body(4096)).unwrap().error,
         -libc::EINVAL
     );
 
@@ -1229,24 +1024,30 @@ fn get_fmap_rfc_v2_needed_size_retry() {
 
 #[test]
 fn get_fmap_v3_fixed_page_no_retry() {
-    let mut sim = Sim::start(SimOpts {
+    let mut sim = start(SimOpts {
         dialect: DialectConfig::V3,
         ..Default::default()
     });
-    sim.init(0xc00);
-    let r = sim.call(54, FILE0_INO, &[]);
-    assert_eq!((r.error, r.body.clone()), (0, hex(FMAP56)));
-    let r = sim.call(54, INTERLEAVED_INO, &[]);
-    assert_eq!((r.error, r.body.clone()), (0, hex(FMAP104)));
+    sim.init_offer(0xc00).unwrap();
+    let r = sim.call(54, FILE0_INO, &[]).unwrap();
+    assert_eq!(
+        (r.error, r.body.clone()),
+        (0, hex(FMAP_EXAMPLE_SIMPLE).unwrap())
+    );
+    let r = sim.call(54, INTERLEAVED_INO, &[]).unwrap();
+    assert_eq!(
+        (r.error, r.body.clone()),
+        (0, hex(FMAP_EXAMPLE_INTERLEAVED).unwrap())
+    );
     // Too big for the page and no retry in V3: EINVAL, header only.
-    let r = sim.call(54, BIG_INO, &[]);
+    let r = sim.call(54, BIG_INO, &[]).unwrap();
     assert_eq!((r.error, r.body.len()), (-libc::EINVAL, 0));
     // GET_DAXDEV is 55 in V3.
-    let r = sim.call(55, 0, &[]);
+    let r = sim.call(55, 0, &[]).unwrap();
     assert_eq!((r.error, r.body.len()), (0, 280));
     assert_eq!(&r.body[24..36], b"/dev/dax0.0\0");
     // 53 is COPY_FILE_RANGE_64 here, which is not implemented.
-    assert_eq!(sim.call(53, FILE0_INO, &[]).error, -libc::ENOSYS);
+    assert_eq!(sim.call(53, FILE0_INO, &[]).unwrap().error, -libc::ENOSYS);
     sim.stop().unwrap();
     let recs = sim.records();
     assert_eq!(recs[0].opcode, opcode::INIT);
@@ -1264,14 +1065,14 @@ fn get_fmap_v3_fixed_page_no_retry() {
             (53, 16, -libc::ENOSYS, 0, false),
         ]
     );
-    let st = sim.session.stats();
+    let st = sim.session().stats();
     assert_eq!((st.requests(54), st.errors(54)), (3, 1));
     assert_eq!(
-        sim.session.negotiated().unwrap().opcode_name(54),
+        sim.session().negotiated().unwrap().opcode_name(54),
         Some("GET_FMAP")
     );
     assert_eq!(
-        sim.session.negotiated().unwrap().opcode_name(53),
+        sim.session().negotiated().unwrap().opcode_name(53),
         Some("COPY_FILE_RANGE_64")
     );
 }
@@ -1279,24 +1080,24 @@ fn get_fmap_v3_fixed_page_no_retry() {
 #[test]
 fn famfs_opcodes_are_enosys_when_not_negotiated() {
     // rfc-v2 configured but the kernel offers only bit 43: famfs off, 53/54 are not famfs.
-    let mut sim = Sim::start(SimOpts {
+    let mut sim = start(SimOpts {
         dialect: DialectConfig::RfcV2,
         ..Default::default()
     });
-    let out = sim.init(0x800);
+    let out = sim.init_offer(0x800).unwrap();
     assert_eq!(out.flags2, 0);
     for op in [53, 54, 55] {
-        let r = sim.call(op, FILE0_INO, &fmap_size_body(4096));
+        let r = sim.call(op, FILE0_INO, &fmap_size_body(4096)).unwrap();
         assert_eq!((r.error, r.body.len()), (-libc::ENOSYS, 0), "opcode {op}");
     }
 }
 
 #[test]
 fn malformed_requests_get_errors_and_the_session_keeps_serving() {
-    let mut sim = Sim::start(SimOpts::default());
-    sim.init(0);
+    let mut sim = start(SimOpts::default());
+    sim.init_offer(0).unwrap();
     let ok = |sim: &mut Sim| {
-        let r = sim.call(opcode::GETATTR, ROOT, &getattr_in());
+        let r = sim.call(opcode::GETATTR, ROOT, &getattr_in()).unwrap();
         assert_eq!(r.error, 0, "the next valid request is answered");
     };
 
@@ -1305,13 +1106,13 @@ fn malformed_requests_get_errors_and_the_session_keeps_serving() {
     short[0..4].copy_from_slice(&20u32.to_ne_bytes());
     short[4..8].copy_from_slice(&opcode::GETATTR.to_ne_bytes());
     short[8..16].copy_from_slice(&1234u64.to_ne_bytes());
-    sim.send_raw(&short);
-    let r = sim.recv();
+    sim.send_raw(&short).unwrap();
+    let r = sim.recv().unwrap();
     assert_eq!((r.unique, r.error, r.body.len()), (1234, -libc::EIO, 0));
     ok(&mut sim);
 
     // Too short to carry a unique: nothing to answer; the next request still is.
-    sim.send_raw(&[1, 2, 3, 4, 5]);
+    sim.send_raw(&[1, 2, 3, 4, 5]).unwrap();
     ok(&mut sim);
 
     // Length field disagrees with the bytes read.
@@ -1325,14 +1126,14 @@ fn malformed_requests_get_errors_and_the_session_keeps_serving() {
     .to_bytes()
     .to_vec();
     h.extend_from_slice(&getattr_in());
-    sim.send_raw(&h);
-    let r = sim.recv();
+    sim.send_raw(&h).unwrap();
+    let r = sim.recv().unwrap();
     assert_eq!((r.unique, r.error), (5550, -libc::EIO));
     ok(&mut sim);
 
     // Garbage: 64 bytes of 0xab (len field 0xabababab ≠ 64).
-    sim.send_raw(&[0xab; 64]);
-    let r = sim.recv();
+    sim.send_raw(&[0xab; 64]).unwrap();
+    let r = sim.recv().unwrap();
     assert_eq!((r.unique, r.error), (0xabab_abab_abab_abab, -libc::EIO));
     ok(&mut sim);
 
@@ -1348,13 +1149,13 @@ fn malformed_requests_get_errors_and_the_session_keeps_serving() {
     .to_bytes()
     .to_vec();
     h.extend_from_slice(&getattr_in());
-    sim.send_raw(&h);
-    assert_eq!(sim.recv().error, -libc::EIO);
+    sim.send_raw(&h).unwrap();
+    assert_eq!(sim.recv().unwrap().error, -libc::EIO);
 
     // Body too short for the opcode: EINVAL.
-    let r = sim.call(opcode::READ, HELLO_INO, &[0u8; 10]);
+    let r = sim.call(opcode::READ, HELLO_INO, &[0u8; 10]).unwrap();
     assert_eq!(r.error, -libc::EINVAL);
-    let r = sim.call(opcode::GETATTR, ROOT, &[0u8; 8]);
+    let r = sim.call(opcode::GETATTR, ROOT, &[0u8; 8]).unwrap();
     assert_eq!(r.error, -libc::EINVAL);
     // WRITE whose size exceeds its data.
     let mut w = WriteIn {
@@ -1365,11 +1166,11 @@ fn malformed_requests_get_errors_and_the_session_keeps_serving() {
     .to_vec();
     w.extend_from_slice(b"only10byte");
     assert_eq!(
-        sim.call(opcode::WRITE, SCRATCH_INO, &w).error,
+        sim.call(opcode::WRITE, SCRATCH_INO, &w).unwrap().error,
         -libc::EINVAL
     );
     // Name without its NUL.
-    let r = sim.call(opcode::LOOKUP, ROOT, b"hello.txt");
+    let r = sim.call(opcode::LOOKUP, ROOT, b"hello.txt").unwrap();
     assert_eq!(r.error, -libc::EINVAL);
     let mut x = abi::GetxattrIn {
         size: 100,
@@ -1379,15 +1180,15 @@ fn malformed_requests_get_errors_and_the_session_keeps_serving() {
     .to_vec();
     x.extend_from_slice(b"user.test");
     assert_eq!(
-        sim.call(opcode::GETXATTR, HELLO_INO, &x).error,
+        sim.call(opcode::GETXATTR, HELLO_INO, &x).unwrap().error,
         -libc::EINVAL
     );
     // A malformed FORGET still gets no reply.
-    sim.request(opcode::FORGET, HELLO_INO, &[1, 2]);
+    sim.request(opcode::FORGET, HELLO_INO, &[1, 2]).unwrap();
     ok(&mut sim);
 
-    assert_eq!(sim.session.stats().malformed(), 11);
-    assert_eq!(sim.session.fs().forgotten.load(Ordering::Relaxed), 0);
+    assert_eq!(sim.session().stats().malformed(), 11);
+    assert_eq!(sim.fs().forgotten.load(Ordering::Relaxed), 0);
     sim.stop().unwrap();
     // Every request with a readable unique left a record.
     // Every request with a readable unique left a record: INIT, 10 malformed, 5 GETATTR.
@@ -1404,31 +1205,20 @@ fn malformed_requests_get_errors_and_the_session_keeps_serving() {
 
 #[test]
 fn no_reply_opcodes_forget_batch_forget_interrupt_notify_reply() {
-    let mut sim = Sim::start(SimOpts::default());
-    sim.init(0);
-    sim.request(opcode::FORGET, HELLO_INO, &3u64.to_ne_bytes());
-    let mut b = abi::BatchForgetIn {
-        count: 2,
-        ..Default::default()
-    }
-    .to_bytes()
-    .to_vec();
-    for (n, c) in [(PATTERN_INO, 5u64), (FILE0_INO, 7)] {
-        b.extend_from_slice(
-            &abi::ForgetOne {
-                nodeid: n,
-                nlookup: c,
-            }
-            .to_bytes(),
-        );
-    }
-    sim.request(opcode::BATCH_FORGET, 0, &b);
-    sim.request(opcode::INTERRUPT, 0, &4u64.to_ne_bytes());
-    sim.request(opcode::NOTIFY_REPLY, 0, &[0u8; 16]);
-    // The first reply the kernel sees is the GETATTR's: none of the above was answered.
-    let u = sim.request(opcode::GETATTR, ROOT, &getattr_in());
-    assert_eq!(sim.recv().unique, u);
-    assert_eq!(sim.session.fs().forgotten.load(Ordering::Relaxed), 15);
+    let mut sim = start(SimOpts::default());
+    sim.init_offer(0).unwrap();
+    sim.request(opcode::FORGET, HELLO_INO, &forget_in(3))
+        .unwrap();
+    let b = batch_forget_in(&[(PATTERN_INO, 5), (FILE0_INO, 7)]);
+    sim.request(opcode::BATCH_FORGET, 0, &b).unwrap();
+    sim.request(opcode::INTERRUPT, 0, &4u64.to_ne_bytes())
+        .unwrap();
+    sim.request(opcode::NOTIFY_REPLY, 0, &[0u8; 16]).unwrap();
+    // The first reply the kernel sees is the (sentinel) GETATTR's: none of the above was answered.
+    let (before, sentinel) = sim.until_sentinel(ROOT).unwrap();
+    assert_eq!(before, vec![]);
+    assert_eq!(sentinel.unique, sim.last_unique());
+    assert_eq!(sim.fs().forgotten.load(Ordering::Relaxed), 15);
     sim.stop().unwrap();
     let recs = sim.records();
     let view: Vec<_> = recs.iter().map(|r| (r.opcode, r.reply_bytes)).collect();
@@ -1440,8 +1230,8 @@ fn no_reply_opcodes_forget_batch_forget_interrupt_notify_reply() {
 
 #[test]
 fn setlk_and_setlkw_reach_the_filesystem() {
-    let mut sim = Sim::start(SimOpts::default());
-    let out = sim.init(0);
+    let mut sim = start(SimOpts::default());
+    let out = sim.init_offer(0).unwrap();
     assert_ne!(out.flags & init_flags::FLOCK_LOCKS as u32, 0);
     let lk = |typ: u32| {
         abi::LkIn {
@@ -1456,25 +1246,31 @@ fn setlk_and_setlkw_reach_the_filesystem() {
         }
         .to_bytes()
     };
-    let r = sim.call(opcode::SETLKW, SCRATCH_INO, &lk(libc::F_WRLCK as u32));
+    let r = sim
+        .call(opcode::SETLKW, SCRATCH_INO, &lk(libc::F_WRLCK as u32))
+        .unwrap();
     assert_eq!((r.error, r.body.len()), (0, 0));
-    let r = sim.call(opcode::SETLK, SCRATCH_INO, &lk(libc::F_UNLCK as u32));
+    let r = sim
+        .call(opcode::SETLK, SCRATCH_INO, &lk(libc::F_UNLCK as u32))
+        .unwrap();
     assert_eq!((r.error, r.body.len()), (0, 0));
     assert_eq!(
-        sim.call(opcode::SETLK, HELLO_INO, &lk(1)).error,
+        sim.call(opcode::SETLK, HELLO_INO, &lk(1)).unwrap().error,
         -libc::EINVAL
     );
     assert_eq!(
-        sim.call(opcode::SETLK, SCRATCH_INO, &[0u8; 40]).error,
+        sim.call(opcode::SETLK, SCRATCH_INO, &[0u8; 40])
+            .unwrap()
+            .error,
         -libc::EINVAL,
         "short body"
     );
     assert_eq!(
-        sim.call(opcode::GETLK, SCRATCH_INO, &lk(1)).error,
+        sim.call(opcode::GETLK, SCRATCH_INO, &lk(1)).unwrap().error,
         -libc::ENOSYS
     );
     assert_eq!(
-        *sim.session.fs().locks.lock().unwrap(),
+        *sim.fs().locks.lock().unwrap(),
         vec![
             (77, libc::F_WRLCK as u32, true),
             (77, libc::F_UNLCK as u32, false)
@@ -1484,18 +1280,20 @@ fn setlk_and_setlkw_reach_the_filesystem() {
 
 #[test]
 fn records_carry_exact_fields() {
-    let mut sim = Sim::start(SimOpts {
+    let mut sim = start(SimOpts {
         dialect: DialectConfig::V3,
         ..Default::default()
     });
     let t0 = famfs_daemon::util::monotonic_ns();
-    sim.init(0x800);
-    let ul = sim.request(opcode::LOOKUP, ROOT, b"file0\0");
-    sim.recv();
-    let ur = sim.request(opcode::READ, HELLO_INO, &read_in(1, 0, 4096));
-    sim.recv();
-    let uf = sim.request(54, FILE0_INO, &[]);
-    sim.recv();
+    sim.init_offer(0x800).unwrap();
+    let ul = sim.request(opcode::LOOKUP, ROOT, b"file0\0").unwrap();
+    sim.recv().unwrap();
+    let ur = sim
+        .request(opcode::READ, HELLO_INO, &read_in(1, 0, 4096))
+        .unwrap();
+    sim.recv().unwrap();
+    let uf = sim.request(54, FILE0_INO, &[]).unwrap();
+    sim.recv().unwrap();
     sim.stop().unwrap();
     // After the worker ended: every record's reply time is before this.
     let t1 = famfs_daemon::util::monotonic_ns();
@@ -1552,25 +1350,30 @@ fn records_carry_exact_fields() {
             },
         ]
     );
-    let n = sim.session.negotiated().unwrap();
+    let n = sim.session().negotiated().unwrap();
     assert!(t0 <= n.init_ns && n.init_ns == recs[0].recv_ns);
-    assert_eq!(sim.session.stats().records_sent(), 4);
-    assert_eq!(sim.session.stats().records_dropped(), 0);
+    assert_eq!(sim.session().stats().records_sent(), 4);
+    assert_eq!(sim.session().stats().records_dropped(), 0);
 }
 
 #[test]
 fn full_sink_counts_drops_without_blocking() {
-    let mut sim = Sim::start(SimOpts {
+    let mut sim = start(SimOpts {
         sink: 1,
         ..Default::default()
     });
-    sim.init(0);
+    sim.init_offer(0).unwrap();
     // Nobody drains the sink: every request is still answered.
     for _ in 0..50 {
-        assert_eq!(sim.call(opcode::GETATTR, ROOT, &getattr_in()).error, 0);
+        assert_eq!(
+            sim.call(opcode::GETATTR, ROOT, &getattr_in())
+                .unwrap()
+                .error,
+            0
+        );
     }
     sim.stop().unwrap();
-    let st = sim.session.stats();
+    let st = sim.session().stats();
     assert_eq!((st.records_sent(), st.records_dropped()), (1, 50));
     let recs = sim.records();
     assert_eq!(recs.len(), 1);
@@ -1579,31 +1382,24 @@ fn full_sink_counts_drops_without_blocking() {
 
 #[test]
 fn destroy_is_answered_and_ends_the_session() {
-    let mut sim = Sim::start(SimOpts::default());
-    sim.init(0);
-    let r = sim.call(opcode::DESTROY, 0, &[]);
+    let mut sim = start(SimOpts::default());
+    sim.init_offer(0).unwrap();
+    let r = sim.call(opcode::DESTROY, 0, &[]).unwrap();
     assert_eq!((r.error, r.body.len()), (0, 0));
     // The worker left: run() returns while the kernel side is still open.
-    let t = sim.thread.take().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !t.is_finished() {
-        assert!(
-            Instant::now() < deadline,
-            "run() did not return after DESTROY"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    t.join().unwrap().unwrap();
-    assert!(sim.session.fs().destroyed.load(Ordering::Relaxed));
+    assert!(sim.is_open());
+    sim.wait_ended(Duration::from_secs(10))
+        .expect("run() returned Ok after DESTROY");
+    assert!(sim.fs().destroyed.load(Ordering::Relaxed));
 }
 
 #[test]
 fn notifications_are_written_with_unique_zero() {
-    let mut sim = Sim::start(SimOpts::default());
-    sim.init(0);
-    let n = sim.session.notifier();
+    let mut sim = start(SimOpts::default());
+    sim.init_offer(0).unwrap();
+    let n = sim.session().notifier();
     n.inval_entry(ROOT, b"hello.txt").unwrap();
-    let r = sim.recv();
+    let r = sim.recv().unwrap();
     assert_eq!((r.unique, r.error), (0, 3));
     let mut want = abi::NotifyInvalEntryOut {
         parent: 1,
@@ -1615,7 +1411,7 @@ fn notifications_are_written_with_unique_zero() {
     want.extend_from_slice(b"hello.txt\0");
     assert_eq!(r.body, want);
     n.inval_inode(HELLO_INO, 0, -1).unwrap();
-    let r = sim.recv();
+    let r = sim.recv().unwrap();
     assert_eq!((r.unique, r.error, r.body.len()), (0, 2, 24));
     assert_eq!(&r.body[0..8], &2u64.to_ne_bytes());
     assert_eq!(&r.body[16..24], &(-1i64).to_ne_bytes());
@@ -1623,22 +1419,24 @@ fn notifications_are_written_with_unique_zero() {
 
 #[test]
 fn four_workers_on_a_shared_channel_answer_every_request() {
-    let mut sim = Sim::start(SimOpts {
+    let mut sim = start(SimOpts {
         workers: 4,
         ..Default::default()
     });
-    sim.init(0);
+    sim.init_offer(0).unwrap();
     let fs = TestFs::new();
     let mut sent = std::collections::HashMap::new();
     // Pipelined in batches of 20 requests in flight (each batch fits the socket buffers).
     for batch in 0..10u64 {
         for i in 0..20u64 {
             let off = (batch * 20 + i) * 300;
-            let u = sim.request(opcode::READ, PATTERN_INO, &read_in(3, off, 300));
+            let u = sim
+                .request(opcode::READ, PATTERN_INO, &read_in(3, off, 300))
+                .unwrap();
             sent.insert(u, off as usize);
         }
         for _ in 0..20 {
-            let r = sim.recv();
+            let r = sim.recv().unwrap();
             let off = sent
                 .remove(&r.unique)
                 .expect("reply to a request we sent, once");
@@ -1647,7 +1445,7 @@ fn four_workers_on_a_shared_channel_answer_every_request() {
         }
     }
     assert!(sent.is_empty());
-    let st = sim.session.stats();
+    let st = sim.session().stats();
     assert_eq!(st.requests(opcode::READ), 200);
     assert_eq!(
         (st.workers(), st.cloned_fds()),
@@ -1659,73 +1457,59 @@ fn four_workers_on_a_shared_channel_answer_every_request() {
 /// Serve `rounds` rounds of every hot-path opcode on one worker (the spawned thread) and return the
 /// heap allocations that thread made in total.
 fn server_thread_allocations(rounds: usize) -> u64 {
-    let (kernel, server) = socketpair();
-    let (tx, rx) = sync_channel(1 << 16);
-    let session = Arc::new(Session::new(
-        TestFs::new(),
-        Channel::from_fd(server),
-        SessionConfig {
-            dialect: DialectConfig::V3,
-            daxdev_configured: true,
-            records: Some(tx),
-            ..Default::default()
-        },
-    ));
-    let s2 = session.clone();
-    let thread = std::thread::spawn(move || {
-        let r = s2.run(1);
-        (r, ALLOCS.with(|c| c.get()))
-    });
-    let mut sim = Sim {
-        kernel: Some(kernel),
-        session,
-        thread: None,
-        records: rx,
-        unique: 0,
-        buf: vec![0u8; 4 << 20],
-    };
-    sim.init(0x800);
-    let mut x = abi::GetxattrIn {
-        size: 100,
-        ..Default::default()
-    }
-    .to_bytes()
-    .to_vec();
-    x.extend_from_slice(b"user.test\0");
+    let mut sim = Sim::builder(TestFs::new())
+        .config(sim::session_config(0, 0, DialectConfig::V3))
+        .records(1 << 16)
+        .start()
+        .unwrap();
+    sim.init_offer(0x800).unwrap();
+    let x = getxattr_in(100, b"user.test");
     for _ in 0..rounds {
         let replies = [
-            sim.call(opcode::LOOKUP, ROOT, b"hello.txt\0").error,
-            sim.call(opcode::GETATTR, HELLO_INO, &getattr_in()).error,
+            sim.call(opcode::LOOKUP, ROOT, b"hello.txt\0")
+                .unwrap()
+                .error,
+            sim.call(opcode::GETATTR, HELLO_INO, &getattr_in())
+                .unwrap()
+                .error,
             sim.call(opcode::OPEN, HELLO_INO, &OpenIn::default().to_bytes())
+                .unwrap()
                 .error,
             sim.call(opcode::READ, HELLO_INO, &read_in(1, 0, 4096))
+                .unwrap()
                 .error,
             sim.call(opcode::READ, PATTERN_INO, &read_in(1, 0, 65_536))
+                .unwrap()
                 .error,
-            sim.call(opcode::READDIR, ROOT, &read_in(1, 0, 4096)).error,
+            sim.call(opcode::READDIR, ROOT, &read_in(1, 0, 4096))
+                .unwrap()
+                .error,
             sim.call(opcode::READDIRPLUS, ROOT, &read_in(1, 0, 4096))
+                .unwrap()
                 .error,
-            sim.call(opcode::GETXATTR, HELLO_INO, &x).error,
-            sim.call(54, INTERLEAVED_INO, &[]).error,
-            sim.call(55, 0, &[]).error,
+            sim.call(opcode::GETXATTR, HELLO_INO, &x).unwrap().error,
+            sim.call(54, INTERLEAVED_INO, &[]).unwrap().error,
+            sim.call(55, 0, &[]).unwrap().error,
             sim.call(
                 opcode::FLUSH,
                 HELLO_INO,
                 &abi::FlushIn::default().to_bytes(),
             )
+            .unwrap()
             .error,
             sim.call(opcode::RELEASE, HELLO_INO, &ReleaseIn::default().to_bytes())
+                .unwrap()
                 .error,
-            sim.call(99, ROOT, &[]).error,
+            sim.call(99, ROOT, &[]).unwrap().error,
         ];
         assert_eq!(replies, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -libc::ENOSYS]);
-        sim.request(opcode::FORGET, HELLO_INO, &1u64.to_ne_bytes());
+        sim.request(opcode::FORGET, HELLO_INO, &forget_in(1))
+            .unwrap();
         let _ = sim.records();
     }
-    drop(sim.kernel.take());
-    let (r, allocs) = thread.join().unwrap();
-    r.unwrap();
-    allocs
+    sim.stop().unwrap();
+    sim.serving_thread_allocations()
+        .expect("the serving thread ended")
 }
 
 #[test]

@@ -16,19 +16,17 @@
 mod server_support;
 
 use std::{
-    io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::PathBuf,
-    sync::{Arc, Mutex, mpsc::sync_channel},
-    thread::JoinHandle,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use famfs_daemon::{
     famfs::{Extent, Fmap},
     fuse::{
-        Channel, DialectConfig, Session, SessionConfig,
-        abi::{EntryOut, GetFmapIn, InHeader, InitIn, OpenIn, OutHeader, ReleaseIn, opcode},
+        DialectConfig,
+        abi::{EntryOut, ReleaseIn, opcode},
+        sim::{self, Reply, Sim, fmap_size_body, open_in},
     },
     join::{FileQuery, FileSort, Join, JoinWorker, query},
     metrics::{FileState, Format, Metrics},
@@ -81,41 +79,15 @@ fn image() -> Image {
     Image { dir, path }
 }
 
-fn socketpair() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` is a valid 2-element array for socketpair to fill.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    assert_eq!(r, 0, "socketpair: {}", io::Error::last_os_error());
-    // SAFETY: both fds were just created and are owned by nobody else.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-}
-
-#[derive(Debug)]
-struct Reply {
-    error: i32,
-    body: Vec<u8>,
-}
-
 /// The simulated kernel, the session serving it, and the daemon's join and metrics behind it.
 struct Rig {
-    kernel: Option<OwnedFd>,
-    session: Arc<Session<FamfsFs>>,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    sim: Sim<FamfsFs>,
     state: Arc<Mutex<FileState>>,
     worker: Option<JoinWorker>,
     metrics: Metrics,
     fs_uuid: String,
-    unique: u64,
     /// Requests sent so far (each gets exactly one record from the session).
     sent: u64,
-    buf: Vec<u8>,
     _image: Image,
 }
 
@@ -134,42 +106,16 @@ impl Rig {
         )
         .unwrap();
         let fs_uuid = fs.fs_uuid().to_string();
-        let (kernel, server) = socketpair();
-        let (tx, rx) = sync_channel(4096);
-        let cfg = SessionConfig {
-            connection: CONN,
-            mount_epoch: EPOCH,
-            dialect,
-            daxdev_configured: true,
-            kallsyms: PathBuf::from("/nonexistent/kallsyms"),
-            records: Some(tx),
-            ..Default::default()
-        };
-        let session = Arc::new(Session::new(fs.clone(), Channel::from_fd(server), cfg));
-        let s2 = session.clone();
-        let thread = std::thread::spawn(move || s2.run(1));
-        let mut rig_kernel = Some(kernel);
-        let mut unique = 0u64;
-        let mut buf = vec![0u8; 1 << 16];
+        let mut sim = Sim::builder(fs.clone())
+            .config(sim::session_config(CONN, EPOCH, dialect))
+            .records(4096)
+            .start()
+            .unwrap();
+        let rx = sim.take_records().unwrap();
         // INIT, then the join exactly as `run` builds it from the negotiated state.
-        let init = InitIn {
-            major: 7,
-            minor: 45,
-            max_readahead: 131_072,
-            flags: 0x7fff_ffff,
-            flags2: 0x3ff | famfs_bit,
-            ..Default::default()
-        };
-        let r = call_on(
-            rig_kernel.as_ref().unwrap(),
-            &mut unique,
-            &mut buf,
-            opcode::INIT,
-            0,
-            &init.to_bytes(),
-        );
-        assert_eq!((r.error, r.body.len()), (0, 64));
-        let n = session
+        sim.init_offer(famfs_bit).unwrap();
+        let n = sim
+            .session()
             .wait_negotiated(Duration::from_secs(10))
             .expect("negotiated")
             .clone();
@@ -182,46 +128,33 @@ impl Rig {
         let worker = JoinWorker::start(state.clone(), None, rx, Arc::new(fs)).unwrap();
         let mut metrics = Metrics::new(None, Some(state.clone()));
         metrics.add_server(
-            session.stats().clone(),
+            sim.session().stats().clone(),
             n.get_fmap_opcode().zip(n.get_daxdev_opcode()),
         );
         Rig {
-            kernel: rig_kernel.take(),
-            session,
-            thread: Some(thread),
+            sim,
             state,
             worker: Some(worker),
             metrics,
             fs_uuid,
-            unique,
             sent: 1,
-            buf,
             _image: image,
         }
     }
 
     fn call(&mut self, op: u32, nodeid: u64, body: &[u8]) -> Reply {
         self.sent += 1;
-        call_on(
-            self.kernel.as_ref().unwrap(),
-            &mut self.unique,
-            &mut self.buf,
-            op,
-            nodeid,
-            body,
-        )
+        self.sim.call(op, nodeid, body).unwrap()
     }
 
     fn lookup(&mut self, name: &str) -> u64 {
-        let mut b = name.as_bytes().to_vec();
-        b.push(0);
-        let r = self.call(opcode::LOOKUP, ROOT, &b);
+        let r = self.call(opcode::LOOKUP, ROOT, &sim::name(name));
         assert_eq!(r.error, 0, "LOOKUP {name}");
-        EntryOut::decode(&r.body, 0, 0).unwrap().nodeid
+        r.decode::<EntryOut>().unwrap().nodeid
     }
 
     fn open(&mut self, nodeid: u64) {
-        let r = self.call(opcode::OPEN, nodeid, &OpenIn::default().to_bytes());
+        let r = self.call(opcode::OPEN, nodeid, &open_in(0));
         assert_eq!((r.error, r.body.len()), (0, 16), "OPEN {nodeid}");
     }
 
@@ -233,14 +166,7 @@ impl Rig {
     /// GET_FMAP with a `{u32 size, u32 pad}` body (RFC V2), or none (`size` None: V3's page buffer).
     fn get_fmap(&mut self, op: u32, nodeid: u64, size: Option<u32>) -> Reply {
         match size {
-            Some(s) => {
-                let body = GetFmapIn {
-                    size: s,
-                    ..Default::default()
-                }
-                .to_bytes();
-                self.call(op, nodeid, &body)
-            }
+            Some(s) => self.call(op, nodeid, &fmap_size_body(s)),
             None => self.call(op, nodeid, &[]),
         }
     }
@@ -249,17 +175,18 @@ impl Rig {
     /// session produced: one per request sent.
     fn wait_joined(&self) {
         let want = self.sent;
+        let stats = self.sim.session().stats();
         let end = Instant::now() + Duration::from_secs(20);
         loop {
             let got = self.state.lock().unwrap().join.health.server_records;
-            if got == want && self.session.stats().records_sent() == want {
+            if got == want && stats.records_sent() == want {
                 return;
             }
             assert!(
                 Instant::now() < end,
                 "the join took {got} of {want} records within 20 s (session sent {}, dropped {})",
-                self.session.stats().records_sent(),
-                self.session.stats().records_dropped()
+                stats.records_sent(),
+                stats.records_dropped()
             );
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -272,65 +199,11 @@ impl Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        // Closing the kernel end ends the session; then the join thread stops.
-        drop(self.kernel.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        // Closing the kernel end ends the session (bounded wait); then the join thread stops.
+        let _ = self.sim.stop();
         if let Some(w) = self.worker.take() {
             w.stop();
         }
-    }
-}
-
-fn call_on(
-    fd: &OwnedFd,
-    unique: &mut u64,
-    buf: &mut [u8],
-    op: u32,
-    nodeid: u64,
-    body: &[u8],
-) -> Reply {
-    *unique += 2;
-    let h = InHeader {
-        len: (InHeader::SIZE + body.len()) as u32,
-        opcode: op,
-        unique: *unique,
-        nodeid,
-        pid: 4321,
-        ..Default::default()
-    };
-    let mut msg = h.to_bytes().to_vec();
-    msg.extend_from_slice(body);
-    // SAFETY: `msg` is valid for reads of its length; the fd is open.
-    let n = unsafe { libc::write(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
-    assert_eq!(
-        n,
-        msg.len() as isize,
-        "send: {}",
-        io::Error::last_os_error()
-    );
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let r = unsafe { libc::poll(&mut p, 1, 10_000) };
-    assert_eq!(r, 1, "no reply to opcode {op} within 10 s");
-    // SAFETY: the buffer is valid for writes of its length.
-    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert!(n >= 16, "reply of {n} bytes");
-    let n = n as usize;
-    let oh = OutHeader::decode(&buf[..n], 0, 0).unwrap();
-    assert_eq!(oh.len as usize, n, "reply length field vs bytes written");
-    assert_eq!(
-        oh.unique, *unique,
-        "reply to opcode {op} has another unique"
-    );
-    Reply {
-        error: oh.error,
-        body: buf[16..n].to_vec(),
     }
 }
 

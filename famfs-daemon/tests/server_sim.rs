@@ -8,70 +8,31 @@
 
 mod server_support;
 
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    cell::Cell,
-    io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    path::{Path, PathBuf},
-    sync::{
-        Arc,
-        mpsc::{Receiver, sync_channel},
-    },
-    thread::JoinHandle,
-};
+use std::path::{Path, PathBuf};
 
 use famfs_daemon::{
     famfs::{Fmap, Image},
     fuse::{
-        Channel, DialectConfig, Session, SessionConfig,
+        DialectConfig,
         abi::{
-            self, AttrOut, EntryOut, GetattrIn, InHeader, InitIn, InitOut, Kstatfs, OpenIn,
-            OpenOut, OutHeader, ReadIn, ReleaseIn, SetattrIn, WriteIn, fattr, init_flags, opcode,
+            self, AttrOut, EntryOut, GetattrIn, InHeader, Kstatfs, OpenIn, OpenOut, ReleaseIn,
+            SetattrIn, WriteIn, WriteOut, fattr, init_flags, opcode,
         },
         dt,
+        sim::{
+            self, Dirent, FMAP_EXAMPLE_INTERLEAVED, FMAP_EXAMPLE_SIMPLE, batch_forget_in,
+            fmap_size_body, forget_in, getattr_in, getxattr_in, hex, parse_direntplus,
+            parse_dirents, read_in, write_in,
+        },
     },
-    join::{Catalog, FileInfo, RequestRecord},
+    join::{Catalog, FileInfo},
     server::{FamfsFs, ServerConfig},
 };
 use server_support::{self as sup, MIB, MIB2, ext};
 
 /// Counts heap allocations per thread (for the no-allocation-per-request check).
-struct CountingAlloc;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count_alloc() {
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_alloc();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_alloc();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_alloc();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+static GLOBAL: sim::CountingAlloc = sim::CountingAlloc;
 
 // ---------------------------------------------------------------------------------------------
 // The image: every object comes from a real log entry (inode id = 16 + log index).
@@ -186,187 +147,55 @@ fn open_fs(f: &Fixture, daxdev: Option<&str>) -> FamfsFs {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The simulated kernel.
+// The simulated kernel (`famfs_daemon::fuse::sim`) with this file's session settings.
 
-#[derive(Debug)]
-struct Reply {
-    error: i32,
-    unique: u64,
-    body: Vec<u8>,
-}
-
-struct Sim {
-    kernel: Option<OwnedFd>,
-    session: Arc<Session<FamfsFs>>,
-    thread: Option<JoinHandle<io::Result<()>>>,
-    records: Receiver<RequestRecord>,
-    unique: u64,
-    buf: Vec<u8>,
-}
+type Sim = sim::Sim<FamfsFs>;
 
 const CONN: u32 = 77;
 const EPOCH: u64 = 5;
-const OFFER_FLAGS: u32 = 0x7fff_ffff;
-const OFFER_FLAGS2: u32 = 0x3ff;
-/// ASYNC_READ, BIG_WRITES, PARALLEL_DIROPS, MAX_PAGES, INIT_EXT, and the server's DO_READDIRPLUS and
-/// READDIRPLUS_AUTO.
+/// What the session accepts of the simulated kernel's offer: ASYNC_READ, BIG_WRITES,
+/// PARALLEL_DIROPS, MAX_PAGES, INIT_EXT, and the server's DO_READDIRPLUS and READDIRPLUS_AUTO.
 const WANT_FLAGS: u32 = 0x4044_6021;
 
-fn socketpair() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` is a valid 2-element array for socketpair to fill.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    assert_eq!(r, 0, "socketpair: {}", io::Error::last_os_error());
-    // SAFETY: both fds were just created and are owned by nobody else.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+fn start(fs: FamfsFs, dialect: DialectConfig) -> Sim {
+    Sim::builder(fs)
+        .config(sim::session_config(CONN, EPOCH, dialect))
+        .records(4096)
+        .start()
+        .unwrap()
 }
 
-impl Sim {
-    fn start(fs: FamfsFs, dialect: DialectConfig) -> Sim {
-        let (kernel, server) = socketpair();
-        let (tx, rx) = sync_channel(4096);
-        let cfg = SessionConfig {
-            connection: CONN,
-            mount_epoch: EPOCH,
-            dialect,
-            daxdev_configured: true,
-            kallsyms: PathBuf::from("/nonexistent/kallsyms"),
-            records: Some(tx),
-            ..Default::default()
-        };
-        let session = Arc::new(Session::new(fs, Channel::from_fd(server), cfg));
-        let s2 = session.clone();
-        let thread = std::thread::spawn(move || s2.run(1));
-        Sim {
-            kernel: Some(kernel),
-            session,
-            thread: Some(thread),
-            records: rx,
-            unique: 0,
-            buf: vec![0u8; 4 << 20],
-        }
-    }
+/// Typed requests: the decoded reply, or the reply's error.
+trait Ops {
+    fn lookup(&mut self, parent: u64, name: &str) -> Result<EntryOut, i32>;
+    fn getattr(&mut self, ino: u64) -> Result<abi::Attr, i32>;
+    fn read(&mut self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, i32>;
+    fn write(&mut self, ino: u64, offset: u64, data: &[u8]) -> Result<u32, i32>;
+    fn readdir(&mut self, ino: u64, offset: u64, size: u32) -> Vec<Dirent>;
+}
 
-    fn fd(&self) -> i32 {
-        self.kernel.as_ref().unwrap().as_raw_fd()
-    }
-
-    fn send_raw(&self, b: &[u8]) {
-        // SAFETY: `b` is valid for reads of its length; the fd is open.
-        let n = unsafe { libc::write(self.fd(), b.as_ptr().cast(), b.len()) };
-        assert_eq!(n, b.len() as isize, "send: {}", io::Error::last_os_error());
-    }
-
-    fn request(&mut self, op: u32, nodeid: u64, body: &[u8]) -> u64 {
-        self.unique += 2;
-        let unique = self.unique;
-        let h = InHeader {
-            len: (InHeader::SIZE + body.len()) as u32,
-            opcode: op,
-            unique,
-            nodeid,
-            pid: 4321,
-            ..Default::default()
-        };
-        let mut msg = h.to_bytes().to_vec();
-        msg.extend_from_slice(body);
-        self.send_raw(&msg);
-        unique
-    }
-
-    fn recv(&mut self) -> Reply {
-        let mut p = libc::pollfd {
-            fd: self.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, 10_000) };
-        assert_eq!(r, 1, "no reply from the session within 10 s");
-        // SAFETY: the buffer is valid for writes of its length.
-        let n = unsafe { libc::read(self.fd(), self.buf.as_mut_ptr().cast(), self.buf.len()) };
-        assert!(n >= 16, "reply of {n} bytes");
-        let n = n as usize;
-        let h = OutHeader::decode(&self.buf[..n], 0, 0).unwrap();
-        assert_eq!(h.len as usize, n, "reply length field vs bytes written");
-        Reply {
-            error: h.error,
-            unique: h.unique,
-            body: self.buf[16..n].to_vec(),
-        }
-    }
-
-    fn call(&mut self, op: u32, nodeid: u64, body: &[u8]) -> Reply {
-        let u = self.request(op, nodeid, body);
-        let r = self.recv();
-        assert_eq!(r.unique, u, "reply to opcode {op} has another unique");
-        r
-    }
-
-    fn init(&mut self, famfs_bits: u32) -> InitOut {
-        let i = InitIn {
-            major: 7,
-            minor: 45,
-            max_readahead: 131_072,
-            flags: OFFER_FLAGS,
-            flags2: OFFER_FLAGS2 | famfs_bits,
-            ..Default::default()
-        };
-        let r = self.call(opcode::INIT, 0, &i.to_bytes());
-        assert_eq!((r.error, r.body.len()), (0, 64));
-        InitOut::decode(&r.body, 0, 0).unwrap()
-    }
-
-    fn fs(&self) -> &FamfsFs {
-        self.session.fs()
-    }
-
-    fn records(&self) -> Vec<RequestRecord> {
-        self.records.try_iter().collect()
-    }
-
-    fn stop(&mut self) -> io::Result<()> {
-        drop(self.kernel.take());
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("session thread panicked"))),
-            None => Ok(()),
-        }
-    }
-
-    // Typed helpers.
-
+impl Ops for Sim {
     fn lookup(&mut self, parent: u64, name: &str) -> Result<EntryOut, i32> {
-        let mut b = name.as_bytes().to_vec();
-        b.push(0);
-        let r = self.call(opcode::LOOKUP, parent, &b);
+        let r = self.call(opcode::LOOKUP, parent, &sim::name(name)).unwrap();
         if r.error != 0 {
             assert!(r.body.is_empty(), "an error reply is the header alone");
             return Err(r.error);
         }
-        assert_eq!(r.body.len(), EntryOut::SIZE);
-        Ok(EntryOut::decode(&r.body, 0, 0).unwrap())
+        Ok(r.decode::<EntryOut>().unwrap())
     }
 
     fn getattr(&mut self, ino: u64) -> Result<abi::Attr, i32> {
-        let r = self.call(opcode::GETATTR, ino, &GetattrIn::default().to_bytes());
+        let r = self.call(opcode::GETATTR, ino, &getattr_in()).unwrap();
         if r.error != 0 {
             return Err(r.error);
         }
-        assert_eq!(r.body.len(), AttrOut::SIZE);
-        Ok(AttrOut::decode(&r.body, 0, 0).unwrap().attr)
+        Ok(r.decode::<AttrOut>().unwrap().attr)
     }
 
     fn read(&mut self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, i32> {
-        let r = self.call(opcode::READ, ino, &read_in(offset, size));
+        let r = self
+            .call(opcode::READ, ino, &read_in(0, offset, size))
+            .unwrap();
         if r.error != 0 {
             return Err(r.error);
         }
@@ -374,101 +203,23 @@ impl Sim {
     }
 
     fn write(&mut self, ino: u64, offset: u64, data: &[u8]) -> Result<u32, i32> {
-        let mut b = WriteIn {
-            offset,
-            size: data.len() as u32,
-            ..Default::default()
-        }
-        .to_bytes()
-        .to_vec();
-        b.extend_from_slice(data);
-        let r = self.call(opcode::WRITE, ino, &b);
+        let r = self
+            .call(opcode::WRITE, ino, &write_in(0, offset, data))
+            .unwrap();
         if r.error != 0 {
             return Err(r.error);
         }
-        assert_eq!(r.body.len(), 8);
-        Ok(u32::from_ne_bytes(r.body[0..4].try_into().unwrap()))
+        Ok(r.decode::<WriteOut>().unwrap().size)
     }
 
-    fn readdir(&mut self, ino: u64, offset: u64, size: u32) -> Vec<(u64, u64, u32, String)> {
-        let r = self.call(opcode::READDIR, ino, &read_in(offset, size));
+    fn readdir(&mut self, ino: u64, offset: u64, size: u32) -> Vec<Dirent> {
+        let r = self
+            .call(opcode::READDIR, ino, &read_in(0, offset, size))
+            .unwrap();
         assert_eq!(r.error, 0);
-        parse_dirents(&r.body)
+        parse_dirents(&r.body).unwrap()
     }
 }
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
-}
-
-fn read_in(offset: u64, size: u32) -> [u8; 40] {
-    ReadIn {
-        offset,
-        size,
-        ..Default::default()
-    }
-    .to_bytes()
-}
-
-fn fmap_size_body(size: u32) -> [u8; 8] {
-    abi::GetFmapIn {
-        size,
-        ..Default::default()
-    }
-    .to_bytes()
-}
-
-fn parse_dirents(mut b: &[u8]) -> Vec<(u64, u64, u32, String)> {
-    let mut v = Vec::new();
-    while !b.is_empty() {
-        let h = abi::DirentHead::decode(b, 0, 0).unwrap();
-        let name = &b[24..24 + h.namelen as usize];
-        v.push((
-            h.ino,
-            h.off,
-            h.typ,
-            String::from_utf8(name.to_vec()).unwrap(),
-        ));
-        b = &b[abi::dirent_size(h.namelen as usize)..];
-    }
-    v
-}
-
-/// READDIRPLUS entries: (nodeid, attr.ino, off, type, name, size).
-fn parse_direntplus(mut b: &[u8]) -> Vec<(u64, u64, u64, u32, String, u64)> {
-    let mut v = Vec::new();
-    while !b.is_empty() {
-        let e = EntryOut::decode(b, 0, 0).unwrap();
-        let d = &b[EntryOut::SIZE..];
-        let h = abi::DirentHead::decode(d, 0, 0).unwrap();
-        let name = String::from_utf8(d[24..24 + h.namelen as usize].to_vec()).unwrap();
-        v.push((e.nodeid, e.attr.ino, h.off, h.typ, name, e.attr.size));
-        b = &b[abi::direntplus_size(h.namelen as usize)..];
-    }
-    v
-}
-
-const FMAP56: &str = "00 00 01 00 00 00 00 00 01 00 00 00 00 00 00 00
-     00 00 10 00 00 00 00 00 00 00 00 00 00 00 00 00
-     00 00 00 00 00 00 00 00 00 00 a0 00 00 00 00 00
-     00 00 20 00 00 00 00 00";
-
-const FMAP104: &str = "00 00 01 00 01 00 00 00 01 00 00 00 00 00 00 00
-     00 00 30 00 00 00 00 00 00 00 00 00 00 00 00 00
-     02 00 00 00 00 00 20 00 00 00 30 00 00 00 00 00
-     00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
-     00 00 60 08 00 00 00 00 00 00 20 00 00 00 00 00
-     00 00 00 00 00 00 00 00 00 00 60 02 00 00 00 00
-     00 00 20 00 00 00 00 00";
-
-fn hex(s: &str) -> Vec<u8> {
-    s.split_whitespace()
-        .map(|b| u8::from_str_radix(b, 16).unwrap())
-        .collect()
-}
-
 /// The serialized fmap the server must send for a simple file: header + extents.
 fn simple_fmap_bytes(size: u64, exts: &[(u64, u64)]) -> Vec<u8> {
     let mut v = Vec::new();
@@ -523,13 +274,13 @@ fn init_with_and_without_famfs_flags_per_dialect() {
     for (dialect, bit, ops) in DIALECTS {
         for offered in [0u32, 0xc00] {
             let ctx = format!("{dialect} offered {offered:#x}");
-            let mut sim = Sim::start(open_fs(&f, Some(DAXDEV)), dialect);
-            let out = sim.init(offered);
+            let mut sim = start(open_fs(&f, Some(DAXDEV)), dialect);
+            let out = sim.init_offer(offered).unwrap();
             assert_eq!(out.flags, WANT_FLAGS, "{ctx}");
             let want2 = if offered == 0 { 0 } else { bit };
             assert_eq!(out.flags2, want2, "{ctx}");
             assert_eq!((out.major, out.minor, out.max_write), (7, 45, 1 << 20));
-            let n = sim.session.negotiated().unwrap();
+            let n = sim.session().negotiated().unwrap();
             let expect = if offered == 0 { None } else { ops };
             assert_eq!(
                 n.get_fmap_opcode().zip(n.get_daxdev_opcode()),
@@ -548,8 +299,8 @@ fn namespace_opcodes_in_every_dialect() {
     let f = fixture();
     for (dialect, bit, _) in DIALECTS {
         let ctx = dialect.to_string();
-        let mut sim = Sim::start(open_fs(&f, Some(DAXDEV)), dialect);
-        sim.init(bit);
+        let mut sim = start(open_fs(&f, Some(DAXDEV)), dialect);
+        sim.init_offer(bit).unwrap();
 
         // LOOKUP: entry with nodeid = st_ino = inode id; missing names are an ENOENT error.
         let e = sim.lookup(ROOT, "file0").unwrap();
@@ -592,7 +343,7 @@ fn namespace_opcodes_in_every_dialect() {
 
         // READDIR: ".", "..", then children in log order; offset k resumes after entry k.
         let all = sim.readdir(ROOT, 0, 4096);
-        let want: Vec<(u64, u64, u32, String)> = [
+        let want: Vec<Dirent> = [
             (ROOT, ".", dt::DIR),
             (ROOT, "..", dt::DIR),
             (META, ".meta", dt::DIR),
@@ -603,7 +354,7 @@ fn namespace_opcodes_in_every_dialect() {
         ]
         .iter()
         .enumerate()
-        .map(|(i, &(ino, n, t))| (ino, i as u64 + 1, t, n.to_string()))
+        .map(|(i, &(ino, n, t))| Dirent::new(ino, i as u64 + 1, t, n))
         .collect();
         assert_eq!(all, want, "{ctx}");
         assert_eq!(sim.readdir(ROOT, 3, 4096), want[3..].to_vec());
@@ -614,7 +365,7 @@ fn namespace_opcodes_in_every_dialect() {
         assert_eq!(
             sim.readdir(DIR, 0, 4096)
                 .into_iter()
-                .map(|d| (d.0, d.3))
+                .map(|d| (d.ino, d.name))
                 .collect::<Vec<_>>(),
             vec![
                 (DIR, ".".into()),
@@ -623,15 +374,30 @@ fn namespace_opcodes_in_every_dialect() {
                 (WIDE, "wide".into())
             ]
         );
-        let r = sim.call(opcode::READDIR, FILE0, &read_in(0, 4096));
+        let r = sim
+            .call(opcode::READDIR, FILE0, &read_in(0, 0, 4096))
+            .unwrap();
         assert_eq!(r.error, -libc::ENOTDIR);
 
         // READDIRPLUS: attributes inline and a lookup reference per real entry.
         let before = sim.fs().lookup_count(MANY);
-        let r = sim.call(opcode::READDIRPLUS, DIR, &read_in(0, 4096));
+        let r = sim
+            .call(opcode::READDIRPLUS, DIR, &read_in(0, 0, 4096))
+            .unwrap();
         assert_eq!(r.error, 0);
         assert_eq!(
-            parse_direntplus(&r.body),
+            parse_direntplus(&r.body)
+                .unwrap()
+                .into_iter()
+                .map(|p| (
+                    p.entry.nodeid,
+                    p.entry.attr.ino,
+                    p.dirent.off,
+                    p.dirent.typ,
+                    p.dirent.name,
+                    p.entry.attr.size
+                ))
+                .collect::<Vec<_>>(),
             vec![
                 (0, DIR, 1, dt::DIR, ".".into(), 0),
                 (0, ROOT, 2, dt::DIR, "..".into(), 0),
@@ -641,18 +407,9 @@ fn namespace_opcodes_in_every_dialect() {
         );
         assert_eq!(sim.fs().lookup_count(MANY), before + 1);
         // FORGET and BATCH_FORGET drop references; no reply is sent for either.
-        sim.request(opcode::FORGET, MANY, &1u64.to_ne_bytes());
-        let mut bf = abi::BatchForgetIn {
-            count: 2,
-            ..Default::default()
-        }
-        .to_bytes()
-        .to_vec();
-        for (id, n) in [(FILE0, 1u64), (WIDE, 1)] {
-            bf.extend_from_slice(&id.to_ne_bytes());
-            bf.extend_from_slice(&n.to_ne_bytes());
-        }
-        sim.request(opcode::BATCH_FORGET, 0, &bf);
+        sim.request(opcode::FORGET, MANY, &forget_in(1)).unwrap();
+        let bf = batch_forget_in(&[(FILE0, 1), (WIDE, 1)]);
+        sim.request(opcode::BATCH_FORGET, 0, &bf).unwrap();
         // The next reply proves the forgets were handled (one worker, in order).
         sim.getattr(ROOT).unwrap();
         assert_eq!(
@@ -670,21 +427,24 @@ fn namespace_opcodes_in_every_dialect() {
             ..Default::default()
         }
         .to_bytes();
-        assert_eq!(sim.call(opcode::OPEN, FILE0, &open).error, 0);
-        assert_eq!(sim.call(opcode::OPEN, DIR, &open).error, -libc::EISDIR);
+        assert_eq!(sim.call(opcode::OPEN, FILE0, &open).unwrap().error, 0);
         assert_eq!(
-            sim.call(opcode::OPENDIR, FILE0, &open).error,
+            sim.call(opcode::OPEN, DIR, &open).unwrap().error,
+            -libc::EISDIR
+        );
+        assert_eq!(
+            sim.call(opcode::OPENDIR, FILE0, &open).unwrap().error,
             -libc::ENOTDIR
         );
-        let od = sim.call(opcode::OPENDIR, DIR, &open);
+        let od = sim.call(opcode::OPENDIR, DIR, &open).unwrap();
         assert_eq!((od.error, od.body.len()), (0, OpenOut::SIZE));
         let rel = ReleaseIn::default().to_bytes();
-        assert_eq!(sim.call(opcode::RELEASEDIR, DIR, &rel).error, 0);
-        assert_eq!(sim.call(opcode::RELEASE, FILE0, &rel).error, 0);
+        assert_eq!(sim.call(opcode::RELEASEDIR, DIR, &rel).unwrap().error, 0);
+        assert_eq!(sim.call(opcode::RELEASE, FILE0, &rel).unwrap().error, 0);
 
         // STATFS from the device size and the allocator: 4 GiB = 2048 units; used = 5 (superblock
         // + log) + file0 1 + interleaved 2 + many 16 + wide 16 × 2 + hello 1 = 57.
-        let r = sim.call(opcode::STATFS, ROOT, &[]);
+        let r = sim.call(opcode::STATFS, ROOT, &[]).unwrap();
         assert_eq!(r.error, 0);
         let s = Kstatfs::decode(&r.body, 0, 0).unwrap();
         assert_eq!(
@@ -694,14 +454,11 @@ fn namespace_opcodes_in_every_dialect() {
         assert_eq!((s.files, s.ffree), (15_420 + 15, 15_420 - 6));
 
         // GETXATTR: nothing stored.
-        let mut x = abi::GetxattrIn {
-            size: 64,
-            ..Default::default()
-        }
-        .to_bytes()
-        .to_vec();
-        x.extend_from_slice(b"user.anything\0");
-        assert_eq!(sim.call(opcode::GETXATTR, FILE0, &x).error, -libc::ENODATA);
+        let x = getxattr_in(64, b"user.anything");
+        assert_eq!(
+            sim.call(opcode::GETXATTR, FILE0, &x).unwrap().error,
+            -libc::ENODATA
+        );
 
         // SETATTR: size changes refused; the same size and time updates are accepted unchanged.
         let set = |valid: u32, size: u64, mode: u32| {
@@ -715,23 +472,28 @@ fn namespace_opcodes_in_every_dialect() {
         };
         assert_eq!(
             sim.call(opcode::SETATTR, FILE0, &set(fattr::SIZE, 0, 0))
+                .unwrap()
                 .error,
             -libc::EINVAL
         );
         assert_eq!(
             sim.call(opcode::SETATTR, FILE0, &set(fattr::SIZE, 2 * MIB, 0))
+                .unwrap()
                 .error,
             -libc::EINVAL
         );
-        let r = sim.call(
-            opcode::SETATTR,
-            FILE0,
-            &set(fattr::SIZE | fattr::MTIME_NOW, MIB, 0),
-        );
+        let r = sim
+            .call(
+                opcode::SETATTR,
+                FILE0,
+                &set(fattr::SIZE | fattr::MTIME_NOW, MIB, 0),
+            )
+            .unwrap();
         assert_eq!(r.error, 0);
         assert_eq!(AttrOut::decode(&r.body, 0, 0).unwrap().attr, a);
         assert_eq!(
             sim.call(opcode::SETATTR, FILE0, &set(fattr::MODE, 0, 0o600))
+                .unwrap()
                 .error,
             -libc::EPERM
         );
@@ -746,7 +508,7 @@ fn namespace_opcodes_in_every_dialect() {
             99,
             200,
         ] {
-            let r = sim.call(op, ROOT, &[0u8; 64]);
+            let r = sim.call(op, ROOT, &[0u8; 64]).unwrap();
             assert_eq!(
                 (r.error, r.body.len()),
                 (-libc::ENOSYS, 0),
@@ -755,7 +517,7 @@ fn namespace_opcodes_in_every_dialect() {
         }
         if bit == 0 {
             for op in [53, 54, 55] {
-                let r = sim.call(op, FILE0, &fmap_size_body(4096));
+                let r = sim.call(op, FILE0, &fmap_size_body(4096)).unwrap();
                 assert_eq!(r.error, -libc::ENOSYS, "{ctx} opcode {op}");
             }
         }
@@ -765,8 +527,8 @@ fn namespace_opcodes_in_every_dialect() {
 #[test]
 fn read_and_write_through_the_extents() {
     let f = fixture();
-    let mut sim = Sim::start(open_fs(&f, None), DialectConfig::Off);
-    sim.init(0);
+    let mut sim = start(open_fs(&f, None), DialectConfig::Off);
+    sim.init_offer(0).unwrap();
     // Simple file, whole and partial; past EOF is empty.
     assert_eq!(sim.read(HELLO, 0, 4096).unwrap(), HELLO_TXT);
     assert_eq!(sim.read(HELLO, 7, 5).unwrap(), &HELLO_TXT[7..12]);
@@ -823,8 +585,8 @@ fn read_and_write_through_the_extents() {
     assert_eq!(sim.read(MANY, 3 * MIB2 - 2500, 5000).unwrap(), data);
     // FLUSH makes it durable (msync); the bytes are in the image where the fmap says.
     let fl = abi::FlushIn::default().to_bytes();
-    assert_eq!(sim.call(opcode::FLUSH, MANY, &fl).error, 0);
-    assert_eq!(sim.call(opcode::FSYNC, HELLO, &[0u8; 16]).error, 0);
+    assert_eq!(sim.call(opcode::FLUSH, MANY, &fl).unwrap().error, 0);
+    assert_eq!(sim.call(opcode::FSYNC, HELLO, &[0u8; 16]).unwrap().error, 0);
     sim.stop().unwrap();
     let img = Image::open(&f.path, false).unwrap();
     let mut got = vec![0u8; 5000];
@@ -864,8 +626,8 @@ fn read_only_server_refuses_writes() {
         },
     )
     .unwrap();
-    let mut sim = Sim::start(fs, DialectConfig::Off);
-    sim.init(0);
+    let mut sim = start(fs, DialectConfig::Off);
+    sim.init_offer(0).unwrap();
     assert_eq!(sim.write(HELLO, 0, b"x"), Err(-libc::EROFS));
     let open = |flags: i32| {
         OpenIn {
@@ -875,76 +637,83 @@ fn read_only_server_refuses_writes() {
         .to_bytes()
     };
     assert_eq!(
-        sim.call(opcode::OPEN, HELLO, &open(libc::O_RDWR)).error,
+        sim.call(opcode::OPEN, HELLO, &open(libc::O_RDWR))
+            .unwrap()
+            .error,
         -libc::EROFS
     );
     assert_eq!(
-        sim.call(opcode::OPEN, HELLO, &open(libc::O_RDONLY)).error,
+        sim.call(opcode::OPEN, HELLO, &open(libc::O_RDONLY))
+            .unwrap()
+            .error,
         0
     );
     assert_eq!(sim.read(HELLO, 0, 100).unwrap(), HELLO_TXT);
-    let s = Kstatfs::decode(&sim.call(opcode::STATFS, ROOT, &[]).body, 0, 0).unwrap();
+    let s = Kstatfs::decode(&sim.call(opcode::STATFS, ROOT, &[]).unwrap().body, 0, 0).unwrap();
     assert_eq!(s.bavail, 0);
 }
 
 #[test]
 fn get_fmap_rfc_v2_exact_bytes_and_needed_size_retry() {
     let f = fixture();
-    let mut sim = Sim::start(open_fs(&f, Some(DAXDEV)), DialectConfig::RfcV2);
-    assert_eq!(sim.init(0x400).flags2, 0x400);
+    let mut sim = start(open_fs(&f, Some(DAXDEV)), DialectConfig::RfcV2);
+    assert_eq!(sim.init_offer(0x400).unwrap().flags2, 0x400);
     // The spec's examples, produced from log entries 0 and 1.
-    let r = sim.call(53, FILE0, &fmap_size_body(4096));
-    assert_eq!((r.error, r.body), (0, hex(FMAP56)));
-    let r = sim.call(53, INTERLEAVED, &fmap_size_body(4096));
-    assert_eq!((r.error, r.body), (0, hex(FMAP104)));
+    let r = sim.call(53, FILE0, &fmap_size_body(4096)).unwrap();
+    assert_eq!((r.error, r.body), (0, hex(FMAP_EXAMPLE_SIMPLE).unwrap()));
+    let r = sim.call(53, INTERLEAVED, &fmap_size_body(4096)).unwrap();
+    assert_eq!(
+        (r.error, r.body),
+        (0, hex(FMAP_EXAMPLE_INTERLEAVED).unwrap())
+    );
     // 16 simple extents = 416 bytes: a 64-byte buffer gets exactly the 4-byte needed size…
     let many: Vec<(u64, u64)> = many_extents().iter().map(|e| (e.offset, e.len)).collect();
     let want_many = simple_fmap_bytes(MANY_SIZE, &many);
     assert_eq!(want_many.len(), 416);
-    let u1 = sim.request(53, MANY, &fmap_size_body(64));
-    let r = sim.recv();
+    let u1 = sim.request(53, MANY, &fmap_size_body(64)).unwrap();
+    let r = sim.recv().unwrap();
     assert_eq!(
         (r.unique, r.error, r.body.as_slice()),
         (u1, 0, &416u32.to_ne_bytes()[..])
     );
     // …and the kernel's one retry with a large enough buffer gets the whole map.
-    let u2 = sim.request(53, MANY, &fmap_size_body(416));
-    let r = sim.recv();
+    let u2 = sim.request(53, MANY, &fmap_size_body(416)).unwrap();
+    let r = sim.recv().unwrap();
     assert_eq!((r.unique, r.error, &r.body), (u2, 0, &want_many));
     // A large interleaved map: 16 strips = 440 bytes.
     let strips: Vec<(u64, u64)> = wide_strips().iter().map(|e| (e.offset, e.len)).collect();
     let want_wide = interleaved_fmap_bytes(WIDE_SIZE, MIB2 as u32, &strips);
     assert_eq!(want_wide.len(), 440);
-    let r = sim.call(53, WIDE, &fmap_size_body(439));
+    let r = sim.call(53, WIDE, &fmap_size_body(439)).unwrap();
     assert_eq!(r.body, 440u32.to_ne_bytes());
-    let r = sim.call(53, WIDE, &fmap_size_body(4096));
+    let r = sim.call(53, WIDE, &fmap_size_body(4096)).unwrap();
     assert_eq!(r.body, want_wide);
     // The meta files have fmaps too.
-    let r = sim.call(53, LOG_INO, &fmap_size_body(4096));
+    let r = sim.call(53, LOG_INO, &fmap_size_body(4096)).unwrap();
     assert_eq!(
         r.body,
         simple_fmap_bytes(0x80_0000, &[(0x20_0000, 0x80_0000)])
     );
-    let r = sim.call(53, SB_INO, &fmap_size_body(4096));
+    let r = sim.call(53, SB_INO, &fmap_size_body(4096)).unwrap();
     assert_eq!(r.body, simple_fmap_bytes(0x20_0000, &[(0, 0x20_0000)]));
     // A directory has no map (ENOENT); an unknown inode is EINVAL.
     assert_eq!(
-        sim.call(53, DIR, &fmap_size_body(4096)).error,
+        sim.call(53, DIR, &fmap_size_body(4096)).unwrap().error,
         -libc::ENOENT
     );
     assert_eq!(
-        sim.call(53, 4242, &fmap_size_body(4096)).error,
+        sim.call(53, 4242, &fmap_size_body(4096)).unwrap().error,
         -libc::EINVAL
     );
     // GET_DAXDEV (54 in RFC V2): the configured path for index 0, EINVAL otherwise.
-    let r = sim.call(54, 0, &[]);
+    let r = sim.call(54, 0, &[]).unwrap();
     assert_eq!((r.error, r.body.len()), (0, 280));
     assert_eq!(&r.body[..24], &[0u8; 24]);
     assert_eq!(&r.body[24..36], b"/dev/dax0.0\0");
     assert!(r.body[36..].iter().all(|&b| b == 0));
-    assert_eq!(sim.call(54, 1, &[]).error, -libc::EINVAL);
+    assert_eq!(sim.call(54, 1, &[]).unwrap().error, -libc::EINVAL);
     // 55 is nothing in RFC V2.
-    assert_eq!(sim.call(55, 0, &[]).error, -libc::ENOSYS);
+    assert_eq!(sim.call(55, 0, &[]).unwrap().error, -libc::ENOSYS);
     sim.stop().unwrap();
     let view: Vec<_> = sim.records()[1..]
         .iter()
@@ -979,36 +748,39 @@ fn get_fmap_rfc_v2_exact_bytes_and_needed_size_retry() {
 #[test]
 fn get_fmap_v3_page_buffer_no_retry() {
     let f = fixture();
-    let mut sim = Sim::start(open_fs(&f, Some(DAXDEV)), DialectConfig::V3);
-    assert_eq!(sim.init(0xc00).flags2, 0x800);
+    let mut sim = start(open_fs(&f, Some(DAXDEV)), DialectConfig::V3);
+    assert_eq!(sim.init_offer(0xc00).unwrap().flags2, 0x800);
     // V3 requests carry no body (len 40): the page-sized buffer.
-    let r = sim.call(54, FILE0, &[]);
-    assert_eq!((r.error, r.body), (0, hex(FMAP56)));
-    let r = sim.call(54, INTERLEAVED, &[]);
-    assert_eq!((r.error, r.body), (0, hex(FMAP104)));
+    let r = sim.call(54, FILE0, &[]).unwrap();
+    assert_eq!((r.error, r.body), (0, hex(FMAP_EXAMPLE_SIMPLE).unwrap()));
+    let r = sim.call(54, INTERLEAVED, &[]).unwrap();
+    assert_eq!(
+        (r.error, r.body),
+        (0, hex(FMAP_EXAMPLE_INTERLEAVED).unwrap())
+    );
     let many: Vec<(u64, u64)> = many_extents().iter().map(|e| (e.offset, e.len)).collect();
     assert_eq!(
-        sim.call(54, MANY, &[]).body,
+        sim.call(54, MANY, &[]).unwrap().body,
         simple_fmap_bytes(MANY_SIZE, &many)
     );
     // A buffer too small and no retry in V3: EINVAL, header only.
-    let r = sim.call(54, MANY, &fmap_size_body(64));
+    let r = sim.call(54, MANY, &fmap_size_body(64)).unwrap();
     assert_eq!((r.error, r.body.len()), (-libc::EINVAL, 0));
     // GET_DAXDEV is 55.
-    let r = sim.call(55, 0, &[]);
+    let r = sim.call(55, 0, &[]).unwrap();
     assert_eq!((r.error, r.body.len()), (0, 280));
     assert_eq!(&r.body[24..36], b"/dev/dax0.0\0");
-    assert_eq!(sim.call(55, 3, &[]).error, -libc::EINVAL);
+    assert_eq!(sim.call(55, 3, &[]).unwrap().error, -libc::EINVAL);
     // 53 is COPY_FILE_RANGE_64 here: not implemented.
-    assert_eq!(sim.call(53, FILE0, &[]).error, -libc::ENOSYS);
+    assert_eq!(sim.call(53, FILE0, &[]).unwrap().error, -libc::ENOSYS);
 }
 
 #[test]
 fn get_daxdev_defaults_to_the_superblock_name() {
     let f = fixture();
-    let mut sim = Sim::start(open_fs(&f, None), DialectConfig::V3);
-    sim.init(0x800);
-    let r = sim.call(55, 0, &[]);
+    let mut sim = start(open_fs(&f, None), DialectConfig::V3);
+    sim.init_offer(0x800).unwrap();
+    let r = sim.call(55, 0, &[]).unwrap();
     assert_eq!(r.error, 0);
     // mkfs recorded the image path (bounded to 64 bytes, like the reference) as dd_daxdev.
     let p = f.path.as_os_str().as_encoded_bytes();
@@ -1024,16 +796,16 @@ fn get_daxdev_defaults_to_the_superblock_name() {
 #[test]
 fn malformed_requests_get_errors_and_serving_goes_on() {
     let f = fixture();
-    let mut sim = Sim::start(open_fs(&f, Some(DAXDEV)), DialectConfig::RfcV2);
-    sim.init(0x400);
+    let mut sim = start(open_fs(&f, Some(DAXDEV)), DialectConfig::RfcV2);
+    sim.init_offer(0x400).unwrap();
     let ok = |sim: &mut Sim| assert_eq!(sim.getattr(FILE0).unwrap().size, MIB);
     // Header shorter than 40 bytes with a readable unique: EIO.
     let mut short = vec![0u8; 24];
     short[0..4].copy_from_slice(&24u32.to_ne_bytes());
     short[4..8].copy_from_slice(&opcode::LOOKUP.to_ne_bytes());
     short[8..16].copy_from_slice(&9001u64.to_ne_bytes());
-    sim.send_raw(&short);
-    let r = sim.recv();
+    sim.send_raw(&short).unwrap();
+    let r = sim.recv().unwrap();
     assert_eq!((r.unique, r.error), (9001, -libc::EIO));
     ok(&mut sim);
     // Length field that disagrees with the message.
@@ -1047,20 +819,20 @@ fn malformed_requests_get_errors_and_serving_goes_on() {
     .to_bytes()
     .to_vec();
     h.extend_from_slice(&GetattrIn::default().to_bytes());
-    sim.send_raw(&h);
-    assert_eq!(sim.recv().error, -libc::EIO);
+    sim.send_raw(&h).unwrap();
+    assert_eq!(sim.recv().unwrap().error, -libc::EIO);
     ok(&mut sim);
     // Bodies too short for their opcode, a name without NUL, WRITE data shorter than its size.
     assert_eq!(
-        sim.call(opcode::READ, HELLO, &[0u8; 12]).error,
+        sim.call(opcode::READ, HELLO, &[0u8; 12]).unwrap().error,
         -libc::EINVAL
     );
     assert_eq!(
-        sim.call(opcode::LOOKUP, ROOT, b"file0").error,
+        sim.call(opcode::LOOKUP, ROOT, b"file0").unwrap().error,
         -libc::EINVAL
     );
     assert_eq!(
-        sim.call(opcode::SETATTR, FILE0, &[0u8; 40]).error,
+        sim.call(opcode::SETATTR, FILE0, &[0u8; 40]).unwrap().error,
         -libc::EINVAL
     );
     let mut w = WriteIn {
@@ -1070,14 +842,20 @@ fn malformed_requests_get_errors_and_serving_goes_on() {
     .to_bytes()
     .to_vec();
     w.extend_from_slice(b"short");
-    assert_eq!(sim.call(opcode::WRITE, HELLO, &w).error, -libc::EINVAL);
+    assert_eq!(
+        sim.call(opcode::WRITE, HELLO, &w).unwrap().error,
+        -libc::EINVAL
+    );
     // GET_FMAP with a 3-byte body reads as "no size given" (4096): served.
-    assert_eq!(sim.call(53, FILE0, &[1, 2, 3]).body, hex(FMAP56));
+    assert_eq!(
+        sim.call(53, FILE0, &[1, 2, 3]).unwrap().body,
+        hex(FMAP_EXAMPLE_SIMPLE).unwrap()
+    );
     // Garbage.
-    sim.send_raw(&[0xee; 48]);
-    assert_eq!(sim.recv().error, -libc::EIO);
+    sim.send_raw(&[0xee; 48]).unwrap();
+    assert_eq!(sim.recv().unwrap().error, -libc::EIO);
     ok(&mut sim);
-    assert_eq!(sim.session.stats().malformed(), 7);
+    assert_eq!(sim.session().stats().malformed(), 7);
     assert_eq!(
         sim.read(HELLO, 0, 100).unwrap(),
         HELLO_TXT,
@@ -1088,10 +866,10 @@ fn malformed_requests_get_errors_and_serving_goes_on() {
 #[test]
 fn refresh_finds_appended_entries_and_invalidates_the_kernel_view() {
     let f = fixture();
-    let mut sim = Sim::start(open_fs(&f, None), DialectConfig::Off);
-    sim.init(0);
+    let mut sim = start(open_fs(&f, None), DialectConfig::Off);
+    sim.init_offer(0).unwrap();
     assert_eq!(sim.lookup(ROOT, "late.txt"), Err(-libc::ENOENT));
-    let notifier = sim.session.notifier();
+    let notifier = sim.session().notifier();
     // Nothing appended yet: one 8-byte read of the header, no replay.
     let s = sim.fs().refresh(Some(&notifier), false).unwrap();
     assert!(!s.replayed);
@@ -1123,7 +901,7 @@ fn refresh_finds_appended_entries_and_invalidates_the_kernel_view() {
     // The kernel side receives INVAL_ENTRY for every new name, then INVAL_INODE for each parent.
     let mut notes = Vec::new();
     for _ in 0..5 {
-        let r = sim.recv();
+        let r = sim.recv().unwrap();
         assert_eq!(r.unique, 0, "a notification");
         notes.push((r.error, r.body));
     }
@@ -1207,53 +985,40 @@ fn catalog_describes_files_for_the_join() {
 
 /// Serve `rounds` rounds of the hot-path opcodes on one worker; return that thread's allocations.
 fn server_thread_allocations(f: &Fixture, rounds: usize) -> u64 {
-    let (kernel, server) = socketpair();
-    let (tx, rx) = sync_channel(1 << 16);
-    let session = Arc::new(Session::new(
-        open_fs(f, Some(DAXDEV)),
-        Channel::from_fd(server),
-        SessionConfig {
-            dialect: DialectConfig::V3,
-            daxdev_configured: true,
-            records: Some(tx),
-            ..Default::default()
-        },
-    ));
-    let s2 = session.clone();
-    let thread = std::thread::spawn(move || {
-        let r = s2.run(1);
-        (r, ALLOCS.with(|c| c.get()))
-    });
-    let mut sim = Sim {
-        kernel: Some(kernel),
-        session,
-        thread: None,
-        records: rx,
-        unique: 0,
-        buf: vec![0u8; 4 << 20],
-    };
-    sim.init(0x800);
+    let mut sim = Sim::builder(open_fs(f, Some(DAXDEV)))
+        .config(sim::session_config(0, 0, DialectConfig::V3))
+        .records(1 << 16)
+        .start()
+        .unwrap();
+    sim.init_offer(0x800).unwrap();
     for _ in 0..rounds {
         let replies = [
-            sim.call(opcode::LOOKUP, DIR, b"many\0").error,
-            sim.call(opcode::GETATTR, MANY, &GetattrIn::default().to_bytes())
+            sim.call(opcode::LOOKUP, DIR, b"many\0").unwrap().error,
+            sim.call(opcode::GETATTR, MANY, &getattr_in())
+                .unwrap()
                 .error,
-            sim.call(opcode::READ, MANY, &read_in(MIB2 - 4096, 65_536))
+            sim.call(opcode::READ, MANY, &read_in(0, MIB2 - 4096, 65_536))
+                .unwrap()
                 .error,
-            sim.call(opcode::READ, WIDE, &read_in(0, 131_072)).error,
-            sim.call(opcode::READDIR, DIR, &read_in(0, 4096)).error,
-            sim.call(opcode::READDIRPLUS, DIR, &read_in(0, 4096)).error,
-            sim.call(54, MANY, &[]).error,
-            sim.call(opcode::LOOKUP, ROOT, b"nope\0").error,
+            sim.call(opcode::READ, WIDE, &read_in(0, 0, 131_072))
+                .unwrap()
+                .error,
+            sim.call(opcode::READDIR, DIR, &read_in(0, 0, 4096))
+                .unwrap()
+                .error,
+            sim.call(opcode::READDIRPLUS, DIR, &read_in(0, 0, 4096))
+                .unwrap()
+                .error,
+            sim.call(54, MANY, &[]).unwrap().error,
+            sim.call(opcode::LOOKUP, ROOT, b"nope\0").unwrap().error,
         ];
         assert_eq!(replies, [0, 0, 0, 0, 0, 0, 0, -libc::ENOENT]);
-        sim.request(opcode::FORGET, MANY, &2u64.to_ne_bytes());
+        sim.request(opcode::FORGET, MANY, &forget_in(2)).unwrap();
         let _ = sim.records();
     }
-    drop(sim.kernel.take());
-    let (r, allocs) = thread.join().unwrap();
-    r.unwrap();
-    allocs
+    sim.stop().unwrap();
+    sim.serving_thread_allocations()
+        .expect("the serving thread ended")
 }
 
 #[test]

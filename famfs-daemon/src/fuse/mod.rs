@@ -14,6 +14,7 @@ pub mod dialect;
 pub mod fmap;
 pub mod reply;
 pub mod session;
+pub mod sim;
 pub mod stats;
 
 #[cfg(test)]

@@ -1,22 +1,27 @@
-//! Unit tests of the FUSE wire layer that need no peer: ABI layouts and checked decoding, dirent
-//! packing, famfs fmap / daxdev encoding (byte-exact against the protocol spec's examples), the dialect
-//! table and rule, mountinfo parsing, the log rate limiter. The session is tested end to end over a
-//! simulated kernel in `tests/fuse_wire.rs`.
+//! Unit tests of the FUSE wire layer: ABI layouts and checked decoding, dirent packing, famfs fmap /
+//! daxdev encoding (byte-exact against the protocol spec's examples), the dialect table and rule,
+//! mountinfo parsing, the log rate limiter, and the simulated kernel (`sim`) itself: its parsers,
+//! deadlines, reply checks and session lifetime. The session is tested end to end over the simulated
+//! kernel in `tests/fuse_wire.rs`.
 
-use std::path::Path;
+use std::{
+    io::{self, IoSlice},
+    path::Path,
+    time::Duration,
+};
 
 use super::{
+    Filesystem,
     abi::{self, *},
     dialect::{self, *},
     fmap::*,
     reply::*,
+    sim::{self, Dirent, FMAP_EXAMPLE_INTERLEAVED, FMAP_EXAMPLE_SIMPLE, Kernel, Sim},
     stats::RateLimit,
 };
 
 fn hex(s: &str) -> Vec<u8> {
-    s.split_whitespace()
-        .map(|b| u8::from_str_radix(b, 16).unwrap())
-        .collect()
+    sim::hex(s).unwrap()
 }
 
 #[test]
@@ -199,13 +204,7 @@ fn fmap_simple_matches_spec_example_byte_for_byte() {
     };
     let mut out = Vec::new();
     assert_eq!(f.encode_into(&mut out), Ok(56));
-    assert_eq!(
-        out,
-        hex("00 00 01 00 00 00 00 00 01 00 00 00 00 00 00 00
-             00 00 10 00 00 00 00 00 00 00 00 00 00 00 00 00
-             00 00 00 00 00 00 00 00 00 00 a0 00 00 00 00 00
-             00 00 20 00 00 00 00 00")
-    );
+    assert_eq!(out, hex(FMAP_EXAMPLE_SIMPLE));
     assert_eq!((f.encoded_len(), f.extent_count()), (56, 1));
 }
 
@@ -224,16 +223,7 @@ fn fmap_interleaved_matches_spec_example_byte_for_byte() {
     // The buffer is reused: stale content must not leak into the reply.
     let mut out = vec![0xffu8; 300];
     assert_eq!(f.encode_into(&mut out), Ok(104));
-    assert_eq!(
-        out,
-        hex("00 00 01 00 01 00 00 00 01 00 00 00 00 00 00 00
-             00 00 30 00 00 00 00 00 00 00 00 00 00 00 00 00
-             02 00 00 00 00 00 20 00 00 00 30 00 00 00 00 00
-             00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
-             00 00 60 08 00 00 00 00 00 00 20 00 00 00 00 00
-             00 00 00 00 00 00 00 00 00 00 60 02 00 00 00 00
-             00 00 20 00 00 00 00 00")
-    );
+    assert_eq!(out, hex(FMAP_EXAMPLE_INTERLEAVED));
     assert_eq!((f.encoded_len(), f.extent_count()), (104, 2));
 }
 
@@ -499,5 +489,215 @@ fn errno_wire_values() {
     assert_eq!(
         super::Errno::from(std::io::Error::from_raw_os_error(libc::EACCES)),
         super::Errno::EACCES
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The simulated kernel.
+
+/// A filesystem with every method at its default (ENOSYS; FORGET does nothing).
+struct Nothing;
+
+impl Filesystem for Nothing {}
+
+#[test]
+fn sim_parsers_round_trip_and_name_the_byte_of_damage() {
+    let mut raw = [0u8; 200];
+    let mut d = DirentBuf::new(&mut raw);
+    assert!(d.push(5, 1, dt::REG, b"a"));
+    assert!(d.push(6, 2, dt::DIR, b"abcdefghi"));
+    let b = d.bytes().to_vec();
+    assert_eq!(
+        sim::parse_dirents(&b).unwrap(),
+        vec![
+            Dirent::new(5, 1, dt::REG, "a"),
+            Dirent::new(6, 2, dt::DIR, "abcdefghi")
+        ]
+    );
+    assert_eq!(sim::parse_dirents(&[]).unwrap(), vec![]);
+    // The second entry (at byte 32) cut inside its name, then inside its head.
+    let e = sim::parse_dirents(&b[..60]).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert_eq!(
+        e.to_string(),
+        "dirent at byte 32: a name of 9 bytes (padded) runs past the end at 60"
+    );
+    let e = sim::parse_dirents(&b[..40]).unwrap_err();
+    assert!(e.to_string().starts_with("dirent at byte 32: "), "{e}");
+
+    let mut raw = [0u8; 400];
+    let mut p = DirentPlusBuf::new(&mut raw);
+    let mut entry = EntryOut {
+        nodeid: 9,
+        ..Default::default()
+    };
+    entry.attr.ino = 9;
+    entry.attr.size = 4242;
+    assert!(p.push(&entry, 1, dt::REG, b"f"));
+    assert!(p.push(&entry, 2, dt::REG, b"gg"));
+    let b = p.bytes().to_vec();
+    let got = sim::parse_direntplus(&b).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (got[1].entry, &got[1].dirent),
+        (entry, &Dirent::new(9, 2, dt::REG, "gg"))
+    );
+    let e = sim::parse_direntplus(&b[..200]).unwrap_err();
+    assert!(e.to_string().starts_with("direntplus at byte 160: "), "{e}");
+
+    assert_eq!(sim::hex("00 0a\n ff").unwrap(), vec![0, 10, 255]);
+    let e = sim::hex("00 0g").unwrap_err();
+    assert!(e.to_string().starts_with("hex token 1 \"0g\""), "{e}");
+}
+
+#[test]
+fn sim_request_builders_match_the_abi() {
+    assert_eq!(sim::name("ab"), b"ab\0");
+    let w = sim::write_in(7, 3, b"xyz");
+    let h = WriteIn::decode(&w, opcode::WRITE, 40).unwrap();
+    assert_eq!((h.fh, h.offset, h.size, &w[40..]), (7, 3, 3, &b"xyz"[..]));
+    let x = sim::getxattr_in(100, b"user.k");
+    assert_eq!(
+        GetxattrIn::decode(&x, opcode::GETXATTR, 40).unwrap().size,
+        100
+    );
+    assert_eq!(&x[8..], b"user.k\0");
+    let b = sim::batch_forget_in(&[(3, 4), (5, 6)]);
+    assert_eq!(b.len(), 8 + 2 * 16);
+    assert_eq!(
+        BatchForgetIn::decode(&b, opcode::BATCH_FORGET, 40)
+            .unwrap()
+            .count,
+        2
+    );
+    assert_eq!(
+        ForgetOne::decode(&b[24..], opcode::BATCH_FORGET, 64).unwrap(),
+        ForgetOne {
+            nodeid: 5,
+            nlookup: 6
+        }
+    );
+    let r = ReadIn::decode(&sim::read_in(1, 2, 3), opcode::READ, 40).unwrap();
+    assert_eq!((r.fh, r.offset, r.size), (1, 2, 3));
+    assert_eq!(
+        OpenIn::decode(&sim::open_in(2), opcode::OPEN, 40)
+            .unwrap()
+            .flags,
+        2
+    );
+    assert_eq!(sim::fmap_size_body(416)[..4], 416u32.to_ne_bytes());
+}
+
+#[test]
+fn sim_kernel_reports_missing_and_malformed_replies() {
+    // Nobody serves the channel: the deadline passes and the error names the request.
+    let (mut k, server) = Kernel::pair().unwrap();
+    k.set_timeout(Duration::from_millis(50));
+    let e = k.call(opcode::GETATTR, 1, &sim::getattr_in()).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    assert_eq!(e.to_string(), "opcode 3 unique 2: no reply within 50ms");
+    // The request arrived as the kernel would write it.
+    let mut buf = [0u8; 100];
+    let n = server.receive(&mut buf).unwrap();
+    let h = InHeader::decode(&buf[..n], 0, 0).unwrap();
+    assert_eq!((n, h.len, h.opcode, h.unique, h.nodeid), (56, 56, 3, 2, 1));
+
+    // A header whose len disagrees with the bytes written.
+    let bad = OutHeader {
+        len: 20,
+        error: 0,
+        unique: 4,
+    }
+    .to_bytes();
+    server.send(&[IoSlice::new(&bad)]).unwrap();
+    let e = k.recv().unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert_eq!(
+        e.to_string(),
+        "unique 4: the header's len is 20, 16 bytes were written"
+    );
+    // A reply to another request.
+    k.request(opcode::STATFS, 1, &[]).unwrap();
+    let other = OutHeader {
+        len: 16,
+        error: 0,
+        unique: 99,
+    }
+    .to_bytes();
+    server.send(&[IoSlice::new(&other)]).unwrap();
+    let e = k.call(opcode::STATFS, 1, &[]);
+    assert!(e.is_err());
+    // (the first STATFS was unique 4, the call's is 6; the reply said 99)
+    assert_eq!(
+        e.unwrap_err().to_string(),
+        "the reply to opcode 17 (unique 6) carries unique 99 (error 0)"
+    );
+    // The server side closing reads as EOF; a closed kernel side refuses to send.
+    drop(server);
+    assert_eq!(k.recv().unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    k.close();
+    assert_eq!(
+        k.send_raw(&[1]).unwrap_err().kind(),
+        io::ErrorKind::NotConnected
+    );
+}
+
+#[test]
+fn sim_serves_checks_silence_and_sees_the_session_end() {
+    let mut sim = Sim::builder(Nothing).records(16).start().unwrap();
+    // A kernel before 7.23 gets the 24-byte reply, decoded with the later fields zero.
+    let out = sim.init(22, 0x3f_ffff, 0).unwrap();
+    assert_eq!(
+        (
+            out.major,
+            out.minor,
+            out.max_write,
+            out.flags2,
+            out.max_pages
+        ),
+        (7, 45, 1 << 20, 0, 0)
+    );
+    assert_eq!(sim.session().negotiated().unwrap().minor, 22);
+    let r = sim.call(opcode::GETATTR, 1, &sim::getattr_in()).unwrap();
+    assert_eq!((r.error, r.wire_len()), (-libc::ENOSYS, 16));
+    assert!(r.decode::<AttrOut>().is_err());
+    // FORGET is not answered: the sentinel's reply comes first.
+    sim.request(opcode::FORGET, 1, &sim::forget_in(1)).unwrap();
+    let s = sim.expect_no_reply(1).unwrap();
+    assert_eq!(s.unique, sim.last_unique());
+    // A request that is answered is caught.
+    sim.request(opcode::STATFS, 1, &[]).unwrap();
+    let e = sim.expect_no_reply(1).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("1 message(s) arrived where none was due"),
+        "{e}"
+    );
+    // DESTROY ends the session with the kernel side open; a wait for a reply then fails at once.
+    assert_eq!(sim.call(opcode::DESTROY, 0, &[]).unwrap().error, 0);
+    sim.wait_ended(Duration::from_secs(10)).unwrap();
+    assert!(!sim.is_running() && sim.is_open());
+    let e = sim.recv().unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    let ops: Vec<u32> = sim.records().iter().map(|r| r.opcode).collect();
+    assert_eq!(ops, [26, 3, 2, 3, 17, 3, 38]);
+    sim.stop().unwrap();
+    sim.stop().unwrap();
+}
+
+#[test]
+fn sim_stop_ends_a_running_session() {
+    let mut sim = Sim::builder(Nothing).workers(3).start().unwrap();
+    sim.init_offer(0).unwrap();
+    assert!(sim.is_running());
+    assert_eq!(sim.serving_thread_allocations(), None, "still serving");
+    sim.stop().unwrap();
+    assert!(!sim.is_running());
+    // This binary's allocator does not count (`sim::CountingAlloc` is not installed).
+    assert_eq!(sim.serving_thread_allocations(), Some(0));
+    assert_eq!(sim.session().stats().workers(), 3);
+    assert_eq!(
+        sim.call(opcode::STATFS, 1, &[]).unwrap_err().kind(),
+        io::ErrorKind::NotConnected
     );
 }
