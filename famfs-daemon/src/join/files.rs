@@ -129,6 +129,8 @@ pub struct FileView {
     pub faults_pte: u64,
     pub faults_pmd: u64,
     pub faults_fallback: u64,
+    /// DAX faults of either size that ended in an error (counted in `sort=faults`).
+    pub faults_error: u64,
     pub page_cache_faults: u64,
     pub last_access_ns: u64,
     /// Seconds between the last access and the moment the view was made (`None`: never accessed, or a
@@ -171,6 +173,7 @@ impl FileView {
             faults_pte: f.faults[0][0],
             faults_pmd: f.faults[1][0],
             faults_fallback: f.faults[1][1] + f.faults[0][1],
+            faults_error: f.faults[1][2] + f.faults[0][2],
             page_cache_faults: f.page_cache_faults,
             last_access_ns: f.last_access_ns,
             last_access_age_seconds: None,

@@ -426,6 +426,92 @@ mod tests {
         assert_eq!(a.handle(Action::Quit), Effect::Quit);
     }
 
+    /// The daemon's catalog for the faults test: inode `n` is the file `/{n}`.
+    struct Inodes;
+
+    impl crate::join::Catalog for Inodes {
+        fn file(&self, nodeid: u64) -> Option<crate::join::FileInfo> {
+            Some(crate::join::FileInfo {
+                path: format!("/{nodeid}"),
+                ..Default::default()
+            })
+        }
+    }
+
+    #[test]
+    fn faults_sort_counts_error_faults_like_the_daemon() {
+        use crate::{
+            join::{FileQuery, FileSort, Join, query_at},
+            probes::{FaultRow, ProbeSnapshot},
+        };
+        use famfs_common::fault::{
+            FaultKey, FaultStats, FileKey, RESULT_ERROR, RESULT_FALLBACK, RESULT_OK, SIZE_PMD,
+            SIZE_PTE,
+        };
+        // The kernel's fault counters, as the daemon joins them: /1 has 2 PTE faults; /2 only
+        // errors (3 PTE, 1 PMD); /3 one PMD fault, one fallback and one error; /4 3 page-cache
+        // faults. Totals with errors: /2 4, /3 3, /4 3, /1 2 (without: /3 2, /2 0).
+        let row = |ino: u64, size: u8, result: u8, count: u64| FaultRow {
+            key: FaultKey {
+                dev: 7,
+                size,
+                result,
+                write: 0,
+                _pad: 0,
+                ino,
+            },
+            stats: FaultStats {
+                count,
+                ..FaultStats::ZERO
+            },
+        };
+        let snap = ProbeSnapshot {
+            faults: vec![
+                row(1, SIZE_PTE, RESULT_OK, 2),
+                row(2, SIZE_PTE, RESULT_ERROR, 3),
+                row(2, SIZE_PMD, RESULT_ERROR, 1),
+                row(3, SIZE_PMD, RESULT_OK, 1),
+                row(3, SIZE_PMD, RESULT_FALLBACK, 1),
+                row(3, SIZE_PMD, RESULT_ERROR, 1),
+            ],
+            filemap: vec![(
+                FileKey {
+                    dev: 7,
+                    _pad: 0,
+                    ino: 4,
+                },
+                3,
+            )],
+            ..Default::default()
+        };
+        let mut join = Join::new(7, 1, 0, 54);
+        for ino in 1..=4 {
+            assert!(join.track(ino, &Inodes));
+        }
+        join.apply_fault_snapshot(&snap, 1);
+        let q = FileQuery {
+            sort: FileSort::Faults,
+            ..Default::default()
+        };
+        let views = query_at(join.files(), &q, 0);
+        let daemon: Vec<&str> = views.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(daemon, ["/2", "/3", "/4", "/1"]);
+        // What `top` reads from /api/v1/files, in another order, sorted by `top`'s own key.
+        let json = serde_json::to_string(&views).unwrap();
+        let mut rows = super::super::collector::parse_files(&json).unwrap();
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.path.as_str(), r.faults_error, r.faults()))
+                .collect::<Vec<_>>(),
+            [("/2", 4, 4), ("/3", 1, 3), ("/4", 0, 3), ("/1", 0, 2)]
+        );
+        rows.reverse();
+        let mut a = app_with(rows);
+        a.sort = SortKey::Faults;
+        a.reorder();
+        assert_eq!(paths(&a), daemon);
+    }
+
     #[test]
     fn tick_reports_age_changes() {
         let mut a = app_with(vec![]);

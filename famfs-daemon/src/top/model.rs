@@ -223,6 +223,8 @@ pub struct FileRow {
     pub faults_pte: u64,
     pub faults_pmd: u64,
     pub faults_fallback: u64,
+    /// DAX faults that ended in an error (0 from daemons that do not report them).
+    pub faults_error: u64,
     pub page_cache_faults: u64,
     pub last_access_ns: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -240,9 +242,13 @@ impl FileRow {
         )
     }
 
-    /// All faults the daemon counts for this file (the daemon's `sort=faults` key).
+    /// All faults the daemon counts for this file, errors included: the daemon's `sort=faults` key.
     pub fn faults(&self) -> u64 {
-        self.faults_pte + self.faults_pmd + self.faults_fallback + self.page_cache_faults
+        self.faults_pte
+            + self.faults_pmd
+            + self.faults_fallback
+            + self.faults_error
+            + self.page_cache_faults
     }
 
     /// Share of this file's huge-page attempts that fell back (`fallback / (pmd + fallback)`).
