@@ -624,6 +624,24 @@ fn load_raw_pair(ebpf: &mut Ebpf) -> Result<(), String> {
     Ok(())
 }
 
+/// The program `program`, if the tracepoint `category:event` exists on this kernel; else why not.
+fn tracepoint_program<'e>(
+    ebpf: &'e mut Ebpf,
+    program: &str,
+    root: &Path,
+    category: &str,
+    event: &str,
+) -> Result<&'e mut aya::programs::Program, ProbeState> {
+    if !tracefs::event_exists(root, category, event) {
+        return Err(ProbeState::Unavailable(format!(
+            "tracepoint {category}:{event} does not exist on this kernel"
+        )));
+    }
+    ebpf.program_mut(program).ok_or_else(|| {
+        ProbeState::Unavailable(format!("program {program} missing from the eBPF object"))
+    })
+}
+
 fn attach_raw_tracepoint(
     ebpf: &mut Ebpf,
     program: &str,
@@ -631,13 +649,9 @@ fn attach_raw_tracepoint(
     category: &str,
     event: &str,
 ) -> ProbeState {
-    if !tracefs::event_exists(root, category, event) {
-        return ProbeState::Unavailable(format!(
-            "tracepoint {category}:{event} does not exist on this kernel"
-        ));
-    }
-    let Some(prog) = ebpf.program_mut(program) else {
-        return ProbeState::Unavailable(format!("program {program} missing from the eBPF object"));
+    let prog = match tracepoint_program(ebpf, program, root, category, event) {
+        Ok(p) => p,
+        Err(unavailable) => return unavailable,
     };
     let tp: &mut RawTracePoint = match prog.try_into() {
         Ok(tp) => tp,
@@ -656,13 +670,9 @@ fn attach_tracepoint(
     category: &str,
     event: &str,
 ) -> ProbeState {
-    if !tracefs::event_exists(root, category, event) {
-        return ProbeState::Unavailable(format!(
-            "tracepoint {category}:{event} does not exist on this kernel"
-        ));
-    }
-    let Some(prog) = ebpf.program_mut(program) else {
-        return ProbeState::Unavailable(format!("program {program} missing from the eBPF object"));
+    let prog = match tracepoint_program(ebpf, program, root, category, event) {
+        Ok(p) => p,
+        Err(unavailable) => return unavailable,
     };
     let tp: &mut TracePoint = match prog.try_into() {
         Ok(tp) => tp,

@@ -20,6 +20,40 @@
 pub mod data;
 pub mod volume;
 
+/// Walk directory `ino` of `vol` from listing offset `offset`: ".", "..", then the children in
+/// creation order; offset `k + 1` resumes after entry `k`, so offsets stay stable while entries are
+/// appended. `emit(next_offset, id, name, node)` gets `None` for "." and ".." and returns false when
+/// the reply buffer is full. Shared by READDIR and READDIRPLUS.
+fn walk_dir(
+    vol: &Volume,
+    ino: u64,
+    offset: u64,
+    mut emit: impl FnMut(u64, u64, &[u8], Option<&Node<'_>>) -> bool,
+) -> Result<(), Errno> {
+    let dir = vol.node(ino).ok_or(Errno::ENOENT)?;
+    if !dir.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    let children = vol.children(ino);
+    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    for k in start..children.len().saturating_add(2) {
+        let next = k as u64 + 1;
+        let more = match k {
+            0 => emit(next, ino, b".", None),
+            1 => emit(next, dir.parent, b"..", None),
+            _ => {
+                let (name, id) = &children[k - 2];
+                let Some(n) = vol.node(*id) else { continue };
+                emit(next, *id, name, Some(&n))
+            }
+        };
+        if !more {
+            break;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -534,31 +568,13 @@ impl Filesystem for FamfsFs {
         out: &mut DirentBuf<'_>,
     ) -> Result<(), Errno> {
         let vol = self.vol()?;
-        let dir = vol.node(ino).ok_or(Errno::ENOENT)?;
-        if !dir.is_dir() {
-            return Err(Errno::ENOTDIR);
-        }
-        let children = vol.children(ino);
-        let start = usize::try_from(arg.offset).unwrap_or(usize::MAX);
-        for k in start..children.len().saturating_add(2) {
-            let (id, name, typ): (u64, &[u8], u32) = match k {
-                0 => (ino, b".", dt::DIR),
-                1 => (dir.parent, b"..", dt::DIR),
-                _ => {
-                    let (name, id) = &children[k - 2];
-                    let typ = match vol.node(*id) {
-                        Some(n) if n.is_dir() => dt::DIR,
-                        Some(_) => dt::REG,
-                        None => continue,
-                    };
-                    (*id, &name[..], typ)
-                }
+        walk_dir(&vol, ino, arg.offset, |next, id, name, node| {
+            let typ = match node {
+                Some(n) if !n.is_dir() => dt::REG,
+                _ => dt::DIR,
             };
-            if !out.push(id, k as u64 + 1, typ, name) {
-                break;
-            }
-        }
-        Ok(())
+            out.push(id, next, typ, name)
+        })
     }
 
     fn readdirplus(
@@ -569,49 +585,28 @@ impl Filesystem for FamfsFs {
         out: &mut DirentPlusBuf<'_>,
     ) -> Result<(), Errno> {
         let vol = self.vol()?;
-        let dir = vol.node(ino).ok_or(Errno::ENOENT)?;
-        if !dir.is_dir() {
-            return Err(Errno::ENOTDIR);
-        }
-        let children = vol.children(ino);
-        let start = usize::try_from(arg.offset).unwrap_or(usize::MAX);
-        for k in start..children.len().saturating_add(2) {
-            let next = k as u64 + 1;
-            let pushed = match k {
-                // No nodeid for "." and "..": the kernel takes no lookup reference for them.
-                0 | 1 => {
-                    let (id, name): (u64, &[u8]) = if k == 0 {
-                        (ino, b".")
-                    } else {
-                        (dir.parent, b"..")
-                    };
-                    let e = EntryOut {
-                        attr: Attr {
-                            ino: id,
-                            mode: libc::S_IFDIR,
-                            ..Default::default()
-                        },
+        walk_dir(&vol, ino, arg.offset, |next, id, name, node| match node {
+            // No nodeid for "." and "..": the kernel takes no lookup reference for them.
+            None => {
+                let e = EntryOut {
+                    attr: Attr {
+                        ino: id,
+                        mode: libc::S_IFDIR,
                         ..Default::default()
-                    };
-                    out.push(&e, next, dt::DIR, name)
-                }
-                _ => {
-                    let (name, id) = &children[k - 2];
-                    let Some(n) = vol.node(*id) else { continue };
-                    let e = self.entry(&n);
-                    let typ = if n.is_dir() { dt::DIR } else { dt::REG };
-                    let ok = out.push(&e, next, typ, name);
-                    if ok {
-                        self.add_lookup(*id);
-                    }
-                    ok
-                }
-            };
-            if !pushed {
-                break;
+                    },
+                    ..Default::default()
+                };
+                out.push(&e, next, dt::DIR, name)
             }
-        }
-        Ok(())
+            Some(n) => {
+                let typ = if n.is_dir() { dt::DIR } else { dt::REG };
+                let pushed = out.push(&self.entry(n), next, typ, name);
+                if pushed {
+                    self.add_lookup(id);
+                }
+                pushed
+            }
+        })
     }
 
     fn releasedir(&self, _req: &Request<'_>, _ino: u64, _arg: &ReleaseIn) -> Result<(), Errno> {
