@@ -7,11 +7,13 @@
 #![no_std]
 
 pub mod counters;
+pub mod dev;
 pub mod event;
 pub mod fault;
 pub mod fuse_request;
 pub mod hist;
 pub mod kfunc;
+pub mod metric_names;
 pub mod opcode;
 
 #[cfg(feature = "user")]

@@ -31,7 +31,7 @@ use crate::{
 };
 
 const BPF_NOEXIST: u64 = 1;
-const FUSE_OPEN: u32 = 14;
+use famfs_common::opcode::OPEN as FUSE_OPEN;
 
 /// The stats row for `key`, created zeroed on first use.
 #[inline(always)]

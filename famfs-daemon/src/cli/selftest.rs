@@ -85,9 +85,7 @@ const HUGE: usize = 2 << 20;
 
 /// Kernel dev_t encoding (`major << 20 | minor`) of a user-space st_dev.
 pub fn kernel_dev(st_dev: u64) -> u32 {
-    let major = libc::major(st_dev);
-    let minor = libc::minor(st_dev);
-    (major << 20) | minor
+    famfs_common::dev::kernel_dev_of_st_dev(st_dev)
 }
 
 /// A file filled with `len` bytes through write(2), so its blocks are allocated.
@@ -568,8 +566,7 @@ fn fuse_connection(dir: &Path) -> Result<u32> {
         .with_context(|| format!("{mp} is not a mount point in /proc/self/mountinfo"))
 }
 
-const FUSE_LOOKUP: u32 = 1;
-const FUSE_OPEN: u32 = 14;
+use famfs_common::opcode::{LOOKUP as FUSE_LOOKUP, OPEN as FUSE_OPEN};
 
 fn fuse(fuse_dir: &Path, pairing: PairingArg) -> Result<ExitCode> {
     let conn = fuse_connection(fuse_dir)?;

@@ -406,7 +406,7 @@ pub fn connection_from_mountinfo(info: &str, mountpoint: &Path) -> Option<u32> {
         let (maj, min) = dev.split_once(':')?;
         let maj: u32 = maj.parse().ok()?;
         let min: u32 = min.parse().ok()?;
-        Some((maj << 20) | min)
+        Some(famfs_common::dev::kernel_dev(maj, min))
     })
 }
 

@@ -155,9 +155,7 @@ struct PendingKernel {
 /// when every request end is unpaired in the kernel).
 const PENDING_MAX: usize = 65536;
 
-const FUSE_OPEN: u32 = 14;
-const FUSE_READ: u32 = 15;
-const FUSE_WRITE: u32 = 16;
+use famfs_common::opcode::{OPEN as FUSE_OPEN, READ as FUSE_READ, WRITE as FUSE_WRITE};
 
 /// The join state for one mount (one epoch at a time).
 #[derive(Debug)]
