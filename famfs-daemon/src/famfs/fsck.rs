@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::{
     format::{
-        ALLOC_UNIT, ENTRY_SIZE, FormatError, Geometry, LOG_HEADER_SIZE, LogHeader, SB_SIZE,
-        Superblock, VERSION_47, format_uuid,
+        ALLOC_UNIT, ENTRY_SIZE, FormatError, Geometry, LogHeader, SB_OFF_OMF_MINOR, SB_SIZE,
+        Superblock, entry_offset, format_uuid, omf_minor_for,
     },
     log,
     replay::{Namespace, NsStats, Severity},
@@ -167,15 +167,15 @@ pub fn fsck(store: &Store, host: Option<&[u8; 16]>) -> FsckReport {
     let role = role_for(&sb.system_uuid, host);
     r.role = Some(role);
     r.superblock = Some(sb.clone());
-    let want_minor = if sb.version == VERSION_47 { 1 } else { 2 };
+    let want_minor = omf_minor_for(sb.version);
     if sb.omf_minor != want_minor {
         r.findings.push(Finding {
             code: "NOTE",
             severity: Severity::Note,
             index: None,
-            offset: Some(44),
+            offset: Some(SB_OFF_OMF_MINOR as u64),
             message: format!(
-                "[NOTE] OMF minor version {} at byte offset 0x2c (version {} writes {want_minor})",
+                "[NOTE] OMF minor version {} at byte offset {SB_OFF_OMF_MINOR:#x} (version {} writes {want_minor})",
                 sb.omf_minor, sb.version
             ),
         });
@@ -235,7 +235,7 @@ pub fn fsck(store: &Store, host: Option<&[u8; 16]>) -> FsckReport {
     let mut dirty = 0u64;
     let mut first_dirty = None;
     for i in hdr.next_index..geo.slots {
-        let rel = (LOG_HEADER_SIZE as u64 + i * ENTRY_SIZE as u64) as usize;
+        let rel = entry_offset(0, i) as usize;
         if let Some(slot) = log_bytes.get(rel..rel + ENTRY_SIZE)
             && slot.iter().any(|&b| b != 0)
         {

@@ -94,11 +94,13 @@ pub fn append(store: &mut Store, geo: &Geometry, bodies: &[EntryBody]) -> Result
     let off = geo.entry_offset(first);
     store.write_at(off, &buf)?;
     store.flush(off, buf.len() as u64)?;
-    let mut pair = [0u8; 16];
-    pair[..8].copy_from_slice(&(hdr.next_seqnum + n).to_le_bytes());
-    pair[8..].copy_from_slice(&(first + n).to_le_bytes());
+    let advanced = LogHeader {
+        next_seqnum: hdr.next_seqnum + n,
+        next_index: first + n,
+        ..hdr
+    };
     let hoff = geo.log_offset + LH_OFF_NEXT_SEQNUM as u64;
-    store.write_at(hoff, &pair)?;
+    store.write_at(hoff, &advanced.encode_position())?;
     store.flush(geo.log_offset, LOG_HEADER_SIZE as u64)?;
     Ok(first)
 }

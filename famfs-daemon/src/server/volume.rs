@@ -15,9 +15,6 @@ use crate::{
 
 pub use crate::famfs::{FIRST_LOG_INO, LOG_INO, META_DIR_INO, ROOT_INO, SUPERBLOCK_INO};
 
-/// Byte offset of `next_index` inside the log header.
-const LOG_NEXT_INDEX_OFF: u64 = 40;
-
 /// Simple extents / strips a wire fmap can hold without allocating (V3 kernels accept at most 32).
 pub const WIRE_EXTENTS_INLINE: usize = 32;
 
@@ -158,7 +155,7 @@ impl Volume {
 
     /// Device offset of the log header's `next_index` (polled to notice appends cheaply).
     pub fn next_index_offset(&self) -> u64 {
-        self.image.geometry().log_offset + LOG_NEXT_INDEX_OFF
+        self.image.geometry().next_index_offset()
     }
 
     /// First log index not yet applied.
