@@ -45,7 +45,7 @@ pub struct FsckReport {
 impl FsckReport {
     /// No errors and no warnings.
     pub fn is_clean(&self) -> bool {
-        self.findings.iter().all(|f| f.severity == Severity::Note)
+        self.findings.iter().all(|f| !f.severity.is_problem())
     }
 
     pub fn count(&self, s: Severity) -> usize {

@@ -78,6 +78,12 @@ pub fn read_host_uuid(path: &Path) -> Result<[u8; 16], RoleError> {
     })
 }
 
+/// This host's UUID for deciding a role: `None` when the file ([`system_uuid_path`] of `explicit`) is
+/// missing or unreadable. That is not an error: §11 makes a host with an unknown UUID a client.
+pub fn host_uuid_for_role(explicit: Option<&Path>) -> Option<[u8; 16]> {
+    read_host_uuid(&system_uuid_path(explicit)).ok()
+}
+
 /// Read this host's UUID, creating the file with a random UUID if it does not exist (as famfs does on
 /// first use). Used by mkfs.
 pub fn host_uuid_or_create(path: &Path) -> Result<[u8; 16], RoleError> {

@@ -16,7 +16,8 @@
 //! `FIRST_LOG_INO + i`. Replay is incremental: [`Namespace::apply_log`] applies entries from
 //! [`Namespace::next_index`] on, and applying in pieces gives the same namespace as one full play.
 //!
-//! Owns: [`Namespace`], [`Inode`], [`Anomaly`]. Must not touch the store: callers pass the log bytes.
+//! Owns: [`Namespace`], [`Inode`], the inode-id rule and the replay rules above; what an anomaly is
+//! and how it reads is `anomaly` ([`Anomaly`]). Must not touch the store: callers pass the log bytes.
 //! Allocation per entry is limited to the inode's own name (kept once in the inode and once in the
 //! directory listing) and fmap vector.
 
@@ -28,12 +29,15 @@ use std::{
 use super::{
     alloc::Bitmap,
     format::{
-        ALLOC_UNIT, ENTRY_SIZE, EntryBody, Extent, FileEntry, Fmap, FmapProblem, FormatError,
-        Geometry, LOG_HEADER_SIZE, LogEntry, LogHeader, MkdirEntry, PathProblem, SB_REGION_SIZE,
-        entry_type_name,
+        ALLOC_UNIT, ENTRY_SIZE, EntryBody, Extent, FileEntry, Fmap, FormatError, Geometry,
+        LogEntry, LogHeader, MkdirEntry, SB_REGION_SIZE, entry_offset,
     },
     role::Role,
 };
+
+mod anomaly;
+
+pub use anomaly::{Anomaly, AnomalyKind, Severity};
 
 /// Root directory.
 pub const ROOT_INO: u64 = 1;
@@ -43,8 +47,13 @@ pub const META_DIR_INO: u64 = 2;
 pub const SUPERBLOCK_INO: u64 = 3;
 /// Synthesized `.meta/.log` (extent `{0x200000, log_len}`).
 pub const LOG_INO: u64 = 4;
-/// Inode id of the object created by log entry 0; entry `i` gets `FIRST_LOG_INO + i`.
+/// Inode id of the object created by log entry 0; entry `i` gets `FIRST_LOG_INO + i` ([`entry_ino`]).
 pub const FIRST_LOG_INO: u64 = 16;
+
+/// Inode id of the object log entry `index` creates (if it creates one).
+pub const fn entry_ino(index: u64) -> u64 {
+    FIRST_LOG_INO + index
+}
 
 /// What an inode is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,187 +96,6 @@ impl Inode {
         match &self.kind {
             InodeKind::Dir => None,
             InodeKind::File { fmap, .. } => Some(fmap),
-        }
-    }
-}
-
-/// How bad an anomaly is. `fsck` fails on errors and warnings; notes are informational.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Note,
-    Warning,
-    Error,
-}
-
-impl Severity {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Severity::Note => "note",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        }
-    }
-}
-
-/// What went wrong with one log entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AnomalyKind {
-    /// E1 (CRC/seqnum) or a log region too short: the play stopped here.
-    Corrupt(FormatError),
-    /// E2: DELETE, INVALID or an unknown type, ignored.
-    IgnoredType { etype: u32, version: u64 },
-    /// ADD_DAXDEV (v48): multi-device is not supported; ignored as the reference does.
-    AddDaxdevIgnored { dd_index: u32 },
-    /// E3: bad relpath; entry skipped.
-    BadPath {
-        path: Box<[u8]>,
-        problem: PathProblem,
-    },
-    /// F1-F3: bad fmap; entry skipped.
-    BadFmap {
-        path: Box<[u8]>,
-        problem: FmapProblem,
-    },
-    /// F4: the extents claim space already claimed (by `other`, when a live file owns it). The entry is
-    /// still applied.
-    Collision {
-        path: Box<[u8]>,
-        offset: u64,
-        other: Option<u64>,
-    },
-    /// D1: the path exists; the first entry wins. `conflict` = the existing object is of another kind.
-    Exists {
-        path: Box<[u8]>,
-        existing: u64,
-        conflict: bool,
-    },
-    /// D2: a parent component is missing (`not_dir` = it exists but is a file); entry skipped.
-    NoParent {
-        path: Box<[u8]>,
-        missing: Box<[u8]>,
-        not_dir: bool,
-    },
-}
-
-/// An anomaly found while applying log entry `index` (at device byte `offset`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Anomaly {
-    pub index: u64,
-    pub offset: u64,
-    pub kind: AnomalyKind,
-}
-
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-impl Anomaly {
-    /// The §10 check ("E1", "E2", "E3", "F1".."F4", "D1", "D2"; "NOTE" for ignored ADD_DAXDEV).
-    pub fn code(&self) -> &'static str {
-        match &self.kind {
-            AnomalyKind::Corrupt(e) => e.code(),
-            AnomalyKind::IgnoredType { .. } => "E2",
-            AnomalyKind::AddDaxdevIgnored { .. } => "NOTE",
-            AnomalyKind::BadPath { .. } => "E3",
-            AnomalyKind::BadFmap { problem, .. } => problem.code(),
-            AnomalyKind::Collision { .. } => "F4",
-            AnomalyKind::Exists { .. } => "D1",
-            AnomalyKind::NoParent { .. } => "D2",
-        }
-    }
-
-    pub fn severity(&self) -> Severity {
-        match &self.kind {
-            AnomalyKind::AddDaxdevIgnored { .. } => Severity::Note,
-            AnomalyKind::Collision { .. } => Severity::Warning,
-            AnomalyKind::Exists { conflict, .. } => {
-                if *conflict {
-                    Severity::Error
-                } else {
-                    Severity::Warning
-                }
-            }
-            _ => Severity::Error,
-        }
-    }
-
-    /// True when the play stopped at this entry.
-    pub fn is_stop(&self) -> bool {
-        matches!(self.kind, AnomalyKind::Corrupt(_))
-    }
-}
-
-impl std::fmt::Display for Anomaly {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let at = format!("log entry {} (byte offset {:#x})", self.index, self.offset);
-        match &self.kind {
-            AnomalyKind::Corrupt(e) => write!(f, "{e}; log play stopped at entry {}", self.index),
-            AnomalyKind::IgnoredType { etype, version } => write!(
-                f,
-                "[E2] {at}: entry type {etype} ({}) is not played; ignored",
-                entry_type_name(*etype, *version)
-            ),
-            AnomalyKind::AddDaxdevIgnored { dd_index } => write!(
-                f,
-                "[NOTE] {at}: ADD_DAXDEV for device index {dd_index} ignored (single-device only)"
-            ),
-            AnomalyKind::BadPath { path, problem } => {
-                write!(f, "[E3] {at}: {problem} ({:?}); entry skipped", lossy(path))
-            }
-            AnomalyKind::BadFmap { path, problem } => {
-                write!(f, "{problem} in {at} for {:?}; entry skipped", lossy(path))
-            }
-            AnomalyKind::Collision {
-                path,
-                offset,
-                other,
-            } => {
-                let by = match other {
-                    Some(o) => format!("inode {o}"),
-                    None => "an earlier entry".to_string(),
-                };
-                write!(
-                    f,
-                    "[F4] {at}: {:?} claims device space at {offset:#x} already allocated to {by} (allocation collision)",
-                    lossy(path)
-                )
-            }
-            AnomalyKind::Exists {
-                path,
-                existing,
-                conflict,
-            } => {
-                if *conflict {
-                    write!(
-                        f,
-                        "[D1] {at}: {:?} already exists as inode {existing} of another kind; entry skipped",
-                        lossy(path)
-                    )
-                } else {
-                    write!(
-                        f,
-                        "[D1] {at}: duplicate {:?} (inode {existing} exists; the first entry wins)",
-                        lossy(path)
-                    )
-                }
-            }
-            AnomalyKind::NoParent {
-                path,
-                missing,
-                not_dir,
-            } => {
-                let why = if *not_dir {
-                    "is not a directory"
-                } else {
-                    "does not exist"
-                };
-                write!(
-                    f,
-                    "[D2] {at}: parent {:?} of {:?} {why}; entry skipped",
-                    lossy(missing),
-                    lossy(path)
-                )
-            }
         }
     }
 }
@@ -562,6 +390,14 @@ impl Namespace {
         &self.anomalies
     }
 
+    /// Recorded anomalies that are problems ([`Severity::is_problem`]; the stop is not counted).
+    pub fn problem_count(&self) -> usize {
+        self.anomalies
+            .iter()
+            .filter(|a| a.severity().is_problem())
+            .count()
+    }
+
     /// The corrupt entry the last play stopped at, if it did not reach the header's `next_index`.
     pub fn stopped(&self) -> Option<&Anomaly> {
         self.stopped.as_ref()
@@ -586,7 +422,7 @@ impl Namespace {
         self.stopped = None;
         while self.next_index < end {
             let i = self.next_index;
-            let rel = LOG_HEADER_SIZE as u64 + i * ENTRY_SIZE as u64;
+            let rel = entry_offset(0, i);
             let offset = self.geo.log_offset + rel;
             let raw = usize::try_from(rel)
                 .ok()
@@ -761,7 +597,7 @@ impl Namespace {
             );
             return None;
         }
-        let id = FIRST_LOG_INO + i;
+        let id = entry_ino(i);
         self.insert(Inode {
             id,
             parent,
@@ -811,7 +647,7 @@ impl Namespace {
         } else {
             (0, 0)
         };
-        let id = FIRST_LOG_INO + i;
+        let id = entry_ino(i);
         self.insert(Inode {
             id,
             parent,
