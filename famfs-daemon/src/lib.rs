@@ -2,13 +2,13 @@
 //!
 //! The data path through this crate is one-way and each stage owns its folder:
 //! image (`famfs`) → log replay (`famfs::replay`) → inode table → FUSE server (`fuse`, `server`)
-//! → events (`probes`, server records) → join (`join`) → metrics (`metrics`) → views (`http`, `cli`).
+//! → events (`probes`, server records) → join (`join`) → metrics (`metrics`) → views (`http`, `cli`;
+//! the image tools are `cli::image_cmd`).
 
 pub mod cli;
 pub mod famfs;
 pub mod fuse;
 pub mod http;
-pub mod image;
 pub mod join;
 pub mod metrics;
 pub mod probes;

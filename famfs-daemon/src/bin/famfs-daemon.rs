@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use famfs_daemon::cli::{DaemonCli, DaemonCmd, demo, run};
+use famfs_daemon::cli::{DaemonCli, DaemonCmd, demo, image_cmd, run};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         DaemonCmd::Run(args) => run::run(args),
         DaemonCmd::Demo(args) => demo::run(args),
-        DaemonCmd::Image(args) => famfs_daemon::image::run(args),
+        DaemonCmd::Image(args) => image_cmd::run(args),
     };
     match res {
         Ok(code) => code,

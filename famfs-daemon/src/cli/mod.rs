@@ -3,6 +3,7 @@
 //! everything it runs lives in the other modules.
 
 pub mod demo;
+pub mod image_cmd;
 pub mod probes_cmd;
 pub mod run;
 pub mod selftest;
@@ -33,7 +34,7 @@ pub enum DaemonCmd {
     /// The embedded default: daemon + demo filesystem + light workload, serving until Ctrl-C.
     Demo(demo::DemoArgs),
     /// famfs image tools: mkfs, mkdir, creat, cp, ls, getmap, fsck, logplay --dry-run, read.
-    Image(crate::image::ImageArgs),
+    Image(image_cmd::ImageArgs),
 }
 
 #[derive(Debug, Parser)]
