@@ -3,7 +3,10 @@
 //!
 //! Order: superblock (S1-S5) → log header (H1-H3) → full replay (E1-E3, F1-F4, D1, D2) → slots past
 //! `next_index` (must be zero; a torn append leaves one behind, reported as a note). Findings of
-//! severity error or warning make the report unclean. Owns nothing persistent; reads only.
+//! severity error or warning make the report unclean.
+//!
+//! Owns: the order of the checks, [`FsckReport`] and its renderings. Owns nothing persistent and must
+//! not write to the store; the checks themselves belong to `format` and `replay`.
 
 use serde_json::{Value, json};
 
