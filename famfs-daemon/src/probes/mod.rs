@@ -3,8 +3,9 @@
 //!
 //! Owns: tracefs discovery (`tracefs`), load-time settings (`config`), the probe table's rows (`status`),
 //! the load sequence (`loader`), attaching per program type (`attach`), map maintenance (`maps`), map
-//! reads (`snapshot`), the per-event ring buffer (`events`), and kernel BTF offsets for the
-//! request-pointer probes (`btf`). Must not touch: metrics encoding (that is `metrics`), FUSE serving, or any
+//! reads (`snapshot`), the per-event ring buffer (`events`), kernel BTF offsets for the request-pointer
+//! probes (`btf`), and the probes' self-test against real kernel activity (`selftest`, behind
+//! `famfs-trace selftest`). Must not touch: metrics encoding (that is `metrics`), FUSE serving, or any
 //! tracing state it did not create (it only mounts tracefs where none is mounted, and detaches only its
 //! own links).
 
@@ -14,6 +15,7 @@ pub mod config;
 pub mod events;
 pub mod loader;
 pub mod maps;
+pub mod selftest;
 pub mod snapshot;
 pub mod status;
 pub mod tracefs;
