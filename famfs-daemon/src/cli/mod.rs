@@ -6,7 +6,7 @@ pub mod demo;
 pub mod image_cmd;
 pub mod probes_cmd;
 pub mod run;
-pub mod selftest;
+pub mod selftest_cmd;
 pub mod top_cmd;
 
 use std::net::SocketAddr;
@@ -49,7 +49,7 @@ pub enum TraceCmd {
     /// Load the probes on this kernel and print each as attached or unavailable with the reason.
     Probes(probes_cmd::ProbesArgs),
     /// Check the probes against real kernel activity (RESULT/CHECK lines; used by the VM lane).
-    Selftest(selftest::SelftestArgs),
+    Selftest(selftest_cmd::SelftestArgs),
     /// Live terminal view of a running daemon: requests per opcode, DAX faults, per-file table.
     Top(top_cmd::TopArgs),
     /// Save the daemon's per-file, per-opcode, fault and probe state to a JSON file.

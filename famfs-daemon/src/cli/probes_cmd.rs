@@ -1,10 +1,11 @@
-//! `famfs-trace probes`: load every probe on the running kernel and print the table.
+//! `famfs-trace probes`: load every probe on the running kernel and print the table (or its JSON). Owns
+//! only the table layout; the rows and their spelling are `probes::status`.
 
 use std::{io::Write, process::ExitCode};
 
 use clap::Args;
 
-use crate::probes::{ProbeConfig, ProbeState, ProbeStatus, Probes};
+use crate::probes::{ProbeConfig, ProbeStatus, Probes};
 
 #[derive(Debug, Args)]
 pub struct ProbesArgs {
@@ -15,44 +16,23 @@ pub struct ProbesArgs {
 
 /// Render the probe table as aligned text.
 pub fn render_table(status: &[ProbeStatus]) -> String {
-    let w_prog = status
-        .iter()
-        .map(|s| s.program.len())
-        .max()
-        .unwrap_or(0)
-        .max(7);
-    let w_tgt = status
-        .iter()
-        .map(|s| s.target.len())
-        .max()
-        .unwrap_or(0)
-        .max(6);
-    let kind_of = |s: &ProbeStatus| {
-        serde_json::to_value(s.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
+    let width = |min: usize, f: &dyn Fn(&ProbeStatus) -> usize| {
+        status.iter().map(f).max().unwrap_or(0).max(min)
     };
-    let w_kind = status
-        .iter()
-        .map(|s| kind_of(s).len())
-        .max()
-        .unwrap_or(0)
-        .max(4);
+    let w_prog = width(7, &|s| s.program.len());
+    let w_kind = width(4, &|s| s.kind.as_str().len());
+    let w_tgt = width(6, &|s| s.target.len());
     let mut out = format!(
         "{:<w_prog$}  {:<w_kind$}  {:<w_tgt$}  STATE\n",
         "PROGRAM", "KIND", "TARGET"
     );
     for s in status {
-        let state = match &s.state {
-            ProbeState::Attached => "attached".to_string(),
-            ProbeState::Unavailable(r) => format!("unavailable: {r}"),
-        };
         out.push_str(&format!(
-            "{:<w_prog$}  {:<w_kind$}  {:<w_tgt$}  {state}\n",
+            "{:<w_prog$}  {:<w_kind$}  {:<w_tgt$}  {}\n",
             s.program,
-            kind_of(s),
-            s.target
+            s.kind.as_str(),
+            s.target,
+            s.state
         ));
     }
     out
@@ -70,4 +50,37 @@ pub fn run(args: ProbesArgs) -> anyhow::Result<ExitCode> {
         out.write_all(render_table(probes.status()).as_bytes())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probes::{ProbeKind, ProbeState};
+
+    #[test]
+    fn table_aligns_columns_to_the_widest_cell() {
+        let rows = [
+            ProbeStatus {
+                program: "fuse_request_send",
+                kind: ProbeKind::RawTracepoint,
+                target: "fuse:fuse_request_send".into(),
+                purpose: "",
+                state: ProbeState::Attached,
+            },
+            ProbeStatus {
+                program: "x",
+                kind: ProbeKind::Function,
+                target: "x".into(),
+                purpose: "",
+                state: ProbeState::Unavailable("gone".into()),
+            },
+        ];
+        assert_eq!(
+            render_table(&rows),
+            "PROGRAM            KIND            TARGET                  STATE\n\
+             fuse_request_send  raw_tracepoint  fuse:fuse_request_send  attached\n\
+             x                  function        x                       unavailable: gone\n"
+        );
+        assert_eq!(render_table(&[]), "PROGRAM  KIND  TARGET  STATE\n");
+    }
 }

@@ -6,7 +6,7 @@
 //! GET_FMAP size decision ([`DialectSpec::fmap_size`]). Must not do wire I/O or encode replies (the
 //! session does; `fmap` serializes).
 
-use std::{fmt, io::BufRead, path::Path, str::FromStr};
+use std::{fmt, path::Path, str::FromStr};
 
 use super::abi::init_flags;
 
@@ -284,23 +284,10 @@ pub fn resolve(
 pub const FAMFS_KALLSYMS_SYMBOL: &str = "famfs_fuse_iomap_begin";
 
 /// True when `kallsyms` (normally `/proc/kallsyms`) lists `famfs_fuse_iomap_begin` (in vmlinux or in
-/// the fuse module). An unreadable file counts as absent.
+/// the fuse module). An unreadable file counts as absent: without it famfs support cannot be detected.
 pub fn kallsyms_has_famfs(kallsyms: &Path) -> bool {
-    let Ok(f) = std::fs::File::open(kallsyms) else {
-        return false;
-    };
-    let mut r = std::io::BufReader::with_capacity(64 * 1024, f);
-    let mut line = String::with_capacity(256);
-    loop {
-        line.clear();
-        match r.read_line(&mut line) {
-            Ok(0) | Err(_) => return false,
-            Ok(_) => {
-                // "<addr> <type> <name>[\t[module]]"
-                if line.split_whitespace().nth(2) == Some(FAMFS_KALLSYMS_SYMBOL) {
-                    return true;
-                }
-            }
-        }
-    }
+    matches!(
+        crate::util::kallsyms::has_symbol(kallsyms, FAMFS_KALLSYMS_SYMBOL),
+        Ok(true)
+    )
 }

@@ -171,25 +171,7 @@ impl Probes {
             if s.state != ProbeState::Attached {
                 continue;
             }
-            // (program in the object, label): one program per tracepoint probe, labelled by the probe
-            // whichever pairing loaded it; entry and return programs of a kernel-function probe.
-            let progs: Vec<(String, String)> = match s.kind {
-                super::ProbeKind::Tracepoint => {
-                    vec![(s.program.to_string(), s.program.to_string())]
-                }
-                super::ProbeKind::RawTracepoint => {
-                    vec![(format!("{}_raw", s.program), s.program.to_string())]
-                }
-                super::ProbeKind::Fentry => ["fentry", "fexit"]
-                    .iter()
-                    .map(|k| (format!("{k}_{}", s.program), format!("{k}_{}", s.program)))
-                    .collect(),
-                super::ProbeKind::Kprobe => ["kprobe", "kretprobe"]
-                    .iter()
-                    .map(|k| (format!("{k}_{}", s.program), format!("{k}_{}", s.program)))
-                    .collect(),
-                super::ProbeKind::Function => Vec::new(),
-            };
+            let progs = super::attach::object_programs(s);
             for (name, label) in progs {
                 let Some(prog) = ebpf.program(&name) else {
                     continue;

@@ -1,4 +1,10 @@
-//! Small shared helpers with no better home: clocks and size parsing. Nothing here does I/O.
+//! The lowest layer: small helpers with no better home, usable by every other module. Imports nothing
+//! from the rest of the crate.
+//!
+//! Owns: the monotonic clock shared by the probes and the server ([`monotonic_ns`]) and the one reader of
+//! the kernel's symbol table ([`kallsyms`]). Must not hold state or know about FUSE, famfs or probes.
+
+pub mod kallsyms;
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns` and of the server's request records.
 pub fn monotonic_ns() -> u64 {
