@@ -6,11 +6,11 @@ use std::{path::Path, process::Command};
 
 const TOOLCHAIN: &str = "1.95.0";
 
-fn missing(what: &str) -> ! {
-    panic!(
+fn missing(what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
         "\n\nfamfs-trace: the eBPF toolchain is incomplete: {what}.\nRun `cargo xtask setup` once \
          (installs rust-src, bpf-linker 0.10.0 and the test packages), then build again.\n"
-    );
+    )
 }
 
 fn main() -> anyhow::Result<()> {
@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
             .output()
             .is_ok_and(|o| o.status.success());
         if !linker_ok {
-            missing("`bpf-linker` is not on PATH");
+            return Err(missing("`bpf-linker` is not on PATH"));
         }
         let sysroot = Command::new("rustup")
             .args(["run", TOOLCHAIN, "rustc", "--print", "sysroot"])
@@ -38,9 +38,9 @@ fn main() -> anyhow::Result<()> {
                 .is_dir()
         });
         if !has_src {
-            missing(&format!(
+            return Err(missing(&format!(
                 "the `rust-src` component of toolchain {TOOLCHAIN} is not installed"
-            ));
+            )));
         }
     }
 
