@@ -25,6 +25,9 @@ mod tests {
         assert_eq!(kernel_dev(259, 3), (259 << 20) | 3);
         // st_dev of 259:3 in glibc's encoding is 0x10303; of 0:300 it is 0x1_0_02c (minor high bits at 20).
         assert_eq!(kernel_dev_of_st_dev(0x10303), (259 << 20) | 3);
-        assert_eq!(kernel_dev_of_st_dev((300 & 0xff) | ((300 & !0xff) << 12)), 300);
+        assert_eq!(
+            kernel_dev_of_st_dev((300 & 0xff) | ((300 & !0xff) << 12)),
+            300
+        );
     }
 }

@@ -82,7 +82,10 @@ mod tests {
     #[test]
     fn names_are_prefixed_and_unique() {
         assert_eq!(FILE_READ.name, "famfs_file_read_bytes_total");
-        assert_eq!(FUSE_REQUEST_DURATION.name, "famfs_fuse_request_duration_seconds");
+        assert_eq!(
+            FUSE_REQUEST_DURATION.name,
+            "famfs_fuse_request_duration_seconds"
+        );
         for (i, a) in ALL.iter().enumerate() {
             assert!(a.name.starts_with("famfs_") && a.name.contains(a.base));
             for b in &ALL[i + 1..] {
