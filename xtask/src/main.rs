@@ -73,6 +73,16 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The target directory cargo builds into: `CARGO_TARGET_DIR` when set (e.g. one shared by several
+/// checkouts), else the workspace's `target/`. Built binaries and the VM lane's cache are found there.
+fn target_dir() -> Result<PathBuf> {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => std::path::absolute(&d)
+            .with_context(|| format!("CARGO_TARGET_DIR {}", PathBuf::from(&d).display())),
+        None => Ok(root().join("target")),
+    }
+}
+
 fn quiet(cmd: &mut Command) -> Result<bool> {
     Ok(cmd
         .stdout(Stdio::null())
@@ -291,7 +301,7 @@ fn test(extra: &[String]) -> Result<()> {
 
 fn demo(extra: &[String]) -> Result<()> {
     cargo(&["build", "--quiet", "--release", "-p", "famfs-daemon"])?;
-    let bin = root().join("target/release/famfs-daemon");
+    let bin = target_dir()?.join("release/famfs-daemon");
     let st = Command::new(bin).arg("demo").args(extra).status()?;
     if !st.success() {
         bail!("famfs-daemon demo failed ({st})");

@@ -4,6 +4,8 @@
 
 use std::collections::HashSet;
 
+use anyhow::{Context, Result};
+
 /// A newc cpio archive built in memory.
 #[derive(Default)]
 pub(super) struct Cpio {
@@ -13,23 +15,14 @@ pub(super) struct Cpio {
 }
 
 impl Cpio {
-    fn header(&mut self, name: &str, mode: u32, size: usize) {
+    /// One entry header; newc fields are 32-bit, so larger sizes are an error, not a truncation.
+    fn header(&mut self, name: &str, mode: u32, size: usize) -> Result<()> {
+        let size = u32::try_from(size)
+            .with_context(|| format!("cpio entry {name}: {size} bytes do not fit newc"))?;
+        let namesize = u32::try_from(name.len() + 1)
+            .with_context(|| format!("cpio entry name of {} bytes", name.len()))?;
         self.ino += 1;
-        let fields = [
-            self.ino,
-            mode,
-            0,
-            0,
-            1,
-            0,
-            size as u32,
-            0,
-            0,
-            0,
-            0,
-            name.len() as u32 + 1,
-            0,
-        ];
+        let fields = [self.ino, mode, 0, 0, 1, 0, size, 0, 0, 0, 0, namesize, 0];
         self.buf.extend_from_slice(b"070701");
         for f in fields {
             self.buf.extend_from_slice(format!("{f:08x}").as_bytes());
@@ -37,6 +30,7 @@ impl Cpio {
         self.buf.extend_from_slice(name.as_bytes());
         self.buf.push(0);
         self.pad();
+        Ok(())
     }
 
     fn pad(&mut self) {
@@ -46,7 +40,7 @@ impl Cpio {
     }
 
     /// Create `path`'s parent directories (guest paths without the leading '/').
-    fn parents(&mut self, path: &str) {
+    fn parents(&mut self, path: &str) -> Result<()> {
         let mut acc = String::new();
         let parts: Vec<&str> = path.split('/').collect();
         for p in &parts[..parts.len().saturating_sub(1)] {
@@ -54,42 +48,45 @@ impl Cpio {
                 acc.push('/');
             }
             acc.push_str(p);
-            self.dir(&acc.clone());
+            self.dir(&acc.clone())?;
         }
+        Ok(())
     }
 
-    pub fn dir(&mut self, path: &str) {
+    pub fn dir(&mut self, path: &str) -> Result<()> {
         let path = path.trim_start_matches('/');
         if path.is_empty() || self.dirs.contains(path) {
-            return;
+            return Ok(());
         }
-        self.parents(path);
+        self.parents(path)?;
         self.dirs.insert(path.to_string());
-        self.header(path, 0o040755, 0);
+        self.header(path, 0o040755, 0)
     }
 
-    pub fn file(&mut self, path: &str, mode: u32, data: &[u8]) {
+    pub fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> Result<()> {
         let path = path.trim_start_matches('/');
-        self.parents(path);
-        self.header(path, 0o100000 | mode, data.len());
+        self.parents(path)?;
+        self.header(path, 0o100000 | mode, data.len())?;
         self.buf.extend_from_slice(data);
         self.pad();
+        Ok(())
     }
 
-    pub fn symlink(&mut self, path: &str, target: &str) {
+    pub fn symlink(&mut self, path: &str, target: &str) -> Result<()> {
         let path = path.trim_start_matches('/');
-        self.parents(path);
-        self.header(path, 0o120777, target.len());
+        self.parents(path)?;
+        self.header(path, 0o120777, target.len())?;
         self.buf.extend_from_slice(target.as_bytes());
         self.pad();
+        Ok(())
     }
 
-    pub fn finish(mut self) -> Vec<u8> {
-        self.header("TRAILER!!!", 0, 0);
+    pub fn finish(mut self) -> Result<Vec<u8>> {
+        self.header("TRAILER!!!", 0, 0)?;
         while !self.buf.len().is_multiple_of(512) {
             self.buf.push(0);
         }
-        self.buf
+        Ok(self.buf)
     }
 }
 
@@ -100,8 +97,8 @@ mod tests {
     #[test]
     fn cpio_is_newc_with_parents_and_trailer() {
         let mut c = Cpio::default();
-        c.file("a/b/c", 0o644, b"hello");
-        let b = c.finish();
+        c.file("a/b/c", 0o644, b"hello").unwrap();
+        let b = c.finish().unwrap();
         assert_eq!(b.len() % 512, 0);
         let text = String::from_utf8_lossy(&b);
         assert!(text.starts_with("070701"));

@@ -63,16 +63,16 @@ pub(super) fn build(i: &Input<'_>) -> Result<()> {
     std::fs::create_dir_all(i.work).with_context(|| format!("creating {}", i.work.display()))?;
     let mut c = Cpio::default();
     for d in DIRS {
-        c.dir(d);
+        c.dir(d)?;
     }
-    c.symlink("etc/mtab", "/proc/mounts");
-    c.file("bin/busybox", 0o755, &read(i.busybox)?);
+    c.symlink("etc/mtab", "/proc/mounts")?;
+    c.file("bin/busybox", 0o755, &read(i.busybox)?)?;
     add_modules(&mut c, i)?;
     add_programs(&mut c, i)?;
     add_fuse_image(&mut c, i.work)?;
-    c.file("init", 0o755, render_init()?.as_bytes());
+    c.file("init", 0o755, render_init()?.as_bytes())?;
 
-    let bytes = c.finish();
+    let bytes = c.finish()?;
     let mut f = std::fs::File::create(i.initrd)
         .with_context(|| format!("creating {}", i.initrd.display()))?;
     f.write_all(&bytes)
@@ -105,11 +105,11 @@ fn add_modules(c: &mut Cpio, i: &Input<'_>) -> Result<()> {
         } else {
             bail!("module {rel}: only .ko and .ko.xz are supported");
         };
-        c.file(&format!("lib/modules/{name}.ko"), 0o644, &data);
+        c.file(&format!("lib/modules/{name}.ko"), 0o644, &data)?;
         names.push_str(name);
         names.push('\n');
     }
-    c.file("lib/modules/order", 0o644, names.as_bytes());
+    c.file("lib/modules/order", 0o644, names.as_bytes())?;
     Ok(())
 }
 
@@ -135,14 +135,14 @@ fn add_programs(c: &mut Cpio, i: &Input<'_>) -> Result<()> {
         } else {
             read(host)?
         };
-        c.file(guest, 0o755, &data);
+        c.file(guest, 0o755, &data)?;
         libs.extend(ldd(host)?);
     }
     libs.sort();
     libs.dedup();
     for l in &libs {
         let guest = l.to_str().context("library path is not UTF-8")?;
-        c.file(guest, 0o755, &read(l)?);
+        c.file(guest, 0o755, &read(l)?)?;
     }
     Ok(())
 }
@@ -167,7 +167,7 @@ fn add_fuse_image(c: &mut Cpio, work: &Path) -> Result<()> {
             "-all-root",
         ]),
     )?;
-    c.file("fuse.sqfs", 0o644, &read(&img)?);
+    c.file("fuse.sqfs", 0o644, &read(&img)?)?;
     Ok(())
 }
 

@@ -25,6 +25,8 @@ use std::{path::PathBuf, process::Command, time::Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::{root, target_dir};
+
 mod console;
 mod cpio;
 mod eval;
@@ -46,20 +48,6 @@ pub struct Outcome {
     pub passed: u64,
     pub failed: u64,
     pub skipped: u64,
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The target directory cargo builds into: `CARGO_TARGET_DIR` when set (a shared one), else the
-/// workspace's `target/`. The lane's binaries and its cache live there.
-fn target_dir() -> Result<PathBuf> {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => std::path::absolute(&d)
-            .with_context(|| format!("CARGO_TARGET_DIR {}", PathBuf::from(&d).display())),
-        None => Ok(root().join("target")),
-    }
 }
 
 /// Run `cmd` to completion; its stdout, or an error with both outputs when it fails.
