@@ -2,13 +2,15 @@
 //! `_done` classifies the result and adds count, latency and reach to `FAULT_STATS[(dev, ino, size,
 //! result, write)]`; slow faults go to `EVENTS`. `filemap:mm_filemap_fault` counts page-cache faults per
 //! (dev, ino) in `FILEMAP_STATS` (with the filter off: only anonymous-device filesystems such as FUSE).
+//! Must not touch the request or kernel-function maps.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use famfs_common::{
     counters,
     event::{Event, KIND_SLOW_FAULT},
     fault::{
-        DaxOffsets, FAULT_FLAG_WRITE, FaultKey, FaultStart, FileKey, SIZE_PMD, SIZE_PTE, classify,
+        DaxOffsets, FAULT_FLAG_WRITE, FaultKey, FaultStart, FaultStats, FileKey, SIZE_PMD,
+        SIZE_PTE, classify,
     },
     hist::{LAT_SLOTS, log2_slot},
 };
@@ -39,7 +41,7 @@ fn fault_start(ctx: &TracePointContext, off: DaxOffsets, size: u8) -> u32 {
         size,
         _pad: [0; 3],
     };
-    if FAULT_START.insert(tid_tgid().0, &start, 0).is_err() {
+    if FAULT_START.insert(tid_tgid().0, start, 0).is_err() {
         bump(counters::FAULT_START_FULL);
     }
     0
@@ -73,6 +75,7 @@ fn fault_done(ctx: &TracePointContext, off: DaxOffsets, size: u8) -> u32 {
         },
         None => None,
     };
+    // Err: no start was recorded for this task; counted as unmatched just below.
     let _ = FAULT_START.remove(tid);
     let Some(lat) = lat else {
         bump(counters::UNMATCHED_FAULT);
@@ -87,15 +90,18 @@ fn fault_done(ctx: &TracePointContext, off: DaxOffsets, size: u8) -> u32 {
         _pad: 0,
         ino,
     };
-    let row = match FAULT_STATS.get_ptr_mut(&key) {
+    let row = match FAULT_STATS.get_ptr_mut(key) {
         Some(p) => p,
         None => {
             let Some(zero) = ZERO_FAULT.get_ptr(0) else {
                 return 0;
             };
-            // SAFETY: `zero` points at a map value of the right type; the helper copies from it.
-            let _ = FAULT_STATS.insert(&key, unsafe { &*zero }, BPF_NOEXIST);
-            let Some(p) = FAULT_STATS.get_ptr_mut(&key) else {
+            // SAFETY: `zero` points at a map value of the right type; the helper copies from it. A
+            // reference, not a copy: the value is larger than what the BPF stack may hold.
+            let zero: &FaultStats = unsafe { &*zero };
+            // Err: another CPU created the row first (or the map is full); the lookup below decides.
+            let _ = FAULT_STATS.insert(key, zero, BPF_NOEXIST);
+            let Some(p) = FAULT_STATS.get_ptr_mut(key) else {
                 return 0;
             };
             p
@@ -170,13 +176,14 @@ pub fn mm_filemap_fault(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let key = FileKey { dev, _pad: 0, ino };
-    match FILEMAP_STATS.get_ptr_mut(&key) {
+    match FILEMAP_STATS.get_ptr_mut(key) {
         Some(p) => atomic_add(p, 1),
         None => {
-            if FILEMAP_STATS.insert(&key, &1u64, BPF_NOEXIST).is_err() {
-                if let Some(p) = FILEMAP_STATS.get_ptr_mut(&key) {
-                    atomic_add(p, 1);
-                }
+            // Lost the race to create the entry: count on the one another CPU made.
+            if FILEMAP_STATS.insert(key, 1u64, BPF_NOEXIST).is_err()
+                && let Some(p) = FILEMAP_STATS.get_ptr_mut(key)
+            {
+                atomic_add(p, 1);
             }
         }
     }

@@ -9,6 +9,7 @@
 //! unique) from the tracepoint record; the raw-tracepoint variants (`*_raw`) key them by the kernel's
 //! request address and read the fields from `struct fuse_req` at BTF-derived offsets (`REQ_OFFSETS`),
 //! which also pairs requests on kernels whose send event fires before `unique` is assigned (6.12).
+//! Must not touch the fault or kernel-function maps.
 
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
@@ -102,7 +103,7 @@ pub fn fuse_request_send(ctx: TracePointContext) -> u32 {
         _pad: 0,
         unique,
     };
-    if INFLIGHT.insert(&key, &inflight_now(opcode), 0).is_err() {
+    if INFLIGHT.insert(key, inflight_now(opcode), 0).is_err() {
         bump(counters::INFLIGHT_FULL);
     }
     0
@@ -188,11 +189,12 @@ pub fn fuse_request_end(ctx: TracePointContext) -> u32 {
         _pad: 0,
         unique,
     };
-    let inflight = match INFLIGHT.get_ptr(&key) {
-        // SAFETY: pointer from a successful lookup; copied out before the entry is removed.
+    let inflight = match INFLIGHT.get_ptr(key) {
         Some(p) => {
+            // SAFETY: pointer from a successful lookup; copied out before the entry is removed.
             let v = unsafe { *p };
-            let _ = INFLIGHT.remove(&key);
+            // Err: a concurrent end took the entry first; this end is counted with the copy either way.
+            let _ = INFLIGHT.remove(key);
             Some(v)
         }
         None => None,
@@ -232,7 +234,7 @@ pub fn fuse_request_send_raw(ctx: RawTracePointContext) -> i32 {
     }
     // The request's address is unique while it is in flight; a stale entry (end lost) is overwritten
     // when the address is reused, and the LRU map evicts the oldest when full.
-    if INFLIGHT_REQ.insert(&req, &inflight_now(opcode), 0).is_err() {
+    if INFLIGHT_REQ.insert(req, inflight_now(opcode), 0).is_err() {
         bump(counters::INFLIGHT_FULL);
     }
     0
@@ -255,11 +257,12 @@ pub fn fuse_request_end_raw(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     bump(counters::END_EVENTS);
-    let inflight = match INFLIGHT_REQ.get_ptr(&req) {
-        // SAFETY: pointer from a successful lookup; copied out before the entry is removed.
+    let inflight = match INFLIGHT_REQ.get_ptr(req) {
         Some(p) => {
+            // SAFETY: pointer from a successful lookup; copied out before the entry is removed.
             let v = unsafe { *p };
-            let _ = INFLIGHT_REQ.remove(&req);
+            // Err: a concurrent end took the entry first; this end is counted with the copy either way.
+            let _ = INFLIGHT_REQ.remove(req);
             Some(v)
         }
         None => None,

@@ -1,6 +1,7 @@
 //! Optional kernel-function probes on the famfs open and fault paths. Each target gets four programs
 //! (fentry, fexit, kprobe, kretprobe); user space attaches fentry/fexit where the kernel allows, else
 //! kprobe/kretprobe, else reports the target unavailable. Entry and return pair per (task, target id).
+//! Touches only `FN_STATS`, `FN_START` and the health counters.
 
 use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe},
@@ -23,7 +24,8 @@ fn enter(func: u32) -> u32 {
         tid: tid_tgid().0,
         func,
     };
-    let _ = FN_START.insert(&key, &now_ns(), 0);
+    // Err: no start recorded (the LRU map normally evicts instead); the return counts as unmatched.
+    let _ = FN_START.insert(key, now_ns(), 0);
     if let Some(s) = FN_STATS.get_ptr_mut(func) {
         // SAFETY: per-CPU value of this CPU.
         unsafe { (*s).calls += 1 };
@@ -37,13 +39,14 @@ fn exit(func: u32) -> u32 {
         tid: tid_tgid().0,
         func,
     };
-    let Some(start) = FN_START.get_ptr(&key) else {
+    let Some(start) = FN_START.get_ptr(key) else {
         bump(counters::UNMATCHED_RETURN);
         return 0;
     };
     // SAFETY: pointer from a successful lookup, read before the remove.
     let lat = now_ns().saturating_sub(unsafe { *start });
-    let _ = FN_START.remove(&key);
+    // Err: a concurrent remove of the same (task, id) entry; the latency was taken already.
+    let _ = FN_START.remove(key);
     if let Some(s) = FN_STATS.get_ptr_mut(func) {
         // SAFETY: per-CPU value of this CPU; slot clamped below LAT_SLOTS.
         unsafe {

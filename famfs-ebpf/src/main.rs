@@ -2,6 +2,8 @@
 //!
 //! One module per program family; `maps` owns every map and load-time global, `filter` the connection
 //! filter and health counters. Programs aggregate in kernel maps; nothing here allocates or loops unbounded.
+//! Depends on `aya-ebpf` and the shapes of `famfs-common` only; must not define a shape user space reads
+//! (those belong to `famfs-common`).
 #![no_std]
 #![no_main]
 // The BPF target's `core` has no atomic RMW methods; the intrinsic lowers to BPF_ATOMIC add. The crate is

@@ -1,5 +1,6 @@
 //! Every map and load-time global of the eBPF object. Sizes here are defaults; the daemon resizes the
 //! maps at load time (`EbpfLoader::map_max_entries`) and fills the globals (`override_global`).
+//! Holds no program logic; map names must match `famfs_common::names`.
 
 use aya_ebpf::{
     macros::map,
