@@ -31,14 +31,13 @@ use std::{
 };
 
 use super::{
-    Channel, DialectConfig, Filesystem, Session, SessionConfig,
+    Channel, DialectConfig, Filesystem, RequestRecord, Session, SessionConfig,
     abi::{
         self, BatchForgetIn, DirentHead, EntryOut, ForgetOne, GetFmapIn, GetattrIn, GetxattrIn,
         InHeader, InitIn, InitOut, KERNEL_MINOR_VERSION, KERNEL_VERSION, OpenIn, OutHeader, ReadIn,
         WireField, WriteIn, opcode,
     },
 };
-use crate::join::RequestRecord;
 
 /// The INIT `flags` a recent kernel offers: every bit 0..=30 (INIT_EXT included).
 pub const OFFER_FLAGS: u32 = 0x7fff_ffff;
