@@ -1,8 +1,8 @@
 //! Our own FUSE wire-protocol layer: the kernel ABI (`abi`), famfs dialects (`dialect`, `fmap`), the
 //! transport and mount (`channel`), the [`Filesystem`] contract (`filesystem`), the session with its
 //! INIT negotiation, dispatch and workers (`session`), notifications (`notify`), and the per-request
-//! [`RequestRecord`] (`record`), serving any filesystem that implements [`Filesystem`], plus a
-//! simulated kernel peer for tests (`sim`).
+//! [`RequestRecord`] (`record`), serving any filesystem that implements [`Filesystem`]. The simulated
+//! kernel peer for tests (`sim`) is compiled only for tests and with the `sim` cargo feature.
 //!
 //! Why not fuser: its opcode set is closed (GET_FMAP / GET_DAXDEV would be answered ENOSYS inside the
 //! crate with no hook to serve them) and it cannot negotiate the famfs INIT bit in `flags2`.
@@ -20,6 +20,7 @@ pub mod notify;
 pub mod record;
 pub mod reply;
 pub mod session;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod stats;
 

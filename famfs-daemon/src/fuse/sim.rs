@@ -1,4 +1,4 @@
-//! A simulated kernel peer for tests and tools. [`Kernel`] owns the kernel side of a
+//! A simulated kernel peer for tests. [`Kernel`] owns the kernel side of a
 //! `socketpair(AF_UNIX, SOCK_SEQPACKET)` whose other side is the [`Channel`] a [`Session`] serves: it
 //! writes FUSE requests (well-formed, or raw bytes for malformed and fuzzed cases), reads exactly one
 //! reply or notification at a time with a deadline, and checks with a sentinel request that nothing
@@ -7,6 +7,10 @@
 //! bounded waits. Request-body builders and reply parsers for the FUSE wire structures live here too,
 //! and [`CountingAlloc`], a global allocator for test binaries that counts allocations per thread, so
 //! that [`Sim::serving_thread_allocations`] can show a session allocating nothing per request.
+//!
+//! Test support, not product: compiled only for the crate's unit tests and with the `sim` cargo
+//! feature, which the integration tests and benches enable through the crate's self
+//! dev-dependency; never in the release binaries.
 //!
 //! Owns: the kernel end of the socket pair and the serving thread's lifetime. Must not know the famfs
 //! on-media format or namespace (`famfs`, `server`) and must not change how the session behaves: the
