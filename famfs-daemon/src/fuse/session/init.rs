@@ -32,8 +32,9 @@ const RESERVED_INIT_FLAGS: u64 = init_flags::FAMFS_DAX_FMAP_RFC
     | init_flags::INIT_EXT
     | init_flags::INIT_RESERVED;
 
-/// What INIT settled for a connection. Visible to the filesystem (every [`Request`]) and to callers
-/// ([`Session::negotiated`], [`Session::wait_negotiated`]).
+/// What INIT settled for a connection. Visible to the filesystem (every
+/// [`Request`](super::super::Request)) and to callers ([`Session::negotiated`],
+/// [`Session::wait_negotiated`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Negotiated {
     pub kernel_major: u32,
