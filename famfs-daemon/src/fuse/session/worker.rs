@@ -51,6 +51,8 @@ pub(super) struct Worker<'s, F> {
     ctx: Ctx<'s, F>,
 }
 
+/// What serving one request needs: the session, this worker's channel and reusable reply
+/// buffers, the record sink, and the record of the request being served.
 pub(super) struct Ctx<'s, F> {
     pub(super) s: &'s Session<F>,
     pub(super) ch: Channel,
