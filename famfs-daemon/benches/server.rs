@@ -8,6 +8,9 @@
 //!
 //! Run: `cargo bench -p famfs-daemon --bench server`.
 
+// Benchmark code run by hand: a failed unwrap/expect/assertion aborts the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "../tests/server_support/mod.rs"]
 mod server_support;
 
@@ -17,7 +20,10 @@ use std::{
     io::Read,
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        Arc,
+        mpsc::{Receiver, RecvTimeoutError, channel},
+    },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -35,7 +41,9 @@ const READ_SIZE: u64 = 512 * MIB;
 /// An in-process mount of the image, served by 4 workers; unmounted on drop.
 struct Served {
     mount: Option<Mount>,
-    thread: Option<JoinHandle<std::io::Result<()>>>,
+    /// Sent by the serving thread as `Session::run` returns (disconnected if it panicked).
+    done: Receiver<std::io::Result<()>>,
+    thread: Option<JoinHandle<()>>,
     path: PathBuf,
 }
 
@@ -56,13 +64,17 @@ impl Served {
         };
         let session = Arc::new(Session::new(fs, ch, cfg));
         let s2 = session.clone();
-        let thread = std::thread::spawn(move || s2.run(4));
+        let (tx, done) = channel();
+        let thread = std::thread::spawn(move || {
+            let _ = tx.send(s2.run(4));
+        });
         session
             .wait_negotiated(Duration::from_secs(10))
             .expect("INIT answered");
         Served {
             path: mount.path().to_path_buf(),
             mount: Some(mount),
+            done,
             thread: Some(thread),
         }
     }
@@ -73,14 +85,13 @@ impl Drop for Served {
         if let Some(mut m) = self.mount.take() {
             let _ = m.unmount();
         }
-        if let Some(t) = self.thread.take() {
-            let end = Instant::now() + Duration::from_secs(10);
-            while !t.is_finished() && Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if t.is_finished() {
-                let _ = t.join();
-            }
+        // Wait for the session to end (at most 10 s; a session still running is left behind).
+        let ended = !matches!(
+            self.done.recv_timeout(Duration::from_secs(10)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        if ended && let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
         sup::force_unmount(&self.path);
     }

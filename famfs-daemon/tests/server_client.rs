@@ -3,6 +3,9 @@
 //! remount — within one second by the 200 ms log poll, and at once on SIGHUP for a daemon whose poll
 //! interval is an hour. The measured delays are printed.
 
+// Test code: a failed unwrap/expect/assertion is the test failing, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod server_support;
 
 use std::{

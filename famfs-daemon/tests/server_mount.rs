@@ -5,6 +5,9 @@
 //! `mmap` of a 64 MiB file (reads, and writes that reach the image); a stale mount left by a SIGKILLed
 //! daemon cleared by the next start; clean unmount on SIGINT/SIGTERM.
 
+// Test code: a failed unwrap/expect/assertion is the test failing, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod server_support;
 
 use std::{

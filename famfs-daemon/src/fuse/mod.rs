@@ -1,19 +1,26 @@
 //! Our own FUSE wire-protocol layer: the kernel ABI (`abi`), famfs dialects (`dialect`, `fmap`), the
-//! transport and mount (`channel`), and the request dispatcher with INIT negotiation (`session`),
-//! serving any filesystem that implements [`Filesystem`].
+//! transport and mount (`channel`), the [`Filesystem`] contract (`filesystem`), the session with its
+//! INIT negotiation, dispatch and workers (`session`), notifications (`notify`), and the per-request
+//! [`RequestRecord`] (`record`), serving any filesystem that implements [`Filesystem`]. The simulated
+//! kernel peer for tests (`sim`) is compiled only for tests and with the `sim` cargo feature.
 //!
 //! Why not fuser: its opcode set is closed (GET_FMAP / GET_DAXDEV would be answered ENOSYS inside the
 //! crate with no hook to serve them) and it cannot negotiate the famfs INIT bit in `flags2`.
 //!
 //! Owns the FUSE protocol only; it is filesystem-agnostic. Must not know the famfs on-media format or
-//! namespace (`famfs`, `server`), probes or the join — it only produces `join::RequestRecord`s.
+//! namespace (`famfs`, `server`), probes or the join, and imports nothing from those later stages: it
+//! produces [`RequestRecord`]s, which the join consumes.
 
 pub mod abi;
 pub mod channel;
 pub mod dialect;
+pub mod filesystem;
 pub mod fmap;
+pub mod notify;
+pub mod record;
 pub mod reply;
 pub mod session;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod stats;
 
@@ -24,9 +31,12 @@ use std::fmt;
 
 pub use channel::{Channel, ChannelKind, Mount, MountOptions};
 pub use dialect::{Dialect, DialectConfig, DialectSpec};
+pub use filesystem::{Filesystem, ForgetList, Request};
 pub use fmap::{WireExtent, WireFmap, WireLayout};
+pub use notify::Notifier;
+pub use record::RequestRecord;
 pub use reply::{DirentBuf, DirentPlusBuf, FmapReply, dt};
-pub use session::{Filesystem, ForgetList, Negotiated, Notifier, Request, Session, SessionConfig};
+pub use session::{Negotiated, Session, SessionConfig};
 pub use stats::SessionStats;
 
 /// A positive errno a filesystem answers with; sent as `-errno` in the reply header.

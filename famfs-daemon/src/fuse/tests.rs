@@ -2,7 +2,7 @@
 //! daxdev encoding (byte-exact against the protocol spec's examples), the dialect table and rule,
 //! mountinfo parsing, the log rate limiter, and the simulated kernel (`sim`) itself: its parsers,
 //! deadlines, reply checks and session lifetime. The session is tested end to end over the simulated
-//! kernel in `tests/fuse_wire.rs`.
+//! kernel in `tests/fuse_wire/`.
 
 use std::{
     io::{self, IoSlice},

@@ -18,26 +18,7 @@ use famfs_common::{event, hist::LAT_SLOTS, hist::log2_slot};
 pub use files::{FileQuery, FileSort, FileView, fold_for_series, query, query_at};
 pub use worker::JoinWorker;
 
-/// What the FUSE server reports for every request it answers (one per request, `Copy`, no heap).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RequestRecord {
-    pub mount_epoch: u64,
-    pub connection: u32,
-    pub unique: u64,
-    pub opcode: u32,
-    pub nodeid: u64,
-    pub reply_bytes: u32,
-    pub error: i32,
-    /// GET_FMAP: serialized fmap size (0 for other opcodes or when only the needed size was sent).
-    pub fmap_bytes: u32,
-    pub fmap_extents: u32,
-    /// GET_FMAP: the kernel's buffer was too small; a needed-size reply was sent (a retry follows).
-    pub retry: bool,
-    /// READ/WRITE: data bytes transferred.
-    pub io_bytes: u32,
-    pub recv_ns: u64,
-    pub reply_ns: u64,
-}
+pub use crate::fuse::RequestRecord;
 
 /// Static facts about a file, from the server's namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

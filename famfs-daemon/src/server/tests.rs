@@ -1,6 +1,6 @@
 //! Unit tests of the server's pieces that need no FUSE peer: the data map's bounds and copies, the
 //! fmap wire-size rule, and duration parsing for `run`. The server over a simulated kernel is tested
-//! in `tests/server_sim.rs`, on real mounts in `tests/server_mount.rs`.
+//! in `tests/server_sim/`, on real mounts in `tests/server_mount.rs`.
 
 use std::io::Write;
 

@@ -1,12 +1,16 @@
 //! Helpers for the famfs server tests (and `benches/server.rs`): sparse temp images built with the
 //! format library, a `famfs-daemon run` process guard that waits for the ready line and always
 //! unmounts and kills by PID, the image CLI, mountinfo lookups and file digests.
+// Included by several test binaries (and `benches/server.rs`), each using a part of it.
 #![allow(dead_code)]
+// Test support: a failed unwrap/expect/panic is the calling test failing, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{self, BufRead, BufReader},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
@@ -250,23 +254,18 @@ impl Daemon {
         }
     }
 
-    /// SIGTERM and wait; returns the exit status (None if it had to be killed).
+    /// SIGTERM and wait (at most 15 s, then SIGKILL); returns the exit status (None if it had to
+    /// be killed).
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         // SAFETY: kill(2) on our own child's PID.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break Some(s),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
+        let status = match wait_exit(&mut child, Duration::from_secs(15)) {
+            Ok(Some(s)) => Some(s),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                None
             }
         };
         force_unmount(&self.mountpoint);
@@ -300,6 +299,43 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
         force_unmount(&self.mountpoint);
+    }
+}
+
+/// Wait up to `timeout` for `child` to exit: poll(2) on a pidfd wakes when it does (no sleeping
+/// loop). `Ok(None)` when it is still running; the child is reaped when it has exited.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+    let pid = libc::pid_t::try_from(child.id()).map_err(io::Error::other)?;
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1; nothing is borrowed.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let raw = RawFd::try_from(raw).map_err(io::Error::other)?;
+    // SAFETY: `raw` was just returned by pidfd_open and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(Some(s));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `p` is one valid pollfd for the duration of the call.
+        if unsafe { libc::poll(&mut p, 1, ms) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
     }
 }
 

@@ -1,0 +1,161 @@
+//! The client role: apply log entries other writers appended ([`FamfsFs::refresh`]) and tell the
+//! kernel what changed, on a timer and on demand ([`LogWatcher`]).
+//!
+//! Owns when and how the namespace is refreshed and the invalidations that follow. Must not parse
+//! the log itself (that is `famfs`, through `volume`) or decide the daemon's signals (the daemon
+//! forwards SIGHUP to the watcher's wake channel).
+
+use std::{
+    sync::{
+        atomic::Ordering,
+        mpsc::{Receiver, RecvTimeoutError},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use super::{FamfsFs, RefreshSummary, ServerError};
+use crate::fuse::Notifier;
+
+impl FamfsFs {
+    /// Apply log entries appended since the last refresh (by another process or host) and tell the
+    /// kernel what changed: `inval_entry(parent, name)` for every new name and `inval_inode(parent)`
+    /// for every directory that gained one. Without `force`, first compares the log header's
+    /// `next_index` (one 8-byte read of the map) with the namespace and returns at once when nothing
+    /// was appended. Notifications are sent after the namespace lock is released.
+    pub fn refresh(
+        &self,
+        notifier: Option<&Notifier>,
+        force: bool,
+    ) -> Result<RefreshSummary, ServerError> {
+        let st = &self.inner.refresh_stats;
+        st.polls.fetch_add(1, Ordering::Relaxed);
+        if !force {
+            let on_media = self.inner.data.read_u64(self.inner.next_index_off).ok();
+            let vol = self.vol().map_err(|_| ServerError::Poisoned)?;
+            if on_media == Some(vol.next_index()) && !vol.is_stopped() {
+                return Ok(RefreshSummary::default());
+            }
+        }
+        if let Err(e) = self.inner.data.recheck() {
+            self.warn(format_args!("fstat of the image: {e}"));
+        }
+        let report = {
+            let mut vol = self.vol_mut()?;
+            let path = vol.path().display().to_string();
+            vol.refresh().map_err(|source| {
+                st.errors.fetch_add(1, Ordering::Relaxed);
+                ServerError::Image { path, source }
+            })?
+        };
+        st.refreshes.fetch_add(1, Ordering::Relaxed);
+        st.added
+            .fetch_add(report.added.len() as u64, Ordering::Relaxed);
+        if let Some(n) = notifier {
+            let mut parents: Vec<u64> = Vec::new();
+            for a in &report.added {
+                // ENOENT: the kernel had no such dentry cached, which is the common case.
+                if let Err(e) = n.inval_entry(a.parent, &a.name)
+                    && e.raw_os_error() != Some(libc::ENOENT)
+                {
+                    st.notify_errors.fetch_add(1, Ordering::Relaxed);
+                    self.warn(format_args!(
+                        "inval_entry({}, {:?}): {e}",
+                        a.parent,
+                        String::from_utf8_lossy(&a.name)
+                    ));
+                }
+                if !parents.contains(&a.parent) {
+                    parents.push(a.parent);
+                }
+            }
+            for p in parents {
+                if let Err(e) = n.inval_inode(p, 0, 0)
+                    && e.raw_os_error() != Some(libc::ENOENT)
+                {
+                    st.notify_errors.fetch_add(1, Ordering::Relaxed);
+                    self.warn(format_args!("inval_inode({p}): {e}"));
+                }
+            }
+        }
+        Ok(RefreshSummary {
+            replayed: true,
+            report,
+        })
+    }
+}
+
+/// Calls [`FamfsFs::refresh`] every `interval` and whenever something is sent on its wake channel
+/// (the daemon forwards SIGHUP there); stops when the wake channel's sender is dropped.
+#[derive(Debug)]
+pub struct LogWatcher {
+    handle: Option<JoinHandle<()>>,
+}
+
+impl LogWatcher {
+    pub fn start(
+        fs: FamfsFs,
+        notifier: Option<Notifier>,
+        interval: Duration,
+        wake: Receiver<()>,
+    ) -> std::io::Result<LogWatcher> {
+        let handle = std::thread::Builder::new()
+            .name("famfs-log-watch".into())
+            .spawn(move || {
+                let mut last_stop: Option<String> = None;
+                // A persistent failure (a re-created image) is logged once, not every poll.
+                let mut last_err: Option<String> = None;
+                loop {
+                    let force = match wake.recv_timeout(interval) {
+                        Ok(()) => true,
+                        Err(RecvTimeoutError::Timeout) => false,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    };
+                    let r = fs.refresh(notifier.as_ref(), force);
+                    if r.is_ok() && last_err.take().is_some() {
+                        log::info!("famfs: log refresh works again");
+                    }
+                    match r {
+                        Ok(s) if s.replayed => {
+                            let r = &s.report;
+                            if !r.added.is_empty() || force {
+                                log::info!(
+                                    "famfs: log refreshed{}: {} new objects, next index {}",
+                                    if force { " (requested)" } else { "" },
+                                    r.added.len(),
+                                    r.next_index
+                                );
+                            }
+                            for a in &r.anomalies {
+                                log::warn!("famfs: log: {a}");
+                            }
+                            if r.stopped != last_stop {
+                                if let Some(st) = &r.stopped {
+                                    log::warn!("famfs: log play stopped: {st}");
+                                }
+                                last_stop = r.stopped.clone();
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            let msg = e.to_string();
+                            if last_err.as_deref() != Some(msg.as_str()) {
+                                log::warn!("famfs: log refresh failed: {msg}");
+                                last_err = Some(msg);
+                            }
+                        }
+                    }
+                }
+            })?;
+        Ok(LogWatcher {
+            handle: Some(handle),
+        })
+    }
+
+    /// Wait for the thread (after the wake sender was dropped).
+    pub fn join(mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
