@@ -73,11 +73,13 @@ fn prometheus_scrapes_exact_counts_and_every_dashboard_query_runs() {
     if !require_root(t) || !require_program(t, "prometheus") || !require_program(t, "promtool") {
         return;
     }
-    let daemon = Daemon::start(&[]);
     let files = [("a", pattern(100, 1)), ("b", pattern(200, 2))];
     let Some(sq) = SquashMount::new(t, &files) else {
         return;
     };
+    // Every connection is traced. The daemon starts once the mount exists: connection numbers are
+    // reused, and a mount of another test that had this number before must not count here.
+    let daemon = Daemon::start(&[]);
     for _ in 0..3 {
         for (name, body) in &files {
             assert_eq!(&fs::read(sq.mnt.join(name)).unwrap(), body);
@@ -566,6 +568,14 @@ fn max_file_series_folds_the_least_recently_active_files_into_other() {
         for _ in 0..=i {
             drop(fs::File::open(s.mnt.join(n)).unwrap());
         }
+        // Recency is the server's reply time, taken before the record goes to the join: once the
+        // join has this file's opens, the next file's replies are later, even when a worker thread
+        // was preempted right after replying.
+        let path = format!("/{n}");
+        wait_files(&s, &format!("{path} opened {} times", i + 1), |rows| {
+            rows.iter()
+                .any(|r| r.path == path && r.opens == i as u64 + 1)
+        });
     }
     let text = wait_joined(&s);
     let u = s.fs_uuid.as_str();

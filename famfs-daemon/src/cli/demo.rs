@@ -1,5 +1,5 @@
 //! `famfs-daemon demo`: its arguments. The demo itself (image, child daemon, workload, cleanup) is
-//! `daemon::demo`'s.
+//! `daemon::demo`'s. Owns argument parsing only.
 
 use std::{net::SocketAddr, process::ExitCode};
 

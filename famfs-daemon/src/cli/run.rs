@@ -1,7 +1,7 @@
 //! `famfs-daemon run`: its arguments ([`RunArgs`]), turned into the daemon's plain
 //! [`DaemonConfig`] and handed to [`crate::daemon::run`], which owns what runs and in which order.
 //!
-//! Owns argument parsing only.
+//! Owns argument parsing only; must not start anything itself.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 

@@ -3,7 +3,8 @@
 //! comparison `crate::regress`'s.
 //!
 //! Exit codes: `snapshot` 0, or 1 on any error; `diff` 0 (no regression), 1 (a regression above the
-//! threshold), 2 (a snapshot could not be read).
+//! threshold), 2 (a snapshot could not be read). Must not compute anything about the snapshots (that is
+//! `regress`'s) or define their format (`http::api`'s).
 
 use std::{
     io::Write,

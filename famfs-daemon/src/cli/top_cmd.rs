@@ -1,7 +1,8 @@
 //! `famfs-trace top`: argument parsing and exit codes of the live view. The view itself lives in
 //! `crate::top`.
 //!
-//! Exit codes: `top --once` 0, or 1 when the daemon did not answer.
+//! Exit codes: `top --once` 0, or 1 when the daemon did not answer. Must not talk to the daemon or the
+//! terminal itself beyond choosing the frame width.
 
 use std::{io::IsTerminal, io::Write, process::ExitCode, time::Duration};
 

@@ -383,28 +383,50 @@ impl Join {
     }
 
     /// Replace the per-file fault counters with a kernel snapshot (the kernel maps are cumulative).
-    /// The join's worker calls this on its own tick; nothing else needs to.
+    /// A file whose DAX fault count grew since the last snapshot was accessed at `now_ns`. The join's
+    /// worker calls this on its own tick; nothing else needs to.
     pub fn apply_fault_snapshot(&mut self, snap: &crate::probes::ProbeSnapshot, now_ns: u64) {
-        for f in self.files.values_mut() {
-            f.faults = [[0; 3]; 2];
-            f.fault_lat_slots = [0; LAT_SLOTS];
-            f.fault_lat_sum_ns = 0;
-            f.page_cache_faults = 0;
+        /// One file's DAX faults in a snapshot.
+        struct Faults {
+            counts: FaultMatrix,
+            lat_slots: [u64; LAT_SLOTS],
+            lat_sum_ns: u64,
         }
+        let mut fresh: HashMap<u64, Faults> = HashMap::new();
         for r in snap.faults.iter().filter(|r| r.key.dev == self.connection) {
-            let Some(f) = self.files.get_mut(&r.key.ino) else {
+            if !self.files.contains_key(&r.key.ino) {
                 continue;
-            };
-            let before: u64 = f.faults.iter().flatten().sum();
+            }
+            let e = fresh.entry(r.key.ino).or_insert(Faults {
+                counts: [[0; 3]; 2],
+                lat_slots: [0; LAT_SLOTS],
+                lat_sum_ns: 0,
+            });
             let (size, result) = fault_cell(&r.key);
-            f.faults[size][result] += r.stats.count;
-            for (a, b) in f.fault_lat_slots.iter_mut().zip(r.stats.lat_slots.iter()) {
+            e.counts[size][result] += r.stats.count;
+            for (a, b) in e.lat_slots.iter_mut().zip(r.stats.lat_slots.iter()) {
                 *a += b;
             }
-            f.fault_lat_sum_ns += r.stats.lat_sum_ns;
-            if f.faults.iter().flatten().sum::<u64>() > before {
-                f.last_access_ns = f.last_access_ns.max(now_ns);
+            e.lat_sum_ns += r.stats.lat_sum_ns;
+        }
+        for (ino, f) in &mut self.files {
+            let before: u64 = f.faults.iter().flatten().sum();
+            match fresh.remove(ino) {
+                Some(n) => {
+                    if n.counts.iter().flatten().sum::<u64>() > before {
+                        f.last_access_ns = f.last_access_ns.max(now_ns);
+                    }
+                    f.faults = n.counts;
+                    f.fault_lat_slots = n.lat_slots;
+                    f.fault_lat_sum_ns = n.lat_sum_ns;
+                }
+                None => {
+                    f.faults = [[0; 3]; 2];
+                    f.fault_lat_slots = [0; LAT_SLOTS];
+                    f.fault_lat_sum_ns = 0;
+                }
             }
+            f.page_cache_faults = 0;
         }
         for (k, n) in snap
             .filemap

@@ -345,3 +345,49 @@ fn the_worker_applies_the_last_kernel_counts_when_it_stops() {
     w.stop();
     assert_eq!(faults_of_file_2(&state), Some((1, 9, 6)));
 }
+
+#[test]
+fn only_new_dax_faults_make_a_file_recent() {
+    use famfs_common::fault::{FaultKey, FaultStats, RESULT_OK, SIZE_PTE};
+    let snap = |count: u64| crate::probes::ProbeSnapshot {
+        faults: vec![crate::probes::FaultRow {
+            key: FaultKey {
+                dev: CONN,
+                size: SIZE_PTE,
+                result: RESULT_OK,
+                write: 0,
+                _pad: 0,
+                ino: 2,
+            },
+            stats: FaultStats {
+                count,
+                ..FaultStats::ZERO
+            },
+        }],
+        ..Default::default()
+    };
+    let mut j = Join::new(CONN, EPOCH, 0, 0);
+    assert!(j.track(2, &cat()));
+    j.apply_fault_snapshot(&snap(4), 1_000);
+    assert_eq!(
+        j.file(2).map(|f| (f.faults[0][0], f.last_access_ns)),
+        Some((4, 1_000))
+    );
+    // The same cumulative count later: no new fault, no new access.
+    j.apply_fault_snapshot(&snap(4), 2_000);
+    assert_eq!(
+        j.file(2).map(|f| (f.faults[0][0], f.last_access_ns)),
+        Some((4, 1_000))
+    );
+    j.apply_fault_snapshot(&snap(5), 3_000);
+    assert_eq!(
+        j.file(2).map(|f| (f.faults[0][0], f.last_access_ns)),
+        Some((5, 3_000))
+    );
+    // Gone from the kernel's map (evicted): zero, and still last accessed at 3000.
+    j.apply_fault_snapshot(&crate::probes::ProbeSnapshot::default(), 4_000);
+    assert_eq!(
+        j.file(2).map(|f| (f.faults[0][0], f.last_access_ns)),
+        Some((0, 3_000))
+    );
+}

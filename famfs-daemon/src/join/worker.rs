@@ -5,7 +5,8 @@
 //!
 //! I/O (polling the ring buffer, reading the fault maps) happens outside the state lock; records are
 //! collected into reusable buffers and applied in one short critical section per batch, so a reader
-//! waits at most one batch and nothing allocates per event once the buffers are warm.
+//! waits at most one batch and nothing allocates per event once the buffers are warm. The only writer of
+//! the shared table; must not read anything from the probes but the ring buffer and their fault maps.
 
 use std::{
     sync::{

@@ -1,6 +1,7 @@
 //! Per-file metric families from the join, with bounded cardinality: the `max_series` most recently
 //! active files get their own `{fs_uuid, path}` series, the rest are summed into `path="__other__"` and
-//! counted in `famfs_file_series_folded`. Also the join's health counters.
+//! counted in `famfs_file_series_folded`. Also the join's health counters. Reads a [`FileState`]
+//! borrowed shared; must not change it.
 
 use famfs_common::{
     hist::LAT_SLOTS,

@@ -1,4 +1,5 @@
-//! Collector for the kernel-side aggregates: FUSE request families, probe status, health and self-cost.
+//! Collector for the kernel-side aggregates: FUSE request families, probe status, health and self-cost,
+//! and (read only, as the join last left them) the per-file families. Must not write to the join.
 
 use std::{
     borrow::Cow,
