@@ -20,7 +20,7 @@ mod server_support;
 
 use std::{
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -31,8 +31,9 @@ use famfs_daemon::{
         abi::{EntryOut, ReleaseIn, opcode},
         sim::{self, Reply, Sim, fmap_size_body, open_in},
     },
-    join::{FileQuery, FileSort, Join, JoinWorker, query},
-    metrics::{FileState, Format, Metrics},
+    http::api::FileRow,
+    join::{FileQuery, FileSort, FileState, Join, JoinInputs, JoinWorker, SharedFileState, query},
+    metrics::{Format, Metrics},
     server::{FamfsFs, ServerConfig},
 };
 use server_support::{self as sup, MIB, MIB2, ext};
@@ -85,7 +86,7 @@ fn image() -> Image {
 /// The simulated kernel, the session serving it, and the daemon's join and metrics behind it.
 struct Rig {
     sim: Sim<FamfsFs>,
-    state: Arc<Mutex<FileState>>,
+    state: SharedFileState,
     worker: Option<JoinWorker>,
     metrics: Metrics,
     fs_uuid: String,
@@ -123,12 +124,18 @@ impl Rig {
             .expect("negotiated")
             .clone();
         let fmap_opcode = n.get_fmap_opcode().expect("famfs mode negotiated");
-        let state = Arc::new(Mutex::new(FileState {
+        let state = SharedFileState::new(FileState {
             join: Join::new(n.connection, n.mount_epoch, n.init_ns, fmap_opcode),
             fs_uuid: fs_uuid.clone(),
             max_series: 500,
-        }));
-        let worker = JoinWorker::start(state.clone(), None, rx, Arc::new(fs)).unwrap();
+        });
+        let inputs = JoinInputs {
+            events: None,
+            records: rx,
+            catalog: Arc::new(fs),
+            faults: None,
+        };
+        let worker = JoinWorker::start(state.clone(), inputs).unwrap();
         let mut metrics = Metrics::new(None, Some(state.clone()));
         metrics.add_server(
             sim.session().stats().clone(),
@@ -181,7 +188,7 @@ impl Rig {
         let stats = self.sim.session().stats();
         let end = Instant::now() + Duration::from_secs(20);
         loop {
-            let got = self.state.lock().unwrap().join.health.server_records;
+            let got = self.state.read().unwrap().join.health.server_records;
             if got == want && stats.records_sent() == want {
                 return;
             }
@@ -363,7 +370,10 @@ fn rfc_v2_needed_size_retries_fmap_bytes_and_extents_per_file() {
         sort: FileSort::Path,
         ..Default::default()
     };
-    let views = query(rig.state.lock().unwrap().join.files(), &q);
+    let views: Vec<FileRow> = query(rig.state.read().unwrap().join.files(), &q)
+        .into_iter()
+        .map(|f| FileRow::of(f, 0))
+        .collect();
     let got: Vec<_> = views
         .iter()
         .map(|v| {

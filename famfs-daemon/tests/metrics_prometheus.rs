@@ -2,7 +2,12 @@
 //! dashboard query evaluated without error, `promtool check metrics` clean, dashboards free of
 //! hard-coded datasource UIDs; and, on a famfs image served by the daemon itself, exact per-file counts
 //! (opens, kernel-observed open latencies, bytes read) through PromQL and `/api/v1/files`, and the
-//! `--max-file-series` fold.
+//! `--max-file-series` fold. Also: the per-file page-cache faults of mmap reads reach `/api/v1/files`
+//! with no `/metrics` scrape at all (the join applies the kernel's fault maps on its own tick), and the
+//! tests' own reader of the Prometheus text format.
+
+// Integration tests: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod server_support;
@@ -16,6 +21,7 @@ use std::{
 };
 
 use common::*;
+use famfs_daemon::http::api::FileRow;
 use server_support as sup;
 
 fn dashboards() -> Vec<std::path::PathBuf> {
@@ -67,11 +73,13 @@ fn prometheus_scrapes_exact_counts_and_every_dashboard_query_runs() {
     if !require_root(t) || !require_program(t, "prometheus") || !require_program(t, "promtool") {
         return;
     }
-    let daemon = Daemon::start(&[]);
     let files = [("a", pattern(100, 1)), ("b", pattern(200, 2))];
     let Some(sq) = SquashMount::new(t, &files) else {
         return;
     };
+    // Every connection is traced. The daemon starts once the mount exists: connection numbers are
+    // reused, and a mount of another test that had this number before must not count here.
+    let daemon = Daemon::start(&[]);
     for _ in 0..3 {
         for (name, body) in &files {
             assert_eq!(&fs::read(sq.mnt.join(name)).unwrap(), body);
@@ -257,16 +265,27 @@ fn wait_joined(s: &Served) -> String {
         let sent = metric(&t, "famfs_server_records_total", &[("outcome", "sent")]);
         let f_open = sum_files(&t, "famfs_file_opens_total", &s.fs_uuid);
         let f_read = sum_files(&t, "famfs_file_reads_total", &s.fs_uuid);
+        // Page-cache faults: the kernel's count for our device (read by this scrape) against the
+        // per-file sum (applied by the join on its own tick).
+        let k_pc = metric(
+            &t,
+            "famfs_page_cache_faults_total",
+            &[("device", format!("0:{c}").as_str())],
+        )
+        .unwrap_or(0.0);
+        let f_pc = sum_files(&t, "famfs_file_page_cache_faults_total", &s.fs_uuid);
         last = format!(
-            "kernel OPEN {k_open:?} READ {k_read}, join matched {matched:?}, records taken {taken:?} \
-             of {sent:?}, per-file opens {f_open} reads {f_read}"
+            "kernel OPEN {k_open:?} READ {k_read} page-cache faults {k_pc}, join matched {matched:?}, \
+             records taken {taken:?} of {sent:?}, per-file opens {f_open} reads {f_read} page-cache \
+             faults {f_pc}"
         );
         let caught_up = k_open.is_some_and(|k| k > 0.0)
             && matched == k_open
             && sent.is_some()
             && taken == sent
             && Some(f_open) == k_open
-            && f_read == k_read;
+            && f_read == k_read
+            && f_pc == k_pc;
         caught_up.then_some(t)
     });
     done.unwrap_or_else(|| panic!("the join did not catch up within 30 s: {last}"))
@@ -305,6 +324,123 @@ struct ApiRow {
     /// As Prometheus reported it (a float there).
     reads: f64,
     read_bytes: u64,
+}
+
+/// Per opcode and per join outcome, through PromQL: the kernel (probes), the server and the per-file
+/// join agree exactly on `total` OPENs, and on READ; exactly `files` files have series.
+fn check_totals(prom: &Prometheus, s: &Served, total: f64, files: usize) {
+    let (c, u) = (s.conn.to_string(), s.fs_uuid.clone());
+    let q = |promql: String| prom.value(&promql);
+    // Per opcode: the kernel (probes), the server and the per-file join agree on OPEN exactly.
+    assert_eq!(
+        q(format!(
+            "famfs_fuse_requests_total{{connection=\"{c}\",opcode=\"OPEN\"}}"
+        )),
+        Some(total)
+    );
+    assert_eq!(
+        q(format!(
+            "famfs_fuse_request_duration_seconds_count{{connection=\"{c}\",opcode=\"OPEN\"}}"
+        )),
+        Some(total)
+    );
+    assert_eq!(
+        q("famfs_server_requests_total{opcode=\"OPEN\"}".into()),
+        Some(total)
+    );
+    assert_eq!(
+        q("famfs_server_request_errors_total{opcode=\"OPEN\"}".into()),
+        Some(0.0)
+    );
+    assert_eq!(
+        q(format!("sum(famfs_file_opens_total{{fs_uuid=\"{u}\"}})")),
+        Some(total)
+    );
+    // READ: the kernel's count, the server's and the per-file sum are one number.
+    let k_read = q(format!(
+        "famfs_fuse_requests_total{{connection=\"{c}\",opcode=\"READ\"}}"
+    ))
+    .expect("kernel READ count");
+    assert_eq!(
+        q("famfs_server_requests_total{opcode=\"READ\"}".into()),
+        Some(k_read)
+    );
+    assert_eq!(
+        q(format!("sum(famfs_file_reads_total{{fs_uuid=\"{u}\"}})")),
+        Some(k_read)
+    );
+    // Exactly the K files have series (no fold, nothing else touched).
+    assert_eq!(
+        q(format!("count(famfs_file_opens_total{{fs_uuid=\"{u}\"}})")),
+        Some(files as f64)
+    );
+    // Every kernel OPEN completion was joined to its server record; nothing unmatched or late.
+    for (outcome, want) in [
+        ("matched", total),
+        ("unmatched_server", 0.0),
+        ("unmatched_kernel", 0.0),
+        ("late", 0.0),
+        ("stale_record", 0.0),
+    ] {
+        assert_eq!(
+            q(format!("famfs_join_events_total{{outcome=\"{outcome}\"}}")),
+            Some(want),
+            "join outcome {outcome}"
+        );
+    }
+}
+
+/// Per file, exactly, through PromQL; returns each file's READ count as Prometheus reports it.
+fn check_files_in_prometheus(
+    prom: &Prometheus,
+    s: &Served,
+    spec: &[(&str, usize, u64)],
+) -> BTreeMap<String, f64> {
+    let u = s.fs_uuid.as_str();
+    let q = |promql: String| prom.value(&promql);
+    // Per file, exactly.
+    let mut prom_reads = BTreeMap::new();
+    for (path, len, n) in spec {
+        let sel = format!("{{fs_uuid=\"{u}\",path=\"/{path}\"}}");
+        let v = |name: &str| q(format!("{name}{sel}"));
+        let passes = (n + 1) as f64;
+        assert_eq!(v("famfs_file_opens_total"), Some(passes), "{path}: opens");
+        assert_eq!(
+            v("famfs_file_open_errors_total"),
+            Some(0.0),
+            "{path}: open errors"
+        );
+        assert_eq!(
+            v("famfs_file_open_duration_seconds_count"),
+            Some(passes),
+            "{path}: kernel-observed open latencies joined"
+        );
+        assert_eq!(
+            v("famfs_file_read_bytes_total"),
+            Some(*len as f64 * passes),
+            "{path}: bytes read through READ"
+        );
+        assert_eq!(v("famfs_file_size_bytes"), Some(*len as f64), "{path}");
+        assert_eq!(v("famfs_file_writes_total"), Some(0.0), "{path}");
+        assert_eq!(v("famfs_file_fmap_extents"), Some(1.0), "{path}");
+        let reads = v("famfs_file_reads_total").expect("reads");
+        // At least one READ per pass, and no more than one per page per pass.
+        let pages = len.div_ceil(4096) as f64;
+        assert!(
+            reads >= passes && reads <= pages * passes,
+            "{path}: {reads} READs for {passes} passes of {pages} pages"
+        );
+        prom_reads.insert(format!("/{path}"), reads);
+        // The mmap pass faulted through the page cache (how many faults fault-around saves is the
+        // kernel's business; there is at least one).
+        let pc = v("famfs_file_page_cache_faults_total").expect("page-cache faults");
+        assert!(
+            pc >= 1.0,
+            "{path}: {pc} page-cache faults after the mmap pass"
+        );
+    }
+
+    prom_reads
 }
 
 #[test]
@@ -354,108 +490,8 @@ fn famfs_mount_per_file_counts_are_exact_in_prometheus_and_the_api() {
     let prom = Prometheus::start(&[s.daemon.addr]);
     wait_scrape_after(&prom, t0);
 
-    let (c, u) = (s.conn.to_string(), s.fs_uuid.clone());
-    let q = |promql: String| prom.value(&promql);
-    let total = opens_total as f64;
-    // Per opcode: the kernel (probes), the server and the per-file join agree on OPEN exactly.
-    assert_eq!(
-        q(format!(
-            "famfs_fuse_requests_total{{connection=\"{c}\",opcode=\"OPEN\"}}"
-        )),
-        Some(total)
-    );
-    assert_eq!(
-        q(format!(
-            "famfs_fuse_request_duration_seconds_count{{connection=\"{c}\",opcode=\"OPEN\"}}"
-        )),
-        Some(total)
-    );
-    assert_eq!(
-        q("famfs_server_requests_total{opcode=\"OPEN\"}".into()),
-        Some(total)
-    );
-    assert_eq!(
-        q("famfs_server_request_errors_total{opcode=\"OPEN\"}".into()),
-        Some(0.0)
-    );
-    assert_eq!(
-        q(format!("sum(famfs_file_opens_total{{fs_uuid=\"{u}\"}})")),
-        Some(total)
-    );
-    // READ: the kernel's count, the server's and the per-file sum are one number.
-    let k_read = q(format!(
-        "famfs_fuse_requests_total{{connection=\"{c}\",opcode=\"READ\"}}"
-    ))
-    .expect("kernel READ count");
-    assert_eq!(
-        q("famfs_server_requests_total{opcode=\"READ\"}".into()),
-        Some(k_read)
-    );
-    assert_eq!(
-        q(format!("sum(famfs_file_reads_total{{fs_uuid=\"{u}\"}})")),
-        Some(k_read)
-    );
-    // Exactly the K files have series (no fold, nothing else touched).
-    assert_eq!(
-        q(format!("count(famfs_file_opens_total{{fs_uuid=\"{u}\"}})")),
-        Some(spec.len() as f64)
-    );
-    // Every kernel OPEN completion was joined to its server record; nothing unmatched or late.
-    for (outcome, want) in [
-        ("matched", total),
-        ("unmatched_server", 0.0),
-        ("unmatched_kernel", 0.0),
-        ("late", 0.0),
-        ("stale_record", 0.0),
-    ] {
-        assert_eq!(
-            q(format!("famfs_join_events_total{{outcome=\"{outcome}\"}}")),
-            Some(want),
-            "join outcome {outcome}"
-        );
-    }
-    // Per file, exactly.
-    let mut prom_reads = BTreeMap::new();
-    for (path, len, n) in &spec {
-        let sel = format!("{{fs_uuid=\"{u}\",path=\"/{path}\"}}");
-        let v = |name: &str| q(format!("{name}{sel}"));
-        let passes = (n + 1) as f64;
-        assert_eq!(v("famfs_file_opens_total"), Some(passes), "{path}: opens");
-        assert_eq!(
-            v("famfs_file_open_errors_total"),
-            Some(0.0),
-            "{path}: open errors"
-        );
-        assert_eq!(
-            v("famfs_file_open_duration_seconds_count"),
-            Some(passes),
-            "{path}: kernel-observed open latencies joined"
-        );
-        assert_eq!(
-            v("famfs_file_read_bytes_total"),
-            Some(*len as f64 * passes),
-            "{path}: bytes read through READ"
-        );
-        assert_eq!(v("famfs_file_size_bytes"), Some(*len as f64), "{path}");
-        assert_eq!(v("famfs_file_writes_total"), Some(0.0), "{path}");
-        assert_eq!(v("famfs_file_fmap_extents"), Some(1.0), "{path}");
-        let reads = v("famfs_file_reads_total").expect("reads");
-        // At least one READ per pass, and no more than one per page per pass.
-        let pages = len.div_ceil(4096) as f64;
-        assert!(
-            reads >= passes && reads <= pages * passes,
-            "{path}: {reads} READs for {passes} passes of {pages} pages"
-        );
-        prom_reads.insert(format!("/{path}"), reads);
-        // The mmap pass faulted through the page cache (how many faults fault-around saves is the
-        // kernel's business; there is at least one).
-        let pc = v("famfs_file_page_cache_faults_total").expect("page-cache faults");
-        assert!(
-            pc >= 1.0,
-            "{path}: {pc} page-cache faults after the mmap pass"
-        );
-    }
-
+    check_totals(&prom, &s, opens_total as f64, spec.len());
+    let prom_reads = check_files_in_prometheus(&prom, &s, &spec);
     // /api/v1/files: the same files with the same counts.
     let (code, body) = s.daemon.get("/api/v1/files?sort=path");
     assert_eq!(code, 200, "{body}");
@@ -502,7 +538,7 @@ fn famfs_mount_per_file_counts_are_exact_in_prometheus_and_the_api() {
             metric(
                 &text,
                 "famfs_file_opens_total",
-                &[("fs_uuid", u.as_str()), ("path", w.path.as_str())]
+                &[("fs_uuid", s.fs_uuid.as_str()), ("path", w.path.as_str())]
             ),
             Some(w.opens as f64),
             "{}",
@@ -532,6 +568,14 @@ fn max_file_series_folds_the_least_recently_active_files_into_other() {
         for _ in 0..=i {
             drop(fs::File::open(s.mnt.join(n)).unwrap());
         }
+        // Recency is the server's reply time, taken before the record goes to the join: once the
+        // join has this file's opens, the next file's replies are later, even when a worker thread
+        // was preempted right after replying.
+        let path = format!("/{n}");
+        wait_files(&s, &format!("{path} opened {} times", i + 1), |rows| {
+            rows.iter()
+                .any(|r| r.path == path && r.opens == i as u64 + 1)
+        });
     }
     let text = wait_joined(&s);
     let u = s.fs_uuid.as_str();
@@ -599,4 +643,138 @@ fn max_file_series_folds_the_least_recently_active_files_into_other() {
         got,
         [("/f0", 1), ("/f1", 2), ("/f2", 3), ("/f3", 4), ("/f4", 5)]
     );
+}
+
+/// Poll `/api/v1/files?sort=path` (never `/metrics`) until `ok` holds for its rows; the rows then.
+fn wait_files(s: &Served, what: &str, ok: impl Fn(&[FileRow]) -> bool) -> Vec<FileRow> {
+    let mut last = Vec::new();
+    let done = wait_for(Duration::from_secs(30), || {
+        last = get_json::<Vec<FileRow>>(s.daemon.addr, "/api/v1/files?sort=path");
+        ok(&last).then(|| last.clone())
+    });
+    done.unwrap_or_else(|| panic!("{what} within 30 s; the API shows {last:#?}"))
+}
+
+/// Open `path` (which drops its page cache: our server answers OPEN without FOPEN_KEEP_CACHE), map
+/// it and read the mapping through, checking every byte.
+fn mmap_pass(path: &Path, want: &[u8]) {
+    let f = fs::File::open(path).unwrap();
+    // SAFETY: a read-only shared mapping of a file nothing writes while the test runs.
+    let m = unsafe { memmap2::Mmap::map(&f) }.unwrap();
+    assert!(m[..] == want[..], "{}: mmap pass", path.display());
+}
+
+#[test]
+fn page_cache_faults_reach_the_api_without_a_scrape() {
+    let t = "page_cache_faults_reach_the_api_without_a_scrape";
+    if !require_root(t) {
+        return;
+    }
+    // A one-page file mapped three times, a four-page file mapped twice, a file only read(2).
+    let one = sup::pattern(4000, 1);
+    let four = sup::pattern(3 * 4096 + 100, 2);
+    let read = sup::pattern(10_000, 3);
+    let files = [
+        ("mapped/one.bin", one.clone()),
+        ("mapped/four.bin", four.clone()),
+        ("plain/read.bin", read.clone()),
+    ];
+    let s = serve(&files, &[]);
+    // The kernel's own count of the same tracepoint on our device, read without the daemon.
+    let ftrace = FtraceFaults::start(s.conn);
+    for _ in 0..3 {
+        mmap_pass(&s.mnt.join("mapped/one.bin"), &one);
+    }
+    for _ in 0..2 {
+        mmap_pass(&s.mnt.join("mapped/four.bin"), &four);
+        assert!(fs::read(s.mnt.join("plain/read.bin")).unwrap() == read);
+    }
+    let kernel = ftrace.stop();
+    drop(ftrace);
+    let (one_ino, four_ino, read_ino) = (s.ids[0], s.ids[1], s.ids[2]);
+    let k = |ino: u64| kernel.get(&ino).copied().unwrap_or(0);
+    // Each mapping faults at least once (its open dropped the page cache); nothing else faults.
+    assert!(k(one_ino) >= 3 && k(four_ino) >= 2, "{kernel:?}");
+    assert_eq!(k(read_ino), 0, "{kernel:?}");
+    assert_eq!(
+        kernel.keys().copied().collect::<Vec<_>>(),
+        [one_ino, four_ino],
+        "{kernel:?}"
+    );
+
+    // Nothing scrapes /metrics in this test: the counts below are the join's own, applied on its
+    // tick, and they are exactly the kernel's (waited for exactly: a tick during the workload may
+    // have shown fewer).
+    let rows = wait_files(
+        &s,
+        "the workload's opens and exact page-cache faults",
+        |rows| {
+            let row = |p: &str| rows.iter().find(|r| r.path == p);
+            row("/mapped/one.bin")
+                .is_some_and(|r| r.opens == 3 && r.page_cache_faults == k(one_ino))
+                && row("/mapped/four.bin")
+                    .is_some_and(|r| r.opens == 2 && r.page_cache_faults == k(four_ino))
+                && row("/plain/read.bin").is_some_and(|r| r.opens == 2)
+        },
+    );
+    let by_path = |p: &str| rows.iter().find(|r| r.path == p).unwrap();
+    // A file only read with read(2) never faults, exactly.
+    assert_eq!(by_path("/plain/read.bin").page_cache_faults, 0);
+    // No DAX on this mount: every DAX fault column is exactly zero.
+    for r in &rows {
+        assert_eq!(
+            (
+                r.faults_pte,
+                r.faults_pmd,
+                r.faults_fallback,
+                r.faults_error
+            ),
+            (0, 0, 0, 0),
+            "{}",
+            r.path
+        );
+    }
+    // `sort=faults` orders by them (most first, ties by path), without a scrape either.
+    let by_faults: Vec<FileRow> = get_json(s.daemon.addr, "/api/v1/files?sort=faults");
+    let got: Vec<(&str, u64)> = by_faults
+        .iter()
+        .map(|r| (r.path.as_str(), r.faults()))
+        .collect();
+    let mut want = vec![
+        ("/mapped/four.bin", k(four_ino)),
+        ("/mapped/one.bin", k(one_ino)),
+        ("/plain/read.bin", 0),
+    ];
+    want.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn the_tests_metrics_reader_handles_labels_escapes_and_special_values() {
+    let s = parse_sample(r#"famfs_x_total{a="1",b="q\"uo\\te\n",c="é"} 42"#).unwrap();
+    assert_eq!(s.name, "famfs_x_total");
+    assert_eq!(s.label("a"), Some("1"));
+    assert_eq!(s.label("b"), Some("q\"uo\\te\n"));
+    assert_eq!(s.label("c"), Some("é"));
+    assert_eq!(s.value, 42.0);
+    let s = parse_sample("up 1 1712345678000").unwrap();
+    assert_eq!((s.name.as_str(), s.labels.len(), s.value), ("up", 0, 1.0));
+    let s = parse_sample(r#"h_bucket{le="+Inf"} 3"#).unwrap();
+    assert_eq!(s.label("le").and_then(parse_value), Some(f64::INFINITY));
+    assert!(
+        parse_sample(r#"m{a="1"} x"#)
+            .unwrap_err()
+            .contains("bad value \"x\"")
+    );
+    assert!(
+        parse_sample(r#"m{a=1} 2"#)
+            .unwrap_err()
+            .contains("expected '\"' after a=")
+    );
+    assert!(
+        parse_sample(r#"m{a="1} 2"#)
+            .unwrap_err()
+            .contains("unterminated value of label a")
+    );
+    assert_eq!(samples("# HELP x\nok 1\n\nm{a=\"b\"} 2\n").len(), 2);
 }

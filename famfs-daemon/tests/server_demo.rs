@@ -2,6 +2,9 @@
 //! with our server (a child `run` with probes), runs the workload, prints the per-file metrics the join
 //! produced and what to look at, then unmounts and removes everything it created.
 
+// Test code: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod server_support;
 
 use std::process::Command;

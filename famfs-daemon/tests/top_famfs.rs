@@ -15,6 +15,10 @@
 //!   same path with one extent in one image and three in another → `fmap bytes` and `fmap extents`
 //!   REGRESSION and exit 1, the exact report; the reverse comparison is no regression, exit 0.
 
+// Test code: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
 mod server_support;
 mod top_support;
 
@@ -30,11 +34,12 @@ use std::{
 
 use famfs_daemon::{
     famfs::{Fmap, StripeSpec},
-    top::{
-        collector::{self, FilesQuery},
-        fmt::fmt_secs,
-        model::{FileRow, Snapshot},
+    http::{
+        api::{FileRow, Snapshot},
+        client::Client,
     },
+    join::{FileQuery, FileSort},
+    top::{collector, fmt::fmt_secs},
 };
 use server_support::{GIB, MIB, can_mount, ext, force_unmount, mkfs, pattern, put, uuid_file};
 use top_support::{Tmux, file_rows};
@@ -251,12 +256,21 @@ fn workload(mnt: &Path, specs: &[Spec]) {
 }
 
 fn snapshot_of(addr: SocketAddr) -> Option<Snapshot> {
-    let q = FilesQuery {
-        sort: "path",
-        filter: String::new(),
+    let q = FileQuery {
+        sort: FileSort::Path,
+        path: None,
         limit: 1000,
     };
-    collector::fetch_snapshot(addr, &q, Duration::from_secs(10)).ok()
+    let client = Client::new(addr, Duration::from_secs(10)).ok()?;
+    collector::fetch_snapshot(&client, &q).ok()
+}
+
+/// The daemon's `/metrics`, if it answers.
+fn metrics_text(addr: SocketAddr) -> Option<String> {
+    Client::new(addr, Duration::from_secs(10))
+        .ok()?
+        .get("/metrics")
+        .ok()
 }
 
 fn kernel_requests(s: &Snapshot, conn: u32, op: &str) -> u64 {
@@ -269,15 +283,15 @@ fn kernel_requests(s: &Snapshot, conn: u32, op: &str) -> u64 {
 /// The server's and the join's record counters: (requests the server counted, records sent to the
 /// join, records dropped, records the join consumed).
 fn record_counters(addr: SocketAddr) -> Option<(u64, u64, u64, u64)> {
-    let text = collector::http_get(addr, "/metrics", Duration::from_secs(10)).ok()?;
+    let text = metrics_text(addr)?;
     let (mut requests, mut sent, mut dropped, mut joined) = (0, 0, 0, 0);
     for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
     {
-        let s = collector::parse_sample(line).ok()?;
+        let s = common::parse_sample(line).ok()?;
         let v = s.value as u64;
-        match (s.name, s.label("outcome")) {
+        match (s.name.as_str(), s.label("outcome")) {
             ("famfs_server_requests_total", _) => requests += v,
             ("famfs_server_records_total", Some("sent")) => sent = v,
             ("famfs_server_records_total", Some("dropped")) => dropped = v,
@@ -333,56 +347,6 @@ fn wait_settled(d: &FamfsDaemon, specs: &[Spec], round: u64, probes: bool) -> Sn
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Every histogram series of the daemon's `/metrics`: buckets cumulative (never decreasing) and the
-/// `+Inf` bucket equal to `_count`. Returns the names of the histogram families seen.
-fn check_histograms(addr: SocketAddr) -> BTreeSet<String> {
-    use std::collections::BTreeMap;
-    let text = collector::http_get(addr, "/metrics", Duration::from_secs(10)).expect("/metrics");
-    // (family, labels without le) → (bucket values in order, count)
-    let mut series: BTreeMap<(String, String), (Vec<u64>, Option<u64>)> = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let s = collector::parse_sample(line).expect("sample");
-        let labels: Vec<String> = s
-            .labels
-            .iter()
-            .filter(|(k, _)| *k != "le")
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        if let Some(base) = s.name.strip_suffix("_bucket") {
-            let e = series
-                .entry((base.to_string(), labels.join(",")))
-                .or_default();
-            e.0.push(s.value as u64);
-        } else if let Some(base) = s.name.strip_suffix("_count") {
-            series
-                .entry((base.to_string(), labels.join(",")))
-                .or_default()
-                .1 = Some(s.value as u64);
-        }
-    }
-    let mut families = BTreeSet::new();
-    for ((name, labels), (buckets, count)) in &series {
-        if buckets.is_empty() {
-            // A name ending in `_count` without buckets: a counter, not a histogram.
-            continue;
-        }
-        assert!(
-            buckets.windows(2).all(|w| w[0] <= w[1]),
-            "{name}{{{labels}}}: buckets decrease: {buckets:?}"
-        );
-        assert_eq!(
-            buckets.last().copied(),
-            *count,
-            "{name}{{{labels}}}: +Inf bucket vs _count"
-        );
-        families.insert(name.clone());
-    }
-    families
 }
 
 /// p99 of an OPEN latency histogram in the daemon's log2 ns slots (slot i holds 2^i ..= 2^(i+1)-1
@@ -486,7 +450,7 @@ fn top_and_snapshots_show_real_famfs_files() {
     assert!(attached > 0, "no probe attached: {:?}", s1.probes);
     let want = expected_rows(&specs, &s1, 1, "");
     // The exported histograms are well-formed (cumulative once: +Inf equals _count).
-    let families = check_histograms(d.addr);
+    let families = common::check_histograms(&metrics_text(d.addr).expect("/metrics"));
     for f in [
         "famfs_fuse_request_duration_seconds",
         "famfs_fuse_reply_size_bytes",
@@ -497,6 +461,22 @@ fn top_and_snapshots_show_real_famfs_files() {
     // Every OPEN was timed by the kernel, so every row has a p99.
     assert!(want.iter().all(|r| r[2] != "-"), "{want:?}");
 
+    let (live, want_filtered) = check_live_view(&d, &specs, &s1, &want, attached);
+    check_once_frames(&addr, &want, &want_filtered, live);
+    check_snapshots_and_diff(dir.path(), &d, &mnt, &specs, &s1);
+}
+
+/// The live view in a real terminal (tmux): the rows of `want` in order, the OPEN row of the
+/// mount's connection, filtering, and the screen restored on `q`. Returns the live rows and the
+/// rows expected under the `/datasets/` filter.
+fn check_live_view(
+    d: &FamfsDaemon,
+    specs: &[Spec],
+    s1: &Snapshot,
+    want: &[Row],
+    attached: usize,
+) -> (Vec<Vec<String>>, Vec<Row>) {
+    let addr = d.addr.to_string();
     // The live view in a real terminal.
     let tmux = Tmux::start("famfs");
     tmux.type_line(&format!(
@@ -539,7 +519,7 @@ fn top_and_snapshots_show_real_famfs_files() {
         s.contains(" sort: opens  filter: /datasets/_  (Enter apply, Esc cancel)")
     });
     tmux.key("Enter");
-    let want_filtered = expected_rows(&specs, &s1, 1, "/datasets/");
+    let want_filtered = expected_rows(specs, s1, 1, "/datasets/");
     assert_eq!(want_filtered.len(), 2);
     let screen = tmux.wait_screen("only the /datasets/ rows", |s| {
         first7(file_rows(s)) == want_filtered
@@ -557,12 +537,17 @@ fn top_and_snapshots_show_real_famfs_files() {
     assert_eq!(tmux.pane_var("cursor_flag"), "1");
     drop(tmux);
 
+    (live, want_filtered)
+}
+
+/// `top --once`: the same rows and values as the live view, and the filter.
+fn check_once_frames(addr: &str, want: &[Row], want_filtered: &[Row], live: Vec<Vec<String>>) {
     // `top --once`: the same rows, the same values.
     let out = trace(&[
         "top",
         "--once",
         "--addr",
-        &addr,
+        addr,
         "--sort",
         "opens",
         "--interval",
@@ -579,7 +564,7 @@ fn top_and_snapshots_show_real_famfs_files() {
         "top",
         "--once",
         "--addr",
-        &addr,
+        addr,
         "--sort",
         "opens",
         "--filter",
@@ -591,10 +576,20 @@ fn top_and_snapshots_show_real_famfs_files() {
     ]);
     let frame = String::from_utf8(out.stdout).unwrap();
     assert_eq!(first7(file_rows(&frame)), want_filtered, "{frame}");
+}
 
+/// `snapshot`, a second identical round, `snapshot` again, and `diff` of the two.
+fn check_snapshots_and_diff(
+    dir: &Path,
+    d: &FamfsDaemon,
+    mnt: &Path,
+    specs: &[Spec],
+    s1: &Snapshot,
+) {
+    let addr = d.addr.to_string();
     // snapshot → a second, identical round → snapshot; diff.
-    let before = dir.path().join("before.json");
-    let after = dir.path().join("after.json");
+    let before = dir.join("before.json");
+    let after = dir.join("after.json");
     let snap = |p: &Path| {
         let out = trace(&["snapshot", "--addr", &addr, "-o", p.to_str().unwrap()]);
         assert!(out.status.success(), "{out:?}");
@@ -607,8 +602,8 @@ fn top_and_snapshots_show_real_famfs_files() {
     };
     let sb = snap(&before);
     assert_eq!(without_ages(&sb.files), without_ages(&s1.files));
-    workload(&mnt, &specs);
-    let s2 = wait_settled(&d, &specs, 2, true);
+    workload(mnt, specs);
+    let s2 = wait_settled(d, specs, 2, true);
     let sa = snap(&after);
     assert_eq!(without_ages(&sa.files), without_ages(&s2.files));
     // The snapshots hold the files by path with their exact counts and fmap sizes.

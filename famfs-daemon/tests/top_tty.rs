@@ -2,10 +2,14 @@
 //! - `famfs-trace top` in a real terminal (tmux, fixed 120x40 window, private tmux server): the header
 //!   and panels appear, `s` changes the sort label, a dead daemon is reported and retried, `q` exits
 //!   with status 0 and the shell's screen is back (alternate screen left, cursor shown);
-//! - the collector's parsers on the `/metrics` and `/api/v1/probes` text of a daemon tracing a real
-//!   FUSE mount, cross-checked value by value against the text, and `top --once` on that daemon;
+//! - the `/api/v1/snapshot` that `top` reads (JSON) from a daemon tracing a real FUSE mount,
+//!   cross-checked value by value against that daemon's `/metrics` text and `/api/v1/probes`, and
+//!   `top --once` on that daemon;
 //! - `famfs-trace snapshot` twice and `famfs-trace diff`: 0 on identical snapshots, 1 with the expected
 //!   line on a constructed PMD-fallback regression, 2 on a file that is not a snapshot.
+
+// Test code: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod top_support;
@@ -19,9 +23,13 @@ use std::{
 };
 
 use common::*;
-use famfs_daemon::top::{
-    collector::{self, FilesQuery},
-    model::Snapshot,
+use famfs_daemon::{
+    http::{
+        api::{ProbeRow, Snapshot},
+        client::Client,
+    },
+    join::{FileQuery, FileSort},
+    top::collector,
 };
 use top_support::Tmux;
 
@@ -139,8 +147,8 @@ fn traced_mount(t: &str) -> Option<(SquashMount, Daemon)> {
 }
 
 #[test]
-fn collector_parses_real_daemon_text() {
-    let t = "collector_parses_real_daemon_text";
+fn the_snapshot_top_reads_matches_the_metrics_text() {
+    let t = "the_snapshot_top_reads_matches_the_metrics_text";
     if !require_root(t) {
         return;
     }
@@ -148,9 +156,18 @@ fn collector_parses_real_daemon_text() {
         return;
     };
     let c = sq.conn.to_string();
+    // What `top` reads: the whole snapshot over HTTP, as JSON.
+    let q = FileQuery {
+        sort: FileSort::Opens,
+        path: None,
+        limit: 10,
+    };
+    let client = Client::new(daemon.addr, Duration::from_secs(10)).unwrap();
+    let s = collector::fetch_snapshot(&client, &q).unwrap();
+    // The mount is quiet (traced_mount waited for every OPEN and RELEASE): /metrics now shows the
+    // same kernel counters.
     let text = daemon.metrics();
-    let m = collector::parse_metrics(&text).expect("parse real /metrics");
-    let ours: Vec<_> = m
+    let ours: Vec<_> = s
         .opcodes
         .iter()
         .filter(|o| o.connection == sq.conn)
@@ -199,12 +216,26 @@ fn collector_parses_real_daemon_text() {
     }
     let open = ours.iter().find(|o| o.opcode == "OPEN").unwrap();
     assert_eq!((open.requests, open.latency.count), (6, 6));
+    // The DAX fault totals are the text's (none on this host's FUSE mount, but every cell must agree).
+    for (size, class) in [("pte", s.faults.pte), ("pmd", s.faults.pmd)] {
+        for (result, n) in [
+            ("ok", class.ok),
+            ("fallback", class.fallback),
+            ("error", class.error),
+        ] {
+            let l = [("size", size), ("result", result)];
+            assert_eq!(
+                metric(&text, "famfs_dax_faults_total", &l),
+                Some(n as f64),
+                "{l:?}"
+            );
+        }
+    }
 
-    // Probes: the JSON table agrees with famfs_probe_attached.
-    let (code, pj) = daemon.get("/api/v1/probes");
-    assert_eq!(code, 200);
-    let probes = collector::parse_probes(&pj).expect("parse real /api/v1/probes");
+    // Probes: the snapshot's table is /api/v1/probes, and agrees with famfs_probe_attached.
+    let probes: Vec<ProbeRow> = get_json(daemon.addr, "/api/v1/probes");
     assert!(!probes.is_empty());
+    assert_eq!(s.probes, probes);
     for p in &probes {
         let v = metric(
             &text,
@@ -219,21 +250,6 @@ fn collector_parses_real_daemon_text() {
         );
         assert_eq!(p.reason.is_some(), !p.attached(), "{}", p.program);
     }
-
-    // The whole snapshot over HTTP.
-    let q = FilesQuery {
-        sort: "opens",
-        filter: String::new(),
-        limit: 10,
-    };
-    let s = collector::fetch_snapshot(daemon.addr, &q, Duration::from_secs(10)).unwrap();
-    assert_eq!(s.probes, probes);
-    let open = s
-        .opcodes
-        .iter()
-        .find(|o| o.connection == sq.conn && o.opcode == "OPEN")
-        .unwrap();
-    assert_eq!(open.requests, 6);
 
     // `top --once` shows the same row: OPEN on our connection, 6 requests, no errors.
     let out = Command::new(TRACE)

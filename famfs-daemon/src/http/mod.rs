@@ -1,8 +1,14 @@
-//! The HTTP face of the daemon (hyper): `/metrics`, `/healthz`, `/api/v1/probes`, `/api/v1/files`.
+//! The HTTP face of the daemon (hyper): `/metrics`, `/healthz`, `/api/v1/probes`, `/api/v1/files`,
+//! `/api/v1/snapshot`; the API's schema ([`api`]) and the one HTTP client the client code uses
+//! ([`client`]).
 //!
-//! Owns routing, content negotiation, and protection against slow or abusive clients (header read
-//! timeout, a whole-connection deadline, a connection limit). Must not compute anything itself: it asks
-//! the [`Views`] it was given, which must answer from in-memory state without blocking on the FUSE server.
+//! The server side owns routing, content negotiation, JSON encoding and protection against slow or
+//! abusive clients (header read timeout, a whole-connection deadline, a connection limit). Must not
+//! compute anything itself: it asks the [`Views`] it was given, which must answer from in-memory state
+//! without blocking on the FUSE server.
+
+pub mod api;
+pub mod client;
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -17,16 +23,18 @@ use hyper::{
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::Semaphore};
 
-use crate::metrics::Format;
+use crate::{join::FileQuery, metrics::Format};
 
 /// What the HTTP layer can show. Implemented by the daemon's state.
 pub trait Views: Send + Sync + 'static {
     /// Metrics in the requested wire format.
     fn metrics(&self, format: Format) -> Result<String, String>;
-    /// Probe table as JSON.
-    fn probes_json(&self) -> String;
-    /// Per-file snapshot as JSON; `query` is the raw query string (sort, limit, path filter).
-    fn files_json(&self, query: Option<&str>) -> Result<String, String>;
+    /// The probe table.
+    fn probes(&self) -> Result<Vec<api::ProbeRow>, String>;
+    /// The file table, as `query` selects and orders it.
+    fn files(&self, query: &FileQuery) -> Result<Vec<api::FileRow>, String>;
+    /// Everything the operator views read at once; the files as `query` selects them.
+    fn snapshot(&self, query: &FileQuery) -> Result<api::Snapshot, String>;
     /// `None` when healthy, else why not.
     fn unhealthy(&self) -> Option<String>;
 }
@@ -58,9 +66,30 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"internal error\n"))))
 }
 
+const JSON: &str = "application/json";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// A view's answer as JSON: 200, or 500 with the view's reason.
+fn json<T: serde::Serialize>(answer: Result<T, String>) -> Response<Full<Bytes>> {
+    match answer.and_then(|v| serde_json::to_string(&v).map_err(|e| format!("encoding JSON: {e}")))
+    {
+        Ok(body) => respond(StatusCode::OK, JSON, body),
+        Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
+    }
+}
+
+/// A view of the file table: 400 when the query string is bad.
+fn file_view<T: serde::Serialize>(
+    query: Option<&str>,
+    view: impl FnOnce(&FileQuery) -> Result<T, String>,
+) -> Response<Full<Bytes>> {
+    match api::parse_file_query(query) {
+        Ok(q) => json(view(&q)),
+        Err(e) => respond(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")),
+    }
+}
+
 fn route(views: &dyn Views, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    const JSON: &str = "application/json";
-    const TEXT: &str = "text/plain; charset=utf-8";
     if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
         return respond(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -84,11 +113,9 @@ fn route(views: &dyn Views, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             None => respond(StatusCode::OK, TEXT, "ok\n".into()),
             Some(why) => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{why}\n")),
         },
-        "/api/v1/probes" => respond(StatusCode::OK, JSON, views.probes_json()),
-        "/api/v1/files" => match views.files_json(req.uri().query()) {
-            Ok(body) => respond(StatusCode::OK, JSON, body),
-            Err(e) => respond(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")),
-        },
+        api::PROBES_PATH => json(views.probes()),
+        api::FILES_PATH => file_view(req.uri().query(), |q| views.files(q)),
+        api::SNAPSHOT_PATH => file_view(req.uri().query(), |q| views.snapshot(q)),
         other => respond(
             StatusCode::NOT_FOUND,
             TEXT,
@@ -161,11 +188,24 @@ mod tests {
         fn metrics(&self, _format: Format) -> Result<String, String> {
             Ok("famfs_test 1\n".into())
         }
-        fn probes_json(&self) -> String {
-            "[]".into()
+        fn probes(&self) -> Result<Vec<api::ProbeRow>, String> {
+            Ok(Vec::new())
         }
-        fn files_json(&self, _query: Option<&str>) -> Result<String, String> {
-            Ok("[]".into())
+        /// One row per query: its path is the query as the view received it.
+        fn files(&self, query: &FileQuery) -> Result<Vec<api::FileRow>, String> {
+            Ok(vec![api::FileRow {
+                path: api::file_query_string(query),
+                ..Default::default()
+            }])
+        }
+        fn snapshot(&self, query: &FileQuery) -> Result<api::Snapshot, String> {
+            if query.limit == 0 {
+                return Err("no snapshot of nothing".into());
+            }
+            Ok(api::Snapshot {
+                files: self.files(query)?,
+                ..Default::default()
+            })
         }
         fn unhealthy(&self) -> Option<String> {
             None
@@ -189,14 +229,11 @@ mod tests {
         Ok(out)
     }
 
-    fn get(addr: SocketAddr, path: &str) -> String {
-        let mut s = connect(addr);
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .expect("send");
-        String::from_utf8(read_to_close(&mut s).expect("response")).expect("utf-8")
+    fn get(addr: SocketAddr, path: &str) -> client::Response {
+        client::Client::new(addr, HANG_GUARD)
+            .expect("client")
+            .fetch(path, None)
+            .expect("response")
     }
 
     fn start(limits: Limits) -> (tokio::runtime::Runtime, SocketAddr) {
@@ -226,8 +263,7 @@ mod tests {
         silent.write_all(b"GET /met").expect("partial");
         // Meanwhile a normal client is served in full.
         let r = get(addr, "/metrics");
-        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-        assert!(r.ends_with("famfs_test 1\n"), "{r}");
+        assert_eq!((r.status, r.body.as_str()), (200, "famfs_test 1\n"));
         // The silent client is disconnected by the server (EOF, perhaps after an error response),
         // not left hanging.
         let got = read_to_close(&mut silent).expect("the server closed the silent client");
@@ -276,5 +312,36 @@ mod tests {
             );
             std::thread::yield_now();
         }
+    }
+
+    #[test]
+    fn api_routes_parse_queries_and_encode_json() {
+        let (_rt, addr) = start(Limits::default());
+        let r = get(addr, "/api/v1/files?sort=opens&limit=3&path=a%20b");
+        assert_eq!(r.status, 200, "{r:?}");
+        let rows: Vec<api::FileRow> = serde_json::from_str(&r.body).expect("rows");
+        assert_eq!(rows[0].path, "sort=opens&limit=3&path=a%20b");
+        let r = get(addr, "/api/v1/snapshot?sort=path");
+        let s: api::Snapshot = serde_json::from_str(&r.body).expect("snapshot");
+        assert_eq!(s.files[0].path, "sort=path&limit=100");
+        let r = get(addr, "/api/v1/snapshot?sort=size");
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (
+                400,
+                "sort=size: expected last_access, opens, faults, fmap_bytes or path\n"
+            )
+        );
+        let r = get(addr, "/api/v1/snapshot?limit=0");
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (500, "no snapshot of nothing\n")
+        );
+        assert_eq!(get(addr, "/api/v1/probes").body, "[]");
+        let r = get(addr, "/api/v2");
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (404, "no such endpoint: /api/v2\n")
+        );
     }
 }

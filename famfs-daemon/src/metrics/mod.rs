@@ -1,9 +1,11 @@
 //! Prometheus metrics: one `famfs_`-prefixed registry, encoded as OpenMetrics or Prometheus text.
 //!
-//! Owns metric names, help texts, label sets and the rebuilding of kernel log2 slots into cumulative
-//! histogram buckets, the bounded per-file families (`files`) and the FUSE server's own counters (`server`). Kernel aggregates are read at scrape time through [`crate::probes::Probes::snapshot`]
-//! (no per-event user-space work). Must not do any I/O besides that read, and must not hold the probe
-//! lock longer than the snapshot.
+//! Owns help texts, label sets and the rebuilding of kernel log2 slots into cumulative histogram
+//! buckets, the bounded per-file families (`files`) and the FUSE server's own counters (`server`).
+//! Metric names come from `famfs_common::metric_names` (`.base` here). Kernel aggregates are read at
+//! scrape time through [`crate::probes::Probes::snapshot`] (no per-event user-space work); the join's
+//! per-file table is only read ([`SharedFileState::read`]): a scrape changes nothing. Must not do any
+//! I/O besides that read, and must not hold the probe lock longer than the snapshot.
 
 mod files;
 mod kernel;
@@ -17,16 +19,9 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{join::Join, probes::Probes};
+use famfs_common::metric_names::BUILD_INFO;
 
-/// The join's per-file table as the metrics see it.
-#[derive(Debug)]
-pub struct FileState {
-    pub join: Join,
-    pub fs_uuid: String,
-    /// `--max-file-series`: files beyond this (least recently active) fold into `path="__other__"`.
-    pub max_series: usize,
-}
+use crate::{join::SharedFileState, probes::Probes};
 
 pub use kernel::{KernelCollector, opcode_label};
 pub use server::ServerCollector;
@@ -73,10 +68,7 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    pub fn new(
-        probes: Option<Arc<Mutex<Probes>>>,
-        files: Option<Arc<Mutex<FileState>>>,
-    ) -> Metrics {
+    pub fn new(probes: Option<Arc<Mutex<Probes>>>, files: Option<SharedFileState>) -> Metrics {
         let mut registry = Registry::with_prefix("famfs");
         let build = Family::<BuildLabels, Gauge>::default();
         build
@@ -86,7 +78,7 @@ impl Metrics {
             })
             .set(1);
         registry.register(
-            "build_info",
+            BUILD_INFO.base,
             "Build and kernel of the running daemon (value 1)",
             build,
         );

@@ -133,7 +133,7 @@ fn render_header(f: &mut Frame, app: &App, area: Rect) {
             Span::raw(format!("probes {att} attached / {unav} unavailable"))
         });
     }
-    let mut l2 = vec![Span::raw(format!(" sort: {}  ", app.sort.name()))];
+    let mut l2 = vec![Span::raw(format!(" sort: {}  ", app.sort.as_str()))];
     match &app.mode {
         Mode::Filter(draft) => {
             l2.push(Span::styled(

@@ -1,14 +1,20 @@
 //! Helpers shared by the integration tests: root check with a SKIP line, a daemon process guard that
-//! waits for the readiness line (no sleeps), a minimal HTTP GET, metric parsing and mount lookup.
+//! waits for the readiness line (no sleeps), HTTP GETs through the crate's one client, a reader of the
+//! Prometheus text format for checking `/metrics`, and mount lookup.
+// Test code: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)]
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpStream},
+    io::{BufRead, BufReader},
+    net::SocketAddr,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+use famfs_daemon::http::client::{Client, ClientError};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// True when running as root; otherwise prints `SKIP: <test>: <reason>` and returns false.
 pub fn require_root(test: &str) -> bool {
@@ -112,51 +118,130 @@ impl Drop for Daemon {
     }
 }
 
-/// HTTP/1.1 GET with `Connection: close`; returns (status, body).
-pub fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let accept = accept
-        .map(|a| format!("Accept: {a}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read response");
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (code, body)
+/// How long one test request may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// GET `path` (with `Accept: accept` if given): (status, body), or why there was no answer.
+pub fn http_fetch(
+    addr: SocketAddr,
+    path: &str,
+    accept: Option<&str>,
+) -> Result<(u16, String), ClientError> {
+    let r = Client::new(addr, HTTP_TIMEOUT)
+        .expect("HTTP client")
+        .fetch(path, accept)?;
+    Ok((r.status, r.body))
 }
 
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((len, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(len.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
+/// GET `path`: (status, body); panics when the server does not answer.
+pub fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String) {
+    http_fetch(addr, path, accept).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// GET `path` and decode its JSON; panics on any error (naming it).
+pub fn get_json<T: serde::de::DeserializeOwned>(addr: SocketAddr, path: &str) -> T {
+    Client::new(addr, HTTP_TIMEOUT)
+        .expect("HTTP client")
+        .get_json(path)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One sample line of the Prometheus text format: `name{labels} value [timestamp]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
-    out
+}
+
+pub fn parse_value(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        _ => s.parse().ok(),
+    }
+}
+
+/// A label value up to its closing quote, with `\\`, `\"` and `\n` escapes; the value and the rest.
+fn label_value(s: &str) -> Option<(String, &str)> {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &s[i + 1..])),
+            '\\' => match chars.next()?.1 {
+                'n' => out.push('\n'),
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// Parse one non-comment line of `/metrics`; errors say what was expected.
+pub fn parse_sample(line: &str) -> Result<Sample, String> {
+    let name_end = line
+        .find(['{', ' ', '\t'])
+        .ok_or_else(|| format!("{line:?}: expected a value after the metric name"))?;
+    let name = &line[..name_end];
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b':')
+    {
+        return Err(format!("{line:?}: bad metric name {name:?}"));
+    }
+    let mut labels = Vec::new();
+    let mut rest = &line[name_end..];
+    if let Some(mut r) = rest.strip_prefix('{') {
+        loop {
+            r = r.trim_start_matches([' ', ',']);
+            if let Some(after) = r.strip_prefix('}') {
+                r = after;
+                break;
+            }
+            let (key, after) = r
+                .split_once('=')
+                .ok_or_else(|| format!("{line:?}: expected label=\"value\""))?;
+            let after = after
+                .strip_prefix('"')
+                .ok_or_else(|| format!("{line:?}: expected '\"' after {key}="))?;
+            let (value, after) = label_value(after)
+                .ok_or_else(|| format!("{line:?}: unterminated value of label {key}"))?;
+            labels.push((key.trim().to_string(), value));
+            r = after;
+        }
+        rest = r;
+    }
+    let v = rest
+        .split_whitespace()
+        .next()
+        .ok_or_else(|| format!("{line:?}: expected a value"))?;
+    let value = parse_value(v).ok_or_else(|| format!("{line:?}: bad value {v:?}"))?;
+    Ok(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+/// Every sample of a `/metrics` text (comments and blank lines skipped); panics on a malformed line.
+pub fn samples(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| parse_sample(l).unwrap_or_else(|e| panic!("{e}")))
+        .collect()
 }
 
 /// The sample value of `name{labels}` where every `(k, v)` in `labels` matches; `None` if absent.
@@ -188,6 +273,51 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     None
 }
 
+/// Every histogram series of a `/metrics` text: buckets cumulative (never decreasing) and the
+/// `+Inf` bucket equal to `_count`. Returns the names of the histogram families seen.
+pub fn check_histograms(text: &str) -> std::collections::BTreeSet<String> {
+    use std::collections::{BTreeMap, BTreeSet};
+    // (family, labels without le) → (bucket values in order, count)
+    let mut series: BTreeMap<(String, String), (Vec<u64>, Option<u64>)> = BTreeMap::new();
+    for s in samples(text) {
+        let labels: Vec<String> = s
+            .labels
+            .iter()
+            .filter(|(k, _)| *k != "le")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if let Some(base) = s.name.strip_suffix("_bucket") {
+            let e = series
+                .entry((base.to_string(), labels.join(",")))
+                .or_default();
+            e.0.push(s.value as u64);
+        } else if let Some(base) = s.name.strip_suffix("_count") {
+            series
+                .entry((base.to_string(), labels.join(",")))
+                .or_default()
+                .1 = Some(s.value as u64);
+        }
+    }
+    let mut families = BTreeSet::new();
+    for ((name, labels), (buckets, count)) in &series {
+        if buckets.is_empty() {
+            // A name ending in `_count` without buckets: a counter, not a histogram.
+            continue;
+        }
+        assert!(
+            buckets.windows(2).all(|w| w[0] <= w[1]),
+            "{name}{{{labels}}}: buckets decrease: {buckets:?}"
+        );
+        assert_eq!(
+            buckets.last().copied(),
+            *count,
+            "{name}{{{labels}}}: +Inf bucket vs _count"
+        );
+        families.insert(name.clone());
+    }
+    families
+}
+
 /// FUSE connection number (minor of st_dev) of the mount at `mountpoint`, from /proc/self/mountinfo.
 pub fn mount_connection(mountpoint: &Path) -> Option<u32> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -211,6 +341,52 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         }
         std::thread::yield_now();
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An independent count of `filemap:mm_filemap_fault` events on one device: a private ftrace
+/// instance (tracefs, which the daemon mounted) with the event enabled and filtered on `s_dev`.
+/// Removed on drop.
+pub struct FtraceFaults {
+    dir: std::path::PathBuf,
+}
+
+impl FtraceFaults {
+    pub fn start(dev: u32) -> FtraceFaults {
+        let dir = std::path::PathBuf::from(format!(
+            "/sys/kernel/tracing/instances/famfs-test-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let f = FtraceFaults { dir };
+        let ev = f.dir.join("events/filemap/mm_filemap_fault");
+        std::fs::write(ev.join("filter"), format!("s_dev == {dev}")).unwrap();
+        std::fs::write(ev.join("enable"), "1").unwrap();
+        f
+    }
+
+    /// Stop counting; events per inode.
+    pub fn stop(&self) -> std::collections::BTreeMap<u64, u64> {
+        let ev = self.dir.join("events/filemap/mm_filemap_fault");
+        std::fs::write(ev.join("enable"), "0").unwrap();
+        let trace = std::fs::read_to_string(self.dir.join("trace")).unwrap();
+        let mut per_ino = std::collections::BTreeMap::new();
+        for l in trace.lines().filter(|l| l.contains("mm_filemap_fault:")) {
+            let ino = l
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("ino="))
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                .unwrap_or_else(|| panic!("no ino= in {l:?}"));
+            *per_ino.entry(ino).or_insert(0) += 1;
+        }
+        per_ino
+    }
+}
+
+impl Drop for FtraceFaults {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.dir.join("events/filemap/mm_filemap_fault/enable"), "0");
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
@@ -342,9 +518,8 @@ impl Prometheus {
             _dir: dir,
         };
         let ready = wait_for(Duration::from_secs(30), || {
-            let s = TcpStream::connect(p.addr).ok()?;
-            drop(s);
-            (http_get(p.addr, "/-/ready", None).0 == 200).then_some(())
+            let (status, _) = http_fetch(p.addr, "/-/ready", None).ok()?;
+            (status == 200).then_some(())
         });
         assert!(ready.is_some(), "prometheus did not become ready");
         p
@@ -394,17 +569,15 @@ impl Drop for Prometheus {
     }
 }
 
+/// Bytes of a query value written as they are (RFC 3986 unreserved); the rest is percent-encoded.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 pub fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 /// Every PromQL expression in a Grafana dashboard, with its panel title.

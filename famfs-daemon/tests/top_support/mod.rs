@@ -2,6 +2,8 @@
 //! window running a bare bash, polled with `capture-pane` until a condition holds (a deadline, never
 //! a fixed sleep), killed (and its socket removed) on drop; and the parser of the file table rows
 //! that `top` draws.
+// Test code: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)]
 
 use std::{

@@ -1,12 +1,35 @@
-//! What the operator views know about a daemon at one moment: the [`Snapshot`] (per-file rows from
-//! `/api/v1/files`, per-opcode request counters and latency histograms, DAX fault counts and the probe
-//! table), and the histogram arithmetic both `top` and `regress` use (quantiles, means, deltas).
+//! The HTTP API's schema, defined once for the daemon that writes it and the clients that read it
+//! (`top`, `snapshot`, `diff`, tests): file rows (`/api/v1/files`), probe rows (`/api/v1/probes`) and
+//! the [`Snapshot`] (`/api/v1/snapshot`: files, per-opcode request counters and latency histograms, DAX
+//! fault totals, probes), with the conversions from the daemon's state (join, probes) into those
+//! rows, the query string of the file table, and the histogram arithmetic `top` and `regress` use
+//! (quantiles, means, deltas).
 //!
-//! Pure data and arithmetic: no I/O, no clocks. The snapshot is also the on-disk format of
-//! `famfs-trace snapshot` (JSON), so fields are only ever added, each with a serde default, and readers
-//! accept files written by older versions.
+//! Pure data and arithmetic: no I/O, no locks (callers hand in what they read and the clock). The
+//! snapshot is also the on-disk format of `famfs-trace snapshot` (JSON), so fields are only ever added,
+//! each with a serde default, and readers accept files written by older versions.
 
+use std::borrow::Cow;
+
+use famfs_common::{
+    fault::{RESULT_ERROR, RESULT_FALLBACK, RESULT_OK, SIZE_PMD, SIZE_PTE},
+    hist::LAT_SLOTS,
+};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
+
+use crate::{
+    join::{FaultMatrix, FileQuery, FileSort, FileStats, SortFields, fault_totals},
+    metrics::opcode_label,
+    probes::{ProbeSnapshot, ProbeStatus, RequestRow},
+};
+
+/// Path of the file table.
+pub const FILES_PATH: &str = "/api/v1/files";
+/// Path of the probe table.
+pub const PROBES_PATH: &str = "/api/v1/probes";
+/// Path of the whole snapshot.
+pub const SNAPSHOT_PATH: &str = "/api/v1/snapshot";
 
 /// Identifies snapshot files; readers reject other values.
 pub const SNAPSHOT_FORMAT: &str = "famfs-trace-snapshot/1";
@@ -129,6 +152,23 @@ pub struct OpcodeStats {
     pub latency: Histogram,
 }
 
+impl OpcodeStats {
+    /// The kernel's counters of one (connection, opcode), the opcode named as `/metrics` labels it.
+    pub fn of(r: &RequestRow) -> OpcodeStats {
+        OpcodeStats {
+            connection: r.key.connection,
+            opcode: opcode_label(r.key.opcode).into_owned(),
+            requests: r.stats.sent,
+            errors: r.stats.errors,
+            latency: Histogram::from_log2_ns(
+                &r.stats.lat_slots,
+                LAT_SLOTS,
+                r.stats.lat_sum_ns as f64 * 1e-9,
+            ),
+        }
+    }
+}
+
 /// DAX faults of one size, by result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -163,6 +203,22 @@ pub struct FaultCounts {
 }
 
 impl FaultCounts {
+    /// From `[size][result]` counts.
+    pub fn from_matrix(m: &FaultMatrix) -> FaultCounts {
+        let class = |size: u8| {
+            let row = m[usize::from(size)];
+            FaultClass {
+                ok: row[usize::from(RESULT_OK)],
+                fallback: row[usize::from(RESULT_FALLBACK)],
+                error: row[usize::from(RESULT_ERROR)],
+            }
+        };
+        FaultCounts {
+            pte: class(SIZE_PTE),
+            pmd: class(SIZE_PMD),
+        }
+    }
+
     /// Share of 2 MiB fault attempts that fell back to 4 KiB pages (the famfs huge-page regression);
     /// `None` when no PMD fault was attempted.
     pub fn pmd_fallback_ratio(&self) -> Option<f64> {
@@ -181,10 +237,14 @@ impl FaultCounts {
 /// One probe as `/api/v1/probes` reports it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct ProbeInfo {
+pub struct ProbeRow {
     pub program: String,
+    /// `tracepoint`, `raw_tracepoint`, `fentry`, `kprobe` or `function`.
     pub kind: String,
     pub target: String,
+    /// What the probe is for (empty in snapshots written before this field existed).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub purpose: String,
     /// `attached` or `unavailable`.
     pub state: String,
     /// Why an unavailable probe is unavailable.
@@ -192,14 +252,20 @@ pub struct ProbeInfo {
     pub reason: Option<String>,
 }
 
-impl ProbeInfo {
+impl ProbeRow {
+    /// The row of one probe. The spelling of kinds and states is the probes' own (their serde names),
+    /// taken through JSON so that it is written down once.
+    pub fn of(s: &ProbeStatus) -> Result<ProbeRow, serde_json::Error> {
+        serde_json::to_value(s).and_then(serde_json::from_value)
+    }
+
     pub fn attached(&self) -> bool {
         self.state == "attached"
     }
 }
 
-/// One file as `/api/v1/files` reports it (the daemon's `FileView`). Every field defaults, so rows from
-/// older daemons (without latency buckets or ages) still read.
+/// One file as `/api/v1/files` reports it. Every field defaults, so rows from older daemons (without
+/// latency buckets, ages or GET_FMAP errors) still read.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FileRow {
@@ -211,11 +277,15 @@ pub struct FileRow {
     pub opens: u64,
     pub open_errors: u64,
     pub open_latency_mean_seconds: f64,
+    /// Joined OPEN latencies counted in `open_latency_log2_ns`.
     pub open_latency_count: u64,
-    /// Log2 ns slots (see the daemon's `FileView::open_latency_log2_ns`).
+    /// OPEN latency histogram: entry `i` counts latencies of `2^i ..= 2^(i+1) - 1` ns (entry 0 also
+    /// takes 0; the last of `LAT_SLOTS` is open-ended). Trailing empty entries are left out.
     pub open_latency_log2_ns: Vec<u64>,
     pub get_fmap: u64,
     pub get_fmap_retries: u64,
+    /// GET_FMAP requests answered with an error (a famfs kernel then fails the open).
+    pub get_fmap_errors: u64,
     pub reads: u64,
     pub read_bytes: u64,
     pub writes: u64,
@@ -226,12 +296,65 @@ pub struct FileRow {
     /// DAX faults that ended in an error (0 from daemons that do not report them).
     pub faults_error: u64,
     pub page_cache_faults: u64,
+    /// CLOCK_MONOTONIC ns of the daemon's last request or fault for the file.
     pub last_access_ns: u64,
+    /// Seconds between the last access and the moment the row was made (`None`: never accessed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_access_age_seconds: Option<f64>,
 }
 
 impl FileRow {
+    /// The row of `f`, with the last access's age relative to `now_ns` (CLOCK_MONOTONIC).
+    pub fn of(f: &FileStats, now_ns: u64) -> FileRow {
+        let used = f
+            .open_lat_slots
+            .iter()
+            .rposition(|&c| c != 0)
+            .map_or(0, |i| i + 1);
+        FileRow {
+            path: f.info.path.clone(),
+            ino: f.ino,
+            size: f.info.size,
+            fmap_bytes: u64::from(f.info.fmap_bytes),
+            fmap_extents: u64::from(f.info.fmap_extents),
+            opens: f.opens,
+            open_errors: f.open_errors,
+            open_latency_mean_seconds: if f.open_lat_count == 0 {
+                0.0
+            } else {
+                f.open_lat_sum_ns as f64 * 1e-9 / f.open_lat_count as f64
+            },
+            open_latency_count: f.open_lat_count,
+            open_latency_log2_ns: f.open_lat_slots[..used].to_vec(),
+            get_fmap: f.get_fmap,
+            get_fmap_retries: f.get_fmap_retries,
+            get_fmap_errors: f.get_fmap_errors,
+            reads: f.reads,
+            read_bytes: f.read_bytes,
+            writes: f.writes,
+            write_bytes: f.write_bytes,
+            faults_pte: f.faults[0][0],
+            faults_pmd: f.faults[1][0],
+            faults_fallback: f.faults[1][1] + f.faults[0][1],
+            faults_error: f.faults[1][2] + f.faults[0][2],
+            page_cache_faults: f.page_cache_faults,
+            last_access_ns: f.last_access_ns,
+            last_access_age_seconds: (f.last_access_ns != 0)
+                .then(|| now_ns.saturating_sub(f.last_access_ns) as f64 * 1e-9),
+        }
+    }
+
+    /// What the file table's sort keys look at (the daemon's order, see [`FileSort::compare`]).
+    pub fn sort_fields(&self) -> SortFields<'_> {
+        SortFields {
+            path: &self.path,
+            last_access_ns: self.last_access_ns,
+            opens: self.opens,
+            faults: self.faults(),
+            fmap_bytes: self.fmap_bytes,
+        }
+    }
+
     /// OPEN latency histogram in seconds.
     pub fn open_latency(&self) -> Histogram {
         let count: u64 = self.open_latency_log2_ns.iter().sum();
@@ -266,15 +389,56 @@ pub struct Snapshot {
     pub format: String,
     /// Wall-clock time the snapshot was taken, seconds since the Unix epoch.
     pub taken_unix_seconds: f64,
-    /// The daemon's address.
+    /// The daemon's address, as the reader asked it (empty in what the daemon sends).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub daemon: String,
     pub files: Vec<FileRow>,
     pub opcodes: Vec<OpcodeStats>,
     pub faults: FaultCounts,
-    pub probes: Vec<ProbeInfo>,
+    pub probes: Vec<ProbeRow>,
 }
 
 impl Snapshot {
+    /// The daemon's snapshot: `files` (already queried), the kernel's per-opcode counters and DAX
+    /// fault totals from `kernel`, the probe table; taken at `unix_seconds`. `daemon` is left for the
+    /// reader to fill in (the address it asked).
+    pub fn of(
+        files: Vec<FileRow>,
+        kernel: &ProbeSnapshot,
+        probes: Vec<ProbeRow>,
+        unix_seconds: f64,
+    ) -> Snapshot {
+        let mut opcodes: Vec<OpcodeStats> = Vec::with_capacity(kernel.requests.len());
+        for o in kernel.requests.iter().map(OpcodeStats::of) {
+            // Opcodes without a name of their own share a label (`other`): one row each.
+            match opcodes
+                .iter_mut()
+                .find(|x| x.connection == o.connection && x.opcode == o.opcode)
+            {
+                Some(x) => {
+                    x.requests += o.requests;
+                    x.errors += o.errors;
+                    x.latency.add(&o.latency);
+                }
+                None => opcodes.push(o),
+            }
+        }
+        opcodes.sort_by(|a, b| {
+            a.connection
+                .cmp(&b.connection)
+                .then_with(|| a.opcode.cmp(&b.opcode))
+        });
+        Snapshot {
+            format: SNAPSHOT_FORMAT.to_string(),
+            taken_unix_seconds: unix_seconds,
+            daemon: String::new(),
+            files,
+            opcodes,
+            faults: FaultCounts::from_matrix(&fault_totals(&kernel.faults)),
+            probes,
+        }
+    }
+
     /// Probe summary: (attached, unavailable).
     pub fn probe_counts(&self) -> (usize, usize) {
         let a = self.probes.iter().filter(|p| p.attached()).count();
@@ -303,144 +467,73 @@ impl Snapshot {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Bytes of a `path=` filter written as they are; the rest is percent-encoded.
+const FILTER_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
 
-    fn h(bounds: &[f64], cum: &[u64], count: u64, sum: f64) -> Histogram {
-        Histogram {
-            bounds: bounds.to_vec(),
-            cumulative: cum.to_vec(),
-            count,
-            sum,
+/// Decode one query value: `%XX` escapes (each `%` must start one) and `+` for a space.
+fn decode_value(s: &str) -> Result<String, String> {
+    for (i, _) in s.match_indices('%') {
+        let hex = s
+            .get(i + 1..i + 3)
+            .ok_or_else(|| format!("truncated escape in {s:?}"))?;
+        if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!("bad escape %{hex} in {s:?}"));
         }
     }
-
-    #[test]
-    fn quantiles_interpolate_inside_the_bucket() {
-        // 10 observations: 4 in (0, 1], 4 in (1, 2], 2 in (2, 4].
-        let x = h(&[1.0, 2.0, 4.0], &[4, 8, 10], 10, 20.0);
-        assert_eq!(x.quantile(0.5), Some(1.25));
-        assert_eq!(x.quantile(0.2), Some(0.5));
-        assert_eq!(x.quantile(0.9), Some(3.0));
-        assert_eq!(x.quantile(1.0), Some(4.0));
-        assert_eq!(x.mean(), Some(2.0));
-    }
-
-    #[test]
-    fn quantile_above_last_bound_is_that_bound_and_empty_is_none() {
-        let x = h(&[1.0, 2.0], &[1, 1], 4, 10.0);
-        assert_eq!(x.quantile(0.99), Some(2.0));
-        assert_eq!(x.quantile(0.1), Some(0.4));
-        assert_eq!(Histogram::default().quantile(0.5), None);
-        assert_eq!(Histogram::default().mean(), None);
-    }
-
-    #[test]
-    fn log2_slots_become_second_buckets() {
-        // 3 values in slot 10 (1024..=2047 ns), 1 in slot 12 (4096..=8191 ns).
-        let mut slots = vec![0u64; 13];
-        slots[10] = 3;
-        slots[12] = 1;
-        let x = Histogram::from_log2_ns(&slots, 40, 1e-5);
-        assert_eq!(x.bounds.len(), 13);
-        assert_eq!(x.bounds[10], 2048e-9);
-        assert_eq!(x.cumulative[10], 3);
-        assert_eq!(x.cumulative[11], 3);
-        assert_eq!(x.cumulative[12], 4);
-        assert_eq!(x.count, 4);
-        // p50: rank 2 of 3 in (1024, 2048] ns.
-        let p50 = x.quantile(0.5).unwrap();
-        assert!(
-            (p50 - (1024.0 + 1024.0 * 2.0 / 3.0) * 1e-9).abs() < 1e-18,
-            "{p50}"
-        );
-        // The open-ended last slot only counts toward the total.
-        let mut all = vec![0u64; 40];
-        all[39] = 2;
-        let y = Histogram::from_log2_ns(&all, 40, 0.0);
-        assert_eq!((y.bounds.len(), y.count, y.cumulative[38]), (39, 2, 0));
-    }
-
-    #[test]
-    fn since_subtracts_and_detects_resets() {
-        let a = h(&[1.0, 2.0], &[1, 2], 3, 3.0);
-        let b = h(&[1.0, 2.0], &[3, 5], 7, 10.0);
-        assert_eq!(b.since(&a), h(&[1.0, 2.0], &[2, 3], 4, 7.0));
-        // A restart: counters went down, the new reading counts whole.
-        assert_eq!(a.since(&b), a);
-        let f = FaultClass {
-            ok: 5,
-            fallback: 1,
-            error: 0,
-        };
-        let g = FaultClass {
-            ok: 7,
-            fallback: 0,
-            error: 2,
-        };
-        assert_eq!(
-            g.since(&f),
-            FaultClass {
-                ok: 2,
-                fallback: 0,
-                error: 2
-            }
-        );
-    }
-
-    #[test]
-    fn by_opcode_sums_connections() {
-        let s = Snapshot {
-            opcodes: vec![
-                OpcodeStats {
-                    connection: 40,
-                    opcode: "OPEN".into(),
-                    requests: 2,
-                    errors: 1,
-                    latency: h(&[1.0], &[2], 2, 1.0),
-                },
-                OpcodeStats {
-                    connection: 41,
-                    opcode: "OPEN".into(),
-                    requests: 3,
-                    errors: 0,
-                    latency: h(&[1.0], &[1], 3, 5.0),
-                },
-                OpcodeStats {
-                    connection: 40,
-                    opcode: "GETATTR".into(),
-                    requests: 1,
-                    errors: 0,
-                    latency: h(&[1.0], &[1], 1, 0.5),
-                },
-            ],
-            ..Default::default()
-        };
-        let v = s.by_opcode();
-        assert_eq!(v.len(), 2);
-        assert_eq!(v[0].opcode, "GETATTR");
-        assert_eq!((v[1].connection, v[1].requests, v[1].errors), (0, 5, 1));
-        assert_eq!(v[1].latency, h(&[1.0], &[3], 5, 6.0));
-    }
-
-    #[test]
-    fn fallback_ratios() {
-        let f = FaultCounts {
-            pte: FaultClass::default(),
-            pmd: FaultClass {
-                ok: 3,
-                fallback: 1,
-                error: 0,
-            },
-        };
-        assert_eq!(f.pmd_fallback_ratio(), Some(0.25));
-        assert_eq!(FaultCounts::default().pmd_fallback_ratio(), None);
-        let r = FileRow {
-            faults_pmd: 1,
-            faults_fallback: 3,
-            ..Default::default()
-        };
-        assert_eq!(r.fallback_ratio(), Some(0.75));
-    }
+    let spaced: Cow<str> = if s.contains('+') {
+        Cow::Owned(s.replace('+', " "))
+    } else {
+        Cow::Borrowed(s)
+    };
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(Cow::into_owned)
+        .map_err(|_| format!("{s:?} is not UTF-8"))
 }
+
+/// Parse the query string of `/api/v1/files` and `/api/v1/snapshot`: `sort=opens&limit=10&path=datasets/`.
+/// Unknown keys or bad values are errors naming them.
+pub fn parse_file_query(query: Option<&str>) -> Result<FileQuery, String> {
+    let mut q = FileQuery::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = decode_value(v)?;
+        match k {
+            "sort" => {
+                q.sort = FileSort::parse(&v)
+                    .ok_or_else(|| format!("sort={v}: {}", FileSort::expected()))?;
+            }
+            "limit" => {
+                q.limit = v
+                    .parse()
+                    .map_err(|_| format!("limit={v}: expected a whole number"))?;
+            }
+            "path" => q.path = Some(v),
+            other => {
+                return Err(format!(
+                    "unknown query parameter {other:?} (sort, limit, path)"
+                ));
+            }
+        }
+    }
+    Ok(q)
+}
+
+/// The query string of `q` (`sort=opens&limit=10&path=a%20b`), as [`parse_file_query`] reads it; an
+/// empty filter is left out.
+pub fn file_query_string(q: &FileQuery) -> String {
+    let mut s = format!("sort={}&limit={}", q.sort.as_str(), q.limit);
+    if let Some(p) = q.path.as_deref().filter(|p| !p.is_empty()) {
+        s.push_str("&path=");
+        s.extend(utf8_percent_encode(p, FILTER_SET));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;

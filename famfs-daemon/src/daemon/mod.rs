@@ -1,0 +1,341 @@
+//! The daemon's composition root: what `famfs-daemon run` starts, in which order, and how it stops.
+//! With an image and a mountpoint it mounts the image through our FUSE server, follows the log for
+//! entries other writers append (every `poll_interval` and on SIGHUP), and joins the server's request
+//! records with the kernel's events; it always loads probes (unless told not to) and serves HTTP.
+//! SIGINT/SIGTERM unmount and stop it cleanly. `demo` is the embedded default job built on it.
+//!
+//! Prints one line `famfs-daemon: ready listen=ADDR [mountpoint=DIR connection=N fs_uuid=UUID]` on
+//! stdout once everything is serving (for a mount: after the kernel's INIT was answered), so scripts
+//! and tests can wait for readiness without sleeping.
+//!
+//! Owns the lifecycle ([`run`], taking a plain [`DaemonConfig`]), the HTTP views ([`views`]) and the
+//! mount/serve steps ([`serve`]). Must not parse arguments (that is `cli`'s) and must not contain
+//! filesystem, protocol or join logic.
+
+pub mod demo;
+pub mod serve;
+pub mod views;
+
+use std::{
+    io::Write,
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    sync::{Arc, Mutex, mpsc},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+
+use crate::{
+    fuse::DialectConfig,
+    http::{self, Limits},
+    join::{FileState, Join, JoinInputs, JoinWorker, RequestRecord, SharedFileState},
+    metrics::Metrics,
+    probes::{ProbeConfig, Probes},
+    server::{FamfsFs, LogWatcher, ServerConfig},
+};
+use serve::{Served, is_char_device, mount_and_serve, predicted_fmap_opcode, wait_for_stop};
+use views::DaemonViews;
+
+/// Capacity of the server → join record queue (a full queue drops and counts, never blocks).
+const RECORD_QUEUE: usize = 65536;
+/// How often the kernel's in-flight request map is swept of requests whose end was never seen.
+const INFLIGHT_SWEEP: Duration = Duration::from_secs(10);
+/// In-flight requests older than this are dropped by the sweep.
+const INFLIGHT_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// A famfs image and where to mount it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeTarget {
+    pub image: PathBuf,
+    pub mountpoint: PathBuf,
+}
+
+/// Everything `run` needs, as plain values (the CLI builds it from its arguments).
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    /// Address for `/metrics` and the HTTP API.
+    pub listen: SocketAddr,
+    /// Load the eBPF probes.
+    pub probes: bool,
+    /// Also trace these FUSE connections (empty: every connection, or only our own mount).
+    pub connections: Vec<u32>,
+    /// `(program, category:event)` probe retargets.
+    pub probe_targets: Vec<(String, String)>,
+    /// Capacity of the kernel in-flight request map.
+    pub inflight_max: u32,
+    pub http_max_connections: usize,
+    /// The famfs image to serve, if any.
+    pub serve: Option<ServeTarget>,
+    pub dialect: DialectConfig,
+    /// devdax path answered to GET_DAXDEV (default: the superblock's).
+    pub daxdev: Option<PathBuf>,
+    pub read_only: bool,
+    pub allow_other: bool,
+    /// FUSE worker threads.
+    pub workers: usize,
+    /// Per-file metric series kept before the least recently active files fold into `__other__`.
+    pub max_file_series: usize,
+    /// How often to look for log entries appended by others.
+    pub poll_interval: Duration,
+    /// How long the kernel may cache names and attributes.
+    pub attr_timeout: Duration,
+}
+
+/// The probes, loaded, with the GET_FMAP opcode they were told to report.
+struct LoadedProbes {
+    probes: Arc<Mutex<Probes>>,
+    fmap_opcode: u32,
+}
+
+/// Open the image first: a bad image is reported before anything is loaded or mounted.
+fn open_image(cfg: &DaemonConfig) -> Result<Option<FamfsFs>> {
+    let Some(target) = &cfg.serve else {
+        return Ok(None);
+    };
+    let server_cfg = ServerConfig {
+        read_only: cfg.read_only,
+        daxdev: cfg.daxdev.clone(),
+        ttl: cfg.attr_timeout,
+        system_uuid_path: None,
+    };
+    let img = &target.image;
+    let fs = FamfsFs::open(img, &server_cfg)
+        .with_context(|| format!("opening famfs image {}", img.display()))?;
+    eprintln!(
+        "famfs-daemon: image {} fs_uuid {}: {} objects, log next index {}",
+        img.display(),
+        fs.fs_uuid(),
+        fs.objects(),
+        fs.next_index()
+    );
+    Ok(Some(fs))
+}
+
+fn load_probes(cfg: &DaemonConfig, fs: Option<&FamfsFs>) -> Option<LoadedProbes> {
+    if !cfg.probes {
+        return None;
+    }
+    let daxdev_configured = cfg.daxdev.is_some() || fs.is_some_and(|f| is_char_device(f.daxdev()));
+    let connections = if fs.is_some() {
+        // Filtered: our own mount is added once it exists.
+        Some(cfg.connections.clone())
+    } else {
+        (!cfg.connections.is_empty()).then(|| cfg.connections.clone())
+    };
+    let probe_cfg = ProbeConfig {
+        connections,
+        inflight_max: cfg.inflight_max,
+        target_overrides: cfg.probe_targets.clone(),
+        fmap_opcode: predicted_fmap_opcode(cfg.dialect, daxdev_configured),
+        ..Default::default()
+    };
+    let p = Probes::load(&probe_cfg);
+    eprint!("{}", crate::cli::probes_cmd::render_table(p.status()));
+    Some(LoadedProbes {
+        probes: Arc::new(Mutex::new(p)),
+        fmap_opcode: probe_cfg.fmap_opcode,
+    })
+}
+
+/// A served mount with the join and the log watcher that go with it.
+struct Serving {
+    served: Served,
+    files: SharedFileState,
+    join: JoinWorker,
+    watcher: LogWatcher,
+    /// Wakes the watcher (SIGHUP); dropping it stops the watcher.
+    wake: mpsc::Sender<()>,
+}
+
+impl Serving {
+    /// Mount `fs`, then start the join (fed by the session's records, the probes' events and fault
+    /// maps) and the log watcher.
+    fn start(
+        cfg: &DaemonConfig,
+        fs: FamfsFs,
+        mountpoint: &std::path::Path,
+        probes: Option<&LoadedProbes>,
+    ) -> Result<Serving> {
+        let (tx, rx) = mpsc::sync_channel::<RequestRecord>(RECORD_QUEUE);
+        let (served, n) = mount_and_serve(cfg, fs.clone(), mountpoint, tx)?;
+        let fmap_opcode = n.get_fmap_opcode().unwrap_or(0);
+        if let Some(p) = probes
+            && fmap_opcode != p.fmap_opcode
+        {
+            log::warn!(
+                "probes report GET_FMAP as opcode {} but the mount negotiated {fmap_opcode}",
+                p.fmap_opcode
+            );
+        }
+        let files = SharedFileState::new(FileState {
+            join: Join::new(n.connection, n.mount_epoch, n.init_ns, fmap_opcode),
+            fs_uuid: fs.fs_uuid().to_string(),
+            max_series: cfg.max_file_series,
+        });
+        let events = match probes {
+            Some(p) => {
+                let mut p = p
+                    .probes
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("probe state poisoned"))?;
+                // A previous mount may have used this connection number.
+                p.reset_connection(n.connection);
+                if let Err(e) = p.watch_connection(n.connection) {
+                    log::warn!("probes cannot follow connection {}: {e:#}", n.connection);
+                }
+                p.take_events()
+            }
+            None => None,
+        };
+        let inputs = JoinInputs {
+            events,
+            records: rx,
+            catalog: Arc::new(fs.clone()),
+            faults: probes.map(|p| p.probes.clone() as Arc<dyn crate::join::FaultSource>),
+        };
+        let join = JoinWorker::start(files.clone(), inputs).context("starting the join thread")?;
+        let (wake, wake_rx) = mpsc::channel();
+        let watcher = LogWatcher::start(
+            fs,
+            Some(served.session.notifier()),
+            cfg.poll_interval,
+            wake_rx,
+        )
+        .context("starting the log watcher")?;
+        Ok(Serving {
+            served,
+            files,
+            join,
+            watcher,
+            wake,
+        })
+    }
+
+    /// ` mountpoint=DIR connection=N fs_uuid=UUID` of the ready line.
+    fn ready_fields(&self) -> String {
+        let s = &self.served;
+        format!(
+            " mountpoint={} connection={} fs_uuid={}",
+            s.mountpoint.display(),
+            s.connection,
+            s.fs.fs_uuid()
+        )
+    }
+
+    /// Stop in reverse order of start: the watcher (it notifies the session), the mount and session,
+    /// then the join (which applies what is left, the kernel's last fault counts included).
+    fn stop(self) {
+        drop(self.wake);
+        self.watcher.join();
+        let mut served = self.served;
+        served.shutdown();
+        let st = served.session.stats();
+        eprintln!(
+            "famfs-daemon: unmounted {} (served {} requests, {} malformed)",
+            served.mountpoint.display(),
+            st.per_opcode().map(|(_, n, _)| n).sum::<u64>() + st.requests_other(),
+            st.malformed()
+        );
+        self.join.stop();
+    }
+}
+
+/// The HTTP views of what runs.
+fn views_of(probes: Option<&LoadedProbes>, serving: Option<&Serving>) -> DaemonViews {
+    let probes = probes.map(|p| p.probes.clone());
+    let mut metrics = Metrics::new(probes.clone(), serving.map(|s| s.files.clone()));
+    if let Some(s) = serving {
+        let famfs_ops = s
+            .served
+            .session
+            .negotiated()
+            .and_then(|n| n.get_fmap_opcode().zip(n.get_daxdev_opcode()));
+        metrics.add_server(s.served.session.stats().clone(), famfs_ops);
+    }
+    DaemonViews {
+        metrics,
+        probes,
+        files: serving.map(|s| s.files.clone()),
+        session_ended: serving.map(|s| s.served.ended.clone()),
+    }
+}
+
+/// Serve HTTP until SIGINT/SIGTERM: bind, sweep the kernel's in-flight map, print the ready line, wait.
+fn serve_http(
+    cfg: &DaemonConfig,
+    views: DaemonViews,
+    probes: Option<Arc<Mutex<Probes>>>,
+    ready_fields: String,
+    wake: Option<mpsc::Sender<()>>,
+) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("famfs-http")
+        .build()?;
+    let limits = Limits {
+        max_connections: cfg.http_max_connections,
+        ..Default::default()
+    };
+    rt.block_on(async move {
+        let listener = http::bind(cfg.listen).await?;
+        let local = listener.local_addr()?;
+        let server = tokio::spawn(http::serve(listener, Arc::new(views), limits));
+        if let Some(p) = probes {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(INFLIGHT_SWEEP);
+                loop {
+                    tick.tick().await;
+                    if let Ok(mut p) = p.lock() {
+                        p.expire_inflight(INFLIGHT_MAX_AGE);
+                    }
+                }
+            });
+        }
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "famfs-daemon: ready listen={local}{ready_fields}")?;
+            out.flush()?;
+        }
+        wait_for_stop(wake).await?;
+        eprintln!("famfs-daemon: stopping");
+        server.abort();
+        Ok::<_, anyhow::Error>(())
+    })
+}
+
+/// Run the daemon until SIGINT/SIGTERM.
+pub fn run(cfg: &DaemonConfig) -> Result<ExitCode> {
+    let fs = open_image(cfg)?;
+    let probes = load_probes(cfg, fs.as_ref());
+    let serving = match (fs, &cfg.serve) {
+        (Some(fs), Some(target)) => Some(Serving::start(
+            cfg,
+            fs,
+            &target.mountpoint,
+            probes.as_ref(),
+        )?),
+        _ => None,
+    };
+    let views = views_of(probes.as_ref(), serving.as_ref());
+    let ready = serving
+        .as_ref()
+        .map(Serving::ready_fields)
+        .unwrap_or_default();
+    let wake = serving.as_ref().map(|s| s.wake.clone());
+    let served = serve_http(
+        cfg,
+        views,
+        probes.as_ref().map(|p| p.probes.clone()),
+        ready,
+        wake,
+    );
+    if let Some(s) = serving {
+        s.stop();
+    }
+    drop(probes);
+    served?;
+    Ok(ExitCode::SUCCESS)
+}
