@@ -39,7 +39,8 @@ use famfs_daemon::{
         client::Client,
     },
     join::{FileQuery, FileSort},
-    top::{collector, fmt::fmt_secs},
+    top::collector,
+    util::fmt::fmt_secs,
 };
 use server_support::{GIB, MIB, can_mount, ext, force_unmount, mkfs, pattern, put, uuid_file};
 use top_support::{Tmux, file_rows};

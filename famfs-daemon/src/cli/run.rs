@@ -11,6 +11,7 @@ use clap::Args;
 use crate::{
     daemon::{self, DaemonConfig, ServeTarget},
     fuse::DialectConfig,
+    util::duration::parse_duration,
 };
 
 #[derive(Debug, Args)]
@@ -69,30 +70,6 @@ pub struct RunArgs {
 fn parse_dialect(s: &str) -> Result<DialectConfig, String> {
     s.parse::<DialectConfig>()
         .map_err(|e| format!("--dialect: {e}"))
-}
-
-/// `250ms`, `2s`, `1m`, `1h`, or a bare number of milliseconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, mul_ms) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1000.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60_000.0)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3_600_000.0)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a duration such as 200ms, 1s, 2m or 1h"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("{s:?}: a duration must be finite and not negative"));
-    }
-    Ok(Duration::from_secs_f64(v * mul_ms / 1000.0))
 }
 
 impl RunArgs {

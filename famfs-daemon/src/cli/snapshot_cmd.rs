@@ -18,10 +18,7 @@ use clap::Args;
 
 use super::top_cmd::parse_interval;
 use crate::{
-    http::{
-        api::{SNAPSHOT_FORMAT, Snapshot},
-        client::Client,
-    },
+    http::{api::Snapshot, client::Client},
     join::{FileQuery, FileSort},
     regress,
     top::collector,
@@ -90,22 +87,7 @@ fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
 /// Read a snapshot file; errors name the file, and the line and column of bad JSON.
 pub fn load_snapshot(path: &Path) -> Result<Snapshot, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let s: Snapshot = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "{}: line {} column {}: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        )
-    })?;
-    if s.format != SNAPSHOT_FORMAT {
-        return Err(format!(
-            "{}: format {:?}, expected {SNAPSHOT_FORMAT:?} (written by `famfs-trace snapshot`?)",
-            path.display(),
-            s.format
-        ));
-    }
-    Ok(s)
+    Snapshot::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[derive(Debug, Args)]
@@ -160,7 +142,7 @@ mod tests {
                 .contains("s.json: line 2 column")
         );
         let s = Snapshot {
-            format: SNAPSHOT_FORMAT.into(),
+            format: crate::http::api::SNAPSHOT_FORMAT.into(),
             ..Default::default()
         };
         write_atomically(&p, serde_json::to_string(&s).unwrap().as_bytes()).unwrap();

@@ -132,7 +132,7 @@ fn load_probes(cfg: &DaemonConfig, fs: Option<&FamfsFs>) -> Option<LoadedProbes>
         ..Default::default()
     };
     let p = Probes::load(&probe_cfg);
-    eprint!("{}", crate::cli::probes_cmd::render_table(p.status()));
+    eprint!("{}", crate::probes::render_table(p.status()));
     Some(LoadedProbes {
         probes: Arc::new(Mutex::new(p)),
         fmap_opcode: probe_cfg.fmap_opcode,

@@ -399,6 +399,20 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A saved snapshot from its JSON text; errors give the line and column of bad JSON, or name a
+    /// file that is not a snapshot of this format.
+    pub fn from_json(text: &str) -> Result<Snapshot, String> {
+        let s: Snapshot = serde_json::from_str(text)
+            .map_err(|e| format!("line {} column {}: {e}", e.line(), e.column()))?;
+        if s.format != SNAPSHOT_FORMAT {
+            return Err(format!(
+                "format {:?}, expected {SNAPSHOT_FORMAT:?} (written by `famfs-trace snapshot`?)",
+                s.format
+            ));
+        }
+        Ok(s)
+    }
+
     /// The daemon's snapshot: `files` (already queried), the kernel's per-opcode counters and DAX
     /// fault totals from `kernel`, the probe table; taken at `unix_seconds`. `daemon` is left for the
     /// reader to fill in (the address it asked).

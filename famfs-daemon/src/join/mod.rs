@@ -47,20 +47,7 @@ pub fn fault_totals(rows: &[FaultRow]) -> FaultMatrix {
 
 pub use crate::fuse::RequestRecord;
 
-/// Static facts about a file, from the server's namespace.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FileInfo {
-    pub path: String,
-    pub size: u64,
-    pub fmap_bytes: u32,
-    pub fmap_extents: u32,
-}
-
-/// Resolves a nodeid (== st_ino) of the current mount to its file facts; `None` for directories and
-/// unknown ids. Called once per newly seen file, never per event.
-pub trait Catalog {
-    fn file(&self, nodeid: u64) -> Option<FileInfo>;
-}
+pub use crate::server::{Catalog, FileInfo};
 
 /// Per-file statistics.
 #[derive(Clone, Debug)]

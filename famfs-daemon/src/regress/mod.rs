@@ -11,7 +11,7 @@
 
 use crate::{
     http::api::{FileRow, OpcodeStats, Snapshot},
-    top::fmt::{fmt_bytes, fmt_secs},
+    util::fmt::{fmt_bytes, fmt_secs},
 };
 
 /// How a value is shown and judged.

@@ -24,6 +24,7 @@
 //!
 //! [`Filesystem`]: crate::fuse::Filesystem
 
+mod catalog;
 pub mod data;
 mod ops;
 mod refresh;
@@ -49,13 +50,13 @@ use crate::{
         abi::{Attr, EntryOut},
         stats::RateLimit,
     },
-    join::{Catalog, FileInfo},
     util::monotonic_ns,
 };
 
 use data::DataMap;
 use volume::{Node, NodeKind, Volume};
 
+pub use catalog::{Catalog, FileInfo};
 pub use refresh::LogWatcher;
 pub use volume::{AddedNode, RefreshReport};
 

@@ -130,18 +130,3 @@ fn wire_size_and_translation() {
     };
     assert!(wire_fmap(&bad, 1, &mut buf, &mut spill).is_err());
 }
-
-#[test]
-fn run_durations_parse() {
-    use crate::cli::run::parse_duration;
-    use std::time::Duration;
-    assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
-    assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-    assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-    assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-    assert_eq!(parse_duration("50"), Ok(Duration::from_millis(50)));
-    assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-    assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-    assert!(parse_duration("-1s").is_err());
-    assert!(parse_duration("soon").is_err());
-}

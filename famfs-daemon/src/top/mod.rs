@@ -8,7 +8,6 @@
 
 pub mod app;
 pub mod collector;
-pub mod fmt;
 pub mod input;
 pub mod render;
 

@@ -15,10 +15,8 @@ use ratatui::{
     widgets::{Block, Cell, Clear, Paragraph, Row, Table},
 };
 
-use super::{
-    app::{App, Link, Mode},
-    fmt::{fmt_age, fmt_bytes, fmt_count, fmt_opt_secs, fmt_pct, fmt_rate},
-};
+use super::app::{App, Link, Mode};
+use crate::util::fmt::{fmt_age, fmt_bytes, fmt_count, fmt_opt_secs, fmt_pct, fmt_rate};
 
 /// Where each panel goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

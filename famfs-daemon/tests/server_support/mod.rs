@@ -53,25 +53,7 @@ pub fn can_mount(test: &str) -> bool {
 pub fn uuid_file(dir: &Path) -> PathBuf {
     let p = dir.join("system_uuid");
     if !p.exists() {
-        let text = format!(
-            "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}\n",
-            HOST[0],
-            HOST[1],
-            HOST[2],
-            HOST[3],
-            HOST[4],
-            HOST[5],
-            HOST[6],
-            HOST[7],
-            HOST[8],
-            HOST[9],
-            HOST[10],
-            HOST[11],
-            HOST[12],
-            HOST[13],
-            HOST[14],
-            HOST[15]
-        );
+        let text = format!("{}\n", famfs_daemon::famfs::format::format_uuid(&HOST));
         std::fs::write(&p, text).expect("write system_uuid");
     }
     p
