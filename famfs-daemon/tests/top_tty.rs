@@ -11,18 +11,10 @@
 // Test code: a failed step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-mod top_support;
+mod support;
 
-use std::{
-    fs,
-    net::TcpListener,
-    path::Path,
-    process::{Command, Output},
-    time::Duration,
-};
+use std::{fs, path::Path, process::Command, time::Duration};
 
-use common::*;
 use famfs_daemon::{
     http::{
         api::{ProbeRow, Snapshot},
@@ -31,15 +23,10 @@ use famfs_daemon::{
     join::{FileQuery, FileSort},
     top::collector,
 };
-use top_support::Tmux;
-
-const TRACE: &str = env!("CARGO_BIN_EXE_famfs-trace");
-const DEADLINE: Duration = Duration::from_secs(30);
-
-fn dead_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+use support::{
+    DEADLINE, TRACE, daemon::Daemon, free_port, http::get_json, mounts::SquashMount, pattern,
+    prometheus::metric, require_program, require_root, tmux::Tmux, trace, wait_for,
+};
 
 #[test]
 fn top_runs_in_a_real_terminal_and_restores_it() {
@@ -82,7 +69,7 @@ fn top_runs_in_a_real_terminal_and_restores_it() {
     assert_eq!(tmux.pane_var("pane_current_command"), "bash");
 
     // A daemon that is not there: the reason is shown and polling goes on until q.
-    let port = dead_port();
+    let port = free_port();
     tmux.type_line(&format!(
         "clear; {TRACE} top --addr 127.0.0.1:{port} --interval 200ms; echo TOP-EXIT=$?"
     ));
@@ -100,7 +87,7 @@ fn top_runs_in_a_real_terminal_and_restores_it() {
 
 #[test]
 fn top_once_against_a_dead_daemon_exits_1() {
-    let port = dead_port();
+    let port = free_port();
     let out = Command::new(TRACE)
         .args(["top", "--once", "--interval", "0s", "--width", "120"])
         .args(["--addr", &format!("127.0.0.1:{port}")])
@@ -268,13 +255,6 @@ fn the_snapshot_top_reads_matches_the_metrics_text() {
         .collect();
     assert_eq!(&row[..5], ["OPEN", c.as_str(), "-", "6", "0"], "{frame}");
     assert!(frame.contains("probes "), "{frame}");
-}
-
-fn trace(args: &[&str]) -> Output {
-    Command::new(TRACE)
-        .args(args)
-        .output()
-        .expect("famfs-trace")
 }
 
 fn edit(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
