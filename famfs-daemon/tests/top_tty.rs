@@ -107,7 +107,8 @@ fn top_once_against_a_dead_daemon_exits_1() {
 }
 
 /// A squashfuse mount with two files read three times each; the daemon traces only its connection.
-/// Returns when the kernel has seen every OPEN and RELEASE (RELEASE is sent asynchronously).
+/// Returns when the kernel has sent every OPEN and RELEASE (RELEASE asynchronously, after close) and
+/// seen each answered.
 fn traced_mount(t: &str) -> Option<(SquashMount, Daemon)> {
     let files = [("a", pattern(100, 1)), ("d/b", pattern(5000, 2))];
     let sq = SquashMount::new(t, &files)?;
@@ -118,18 +119,21 @@ fn traced_mount(t: &str) -> Option<(SquashMount, Daemon)> {
         }
     }
     let c = sq.conn.to_string();
+    // Quiet means completed, not only queued: `_requests_total` counts what the kernel sent, the
+    // latency histogram's `_count` what was answered (a RELEASE's reply can lag its send).
     let settled = wait_for(DEADLINE, || {
         let m = daemon.metrics();
-        let n = |op| {
-            metric(
-                &m,
-                "famfs_fuse_requests_total",
-                &[("connection", &c), ("opcode", op)],
-            )
+        let n = |name, op| metric(&m, name, &[("connection", &c), ("opcode", op)]);
+        let done = |op| {
+            n("famfs_fuse_requests_total", op) == Some(6.0)
+                && n("famfs_fuse_request_duration_seconds_count", op) == Some(6.0)
         };
-        (n("OPEN") == Some(6.0) && n("RELEASE") == Some(6.0)).then_some(())
+        (done("OPEN") && done("RELEASE")).then_some(())
     });
-    assert!(settled.is_some(), "OPEN/RELEASE counts did not reach 6");
+    assert!(
+        settled.is_some(),
+        "OPEN/RELEASE counts (sent and answered) did not reach 6"
+    );
     Some((sq, daemon))
 }
 
