@@ -9,8 +9,7 @@
 // Integration tests: a failed step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-mod server_support;
+mod support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -20,9 +19,20 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use common::*;
 use famfs_daemon::http::api::FileRow;
-use server_support as sup;
+use support::{
+    GIB,
+    daemon::Daemon,
+    ftrace::FtraceFaults,
+    http::{get_json, http_get},
+    image::{mkfs, put},
+    mounts::{MountGuard, SquashMount, mount_connection},
+    pattern,
+    prometheus::{
+        Prometheus, dashboard_queries, grafana_expand, metric, parse_sample, parse_value, samples,
+    },
+    require_program, require_root, wait_for,
+};
 
 fn dashboards() -> Vec<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
@@ -193,31 +203,26 @@ struct Served {
 /// `famfs-daemon run --image … --mountpoint … --listen 127.0.0.1:0 EXTRA…`.
 fn serve(files: &[(&str, Vec<u8>)], extra: &[&str]) -> Served {
     let dir = tempfile::tempdir().unwrap();
-    let (img_path, mut img) = sup::mkfs(dir.path(), "famfs.img", 4 * sup::GIB);
+    let (img_path, mut img) = mkfs(dir.path(), "famfs.img", 4 * GIB);
     let mut ids = Vec::new();
     for (path, data) in files {
         if let Some((parent, _)) = path.rsplit_once('/') {
             img.mkdir(parent, 0o755, 0, 0, true).unwrap();
         }
-        ids.push(sup::put(&mut img, path, data));
+        ids.push(put(&mut img, path, data));
     }
     drop(img);
     let mnt = dir.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
     let mnt = mnt.canonicalize().unwrap();
     let guard = MountGuard(mnt.clone());
-    let mut args = vec![
-        "--image",
-        img_path.to_str().unwrap(),
-        "--mountpoint",
-        mnt.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let uuid = sup::uuid_file(dir.path());
-    let daemon = Daemon::start_env(&args, &[("FAMFS_SYSTEM_UUID_PATH", uuid.as_path())]);
-    let conn = daemon.ready_field("connection").unwrap().parse().unwrap();
+    let daemon = Daemon::builder()
+        .serve(dir.path(), &img_path, &mnt)
+        .args(extra)
+        .start();
+    let conn = daemon.field("connection").unwrap().parse().unwrap();
     assert_eq!(mount_connection(&mnt), Some(conn));
-    let fs_uuid = daemon.ready_field("fs_uuid").unwrap();
+    let fs_uuid = daemon.field("fs_uuid").unwrap();
     Served {
         daemon,
         _guard: guard,
@@ -460,7 +465,7 @@ fn famfs_mount_per_file_counts_are_exact_in_prometheus_and_the_api() {
     let files: Vec<(&str, Vec<u8>)> = spec
         .iter()
         .enumerate()
-        .map(|(i, (p, len, _))| (*p, sup::pattern(*len, i as u8 + 1)))
+        .map(|(i, (p, len, _))| (*p, pattern(*len, i as u8 + 1)))
         .collect();
     let s = serve(&files, &[]);
 
@@ -561,7 +566,7 @@ fn max_file_series_folds_the_least_recently_active_files_into_other() {
     let files: Vec<(&str, Vec<u8>)> = names
         .iter()
         .enumerate()
-        .map(|(i, n)| (*n, sup::pattern(4096 * (i + 1), i as u8)))
+        .map(|(i, n)| (*n, pattern(4096 * (i + 1), i as u8)))
         .collect();
     let s = serve(&files, &["--max-file-series", "3"]);
     for (i, n) in names.iter().enumerate() {
@@ -671,9 +676,9 @@ fn page_cache_faults_reach_the_api_without_a_scrape() {
         return;
     }
     // A one-page file mapped three times, a four-page file mapped twice, a file only read(2).
-    let one = sup::pattern(4000, 1);
-    let four = sup::pattern(3 * 4096 + 100, 2);
-    let read = sup::pattern(10_000, 3);
+    let one = pattern(4000, 1);
+    let four = pattern(3 * 4096 + 100, 2);
+    let read = pattern(10_000, 3);
     let files = [
         ("mapped/one.bin", one.clone()),
         ("mapped/four.bin", four.clone()),

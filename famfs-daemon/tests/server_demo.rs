@@ -5,11 +5,11 @@
 // Test code: a failed step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod server_support;
+mod support;
 
 use std::process::Command;
 
-use server_support::can_mount;
+use support::{DAEMON, can_mount};
 
 #[test]
 fn demo_once_mounts_serves_reports_and_cleans_up() {
@@ -17,7 +17,7 @@ fn demo_once_mounts_serves_reports_and_cleans_up() {
     if !can_mount(test) {
         return;
     }
-    let out = Command::new(server_support::daemon_bin())
+    let out = Command::new(DAEMON)
         .args(["demo", "--once", "--listen", "127.0.0.1:0"])
         .output()
         .unwrap();

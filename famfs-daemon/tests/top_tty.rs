@@ -11,18 +11,10 @@
 // Test code: a failed step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-mod top_support;
+mod support;
 
-use std::{
-    fs,
-    net::TcpListener,
-    path::Path,
-    process::{Command, Output},
-    time::Duration,
-};
+use std::{fs, path::Path, process::Command, time::Duration};
 
-use common::*;
 use famfs_daemon::{
     http::{
         api::{ProbeRow, Snapshot},
@@ -31,15 +23,10 @@ use famfs_daemon::{
     join::{FileQuery, FileSort},
     top::collector,
 };
-use top_support::Tmux;
-
-const TRACE: &str = env!("CARGO_BIN_EXE_famfs-trace");
-const DEADLINE: Duration = Duration::from_secs(30);
-
-fn dead_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+use support::{
+    DEADLINE, TRACE, daemon::Daemon, free_port, http::get_json, mounts::SquashMount, pattern,
+    prometheus::metric, require_program, require_root, tmux::Tmux, trace, wait_for,
+};
 
 #[test]
 fn top_runs_in_a_real_terminal_and_restores_it() {
@@ -82,7 +69,7 @@ fn top_runs_in_a_real_terminal_and_restores_it() {
     assert_eq!(tmux.pane_var("pane_current_command"), "bash");
 
     // A daemon that is not there: the reason is shown and polling goes on until q.
-    let port = dead_port();
+    let port = free_port();
     tmux.type_line(&format!(
         "clear; {TRACE} top --addr 127.0.0.1:{port} --interval 200ms; echo TOP-EXIT=$?"
     ));
@@ -100,7 +87,7 @@ fn top_runs_in_a_real_terminal_and_restores_it() {
 
 #[test]
 fn top_once_against_a_dead_daemon_exits_1() {
-    let port = dead_port();
+    let port = free_port();
     let out = Command::new(TRACE)
         .args(["top", "--once", "--interval", "0s", "--width", "120"])
         .args(["--addr", &format!("127.0.0.1:{port}")])
@@ -120,7 +107,8 @@ fn top_once_against_a_dead_daemon_exits_1() {
 }
 
 /// A squashfuse mount with two files read three times each; the daemon traces only its connection.
-/// Returns when the kernel has seen every OPEN and RELEASE (RELEASE is sent asynchronously).
+/// Returns when the kernel has sent every OPEN and RELEASE (RELEASE asynchronously, after close) and
+/// seen each answered.
 fn traced_mount(t: &str) -> Option<(SquashMount, Daemon)> {
     let files = [("a", pattern(100, 1)), ("d/b", pattern(5000, 2))];
     let sq = SquashMount::new(t, &files)?;
@@ -131,18 +119,21 @@ fn traced_mount(t: &str) -> Option<(SquashMount, Daemon)> {
         }
     }
     let c = sq.conn.to_string();
+    // Quiet means completed, not only queued: `_requests_total` counts what the kernel sent, the
+    // latency histogram's `_count` what was answered (a RELEASE's reply can lag its send).
     let settled = wait_for(DEADLINE, || {
         let m = daemon.metrics();
-        let n = |op| {
-            metric(
-                &m,
-                "famfs_fuse_requests_total",
-                &[("connection", &c), ("opcode", op)],
-            )
+        let n = |name, op| metric(&m, name, &[("connection", &c), ("opcode", op)]);
+        let done = |op| {
+            n("famfs_fuse_requests_total", op) == Some(6.0)
+                && n("famfs_fuse_request_duration_seconds_count", op) == Some(6.0)
         };
-        (n("OPEN") == Some(6.0) && n("RELEASE") == Some(6.0)).then_some(())
+        (done("OPEN") && done("RELEASE")).then_some(())
     });
-    assert!(settled.is_some(), "OPEN/RELEASE counts did not reach 6");
+    assert!(
+        settled.is_some(),
+        "OPEN/RELEASE counts (sent and answered) did not reach 6"
+    );
     Some((sq, daemon))
 }
 
@@ -268,13 +259,6 @@ fn the_snapshot_top_reads_matches_the_metrics_text() {
         .collect();
     assert_eq!(&row[..5], ["OPEN", c.as_str(), "-", "6", "0"], "{frame}");
     assert!(frame.contains("probes "), "{frame}");
-}
-
-fn trace(args: &[&str]) -> Output {
-    Command::new(TRACE)
-        .args(args)
-        .output()
-        .expect("famfs-trace")
 }
 
 fn edit(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {

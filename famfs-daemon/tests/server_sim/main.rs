@@ -14,8 +14,8 @@
 // Test code: a failed unwrap/expect/assertion is the test failing, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../server_support/mod.rs"]
-mod server_support;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod data;
 mod fixture;

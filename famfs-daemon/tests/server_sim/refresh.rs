@@ -9,7 +9,10 @@ use famfs_daemon::{
 use crate::{
     fixture::{DIR, INTERLEAVED, LOG_INO, MANY, MANY_SIZE, ROOT, fixture, open_fs},
     harness::{Ops, start},
-    server_support::{self as sup, MIB},
+    support::{
+        MIB,
+        image::{open_rw, put},
+    },
 };
 
 #[test]
@@ -23,10 +26,10 @@ fn refresh_finds_appended_entries_and_invalidates_the_kernel_view() {
     let s = sim.fs().refresh(Some(&notifier), false).unwrap();
     assert!(!s.replayed);
     // Another writer (here: a second handle on the image) appends a directory and a file.
-    let mut img = sup::open_rw(&f.path);
+    let mut img = open_rw(&f.path);
     img.mkdir("later", 0o755, 0, 0, false).unwrap();
-    let late = sup::put(&mut img, "later/late.txt", b"appended by another writer\n");
-    let late2 = sup::put(&mut img, "late.txt", b"second\n");
+    let late = put(&mut img, "later/late.txt", b"appended by another writer\n");
+    let late2 = put(&mut img, "late.txt", b"second\n");
     assert_eq!((late, late2), (23, 24));
     let s = sim.fs().refresh(Some(&notifier), false).unwrap();
     assert!(s.replayed);
