@@ -271,8 +271,11 @@ fn views_of(
     file_labels: FileLabels,
 ) -> DaemonViews {
     let probes = probes.map(|p| p.probes.clone());
-    let mut metrics =
-        Metrics::with_file_labels(probes.clone(), serving.map(|s| s.files.clone()), file_labels);
+    let mut metrics = Metrics::with_file_labels(
+        probes.clone(),
+        serving.map(|s| s.files.clone()),
+        file_labels,
+    );
     if let Some(s) = serving {
         let famfs_ops = s
             .served

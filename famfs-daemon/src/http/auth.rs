@@ -151,11 +151,10 @@ impl BasicAuth {
         let Ok(_permit) = self.gate.acquire().await else {
             return false;
         };
-        let verified = tokio::task::spawn_blocking(move || {
-            bcrypt::verify(&password, &hash).unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
+        let verified =
+            tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash).unwrap_or(false))
+                .await
+                .unwrap_or(false);
         let ok = verified && found.is_some();
         if ok && let Ok(mut c) = self.cache.lock() {
             c.insert(key);
@@ -237,7 +236,8 @@ mod tests {
 
     #[test]
     fn a_hash_that_is_not_bcrypt_names_the_user() {
-        let users: BTreeMap<String, String> = [("prom".to_string(), "plaintext".to_string())].into();
+        let users: BTreeMap<String, String> =
+            [("prom".to_string(), "plaintext".to_string())].into();
         let e = BasicAuth::new(&users).unwrap_err();
         assert!(
             e.starts_with("basic_auth_users.prom: not a bcrypt hash"),

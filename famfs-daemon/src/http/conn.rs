@@ -276,9 +276,7 @@ fn unauthorized() -> Response<Full<Bytes>> {
 
 async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let mut resp = match &shared.web.auth {
-        Some(auth) if !auth.check(req.headers().get(header::AUTHORIZATION)).await => {
-            unauthorized()
-        }
+        Some(auth) if !auth.check(req.headers().get(header::AUTHORIZATION)).await => unauthorized(),
         _ => route(shared.views.as_ref(), &req),
     };
     for (k, v) in &shared.web.headers {

@@ -29,9 +29,8 @@ fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 pub fn make(dir: &Path) -> Pki {
     let issuer = ca("famfs test CA");
     let leaf = |names: &[&str], eku: ExtendedKeyUsagePurpose| {
-        let mut p =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
+        let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
         p.distinguished_name.push(DnType::CommonName, names[0]);
         p.extended_key_usages = vec![eku];
         let key = KeyPair::generate().unwrap();

@@ -196,8 +196,7 @@ fn connect_from(rt: &tokio::runtime::Runtime, from: &str, addr: SocketAddr) -> T
 
 /// Send a keep-alive GET on `s`: whether a 200 came back (false: the server closed the connection).
 fn served(s: &mut TcpStream) -> bool {
-    if s
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .is_err()
     {
         return false;
@@ -225,7 +224,9 @@ fn one_client_cannot_take_every_connection() {
     });
     // Six idle keep-alive connections from one client: the first two are served and stay open, the
     // rest are closed unanswered.
-    let mut idle: Vec<TcpStream> = (0..6).map(|_| connect_from(&rt, "127.0.0.2", addr)).collect();
+    let mut idle: Vec<TcpStream> = (0..6)
+        .map(|_| connect_from(&rt, "127.0.0.2", addr))
+        .collect();
     let answered: Vec<bool> = idle.iter_mut().map(served).collect();
     assert_eq!(answered, [true, true, false, false, false, false]);
     // Another client is served meanwhile, on new connections...
@@ -316,7 +317,10 @@ fn unauthorized_answers_carry_the_challenge_and_the_configured_headers() {
         head.contains("\r\nwww-authenticate: basic realm=\"famfs-daemon\"\r\n"),
         "{text}"
     );
-    assert!(head.contains("\r\nx-content-type-options: nosniff\r\n"), "{text}");
+    assert!(
+        head.contains("\r\nx-content-type-options: nosniff\r\n"),
+        "{text}"
+    );
     // Authorized over plain HTTP (no TLS configured), the header is there too.
     let r = secured(addr, None, Some(("prom", "s3cret"))).expect("answer");
     assert_eq!(r.status, 200);

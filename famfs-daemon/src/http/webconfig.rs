@@ -80,9 +80,10 @@ impl WebConfig {
             parts.push("no authentication".into());
             None
         } else {
+            let n = raw.basic_auth_users.len();
             parts.push(format!(
-                "basic auth ({} users)",
-                raw.basic_auth_users.len()
+                "basic auth ({n} user{})",
+                if n == 1 { "" } else { "s" }
             ));
             Some(Arc::new(BasicAuth::new(&raw.basic_auth_users)?))
         };
@@ -439,6 +440,12 @@ fn tls_config(
         }
         return Ok(None);
     }
+    if t.cert_file.is_empty() && t.cert.is_empty() {
+        return Err("tls_server_config: missing one of cert or cert_file".into());
+    }
+    if t.key_file.is_empty() && t.key.is_empty() {
+        return Err("tls_server_config: missing one of key or key_file".into());
+    }
     let (cert_what, cert_pem) = pem_source(dir, "cert_file", &t.cert_file, "cert", &t.cert)?
         .ok_or("tls_server_config: missing one of cert or cert_file")?;
     let (key_what, key_pem) = pem_source(dir, "key_file", &t.key_file, "key", &t.key)?
@@ -487,10 +494,7 @@ fn tls_config(
             }
         })
         .collect();
-    Ok(Some((
-        cfg,
-        format!("TLS {} ({clients})", names.join("/")),
-    )))
+    Ok(Some((cfg, format!("TLS {} ({clients})", names.join("/")))))
 }
 
 /// `http_server_config.headers`: only the toolkit's five security headers, with its value checks.
@@ -522,8 +526,8 @@ fn headers(h: &BTreeMap<String, String>) -> Result<Vec<(HeaderName, HeaderValue)
         }
         let name = HeaderName::from_bytes(k.as_bytes())
             .map_err(|e| format!("http_server_config.headers.{k}: {e}"))?;
-        let value = HeaderValue::from_str(v)
-            .map_err(|e| format!("http_server_config.headers.{k}: {e}"))?;
+        let value =
+            HeaderValue::from_str(v).map_err(|e| format!("http_server_config.headers.{k}: {e}"))?;
         out.push((name, value));
     }
     Ok(out)

@@ -340,7 +340,14 @@ mod tests {
             limit: 5,
         };
         // An interval of an hour: a second poll can only come from the query change.
-        let c = Collector::spawn(addr, ClientSecurity::default(), Duration::from_secs(3600), q, tx).unwrap();
+        let c = Collector::spawn(
+            addr,
+            ClientSecurity::default(),
+            Duration::from_secs(3600),
+            q,
+            tx,
+        )
+        .unwrap();
         let wait = Duration::from_secs(30);
         let Update::Data {
             snapshot, rates, ..
@@ -385,7 +392,14 @@ mod tests {
             path: None,
             limit: 1,
         };
-        let c = Collector::spawn(addr, ClientSecurity::default(), Duration::from_millis(100), q, tx).unwrap();
+        let c = Collector::spawn(
+            addr,
+            ClientSecurity::default(),
+            Duration::from_millis(100),
+            q,
+            tx,
+        )
+        .unwrap();
         for _ in 0..2 {
             match updates.recv_timeout(Duration::from_secs(30)).unwrap() {
                 Update::Unreachable { reason, .. } => {

@@ -129,7 +129,7 @@ pub fn run_live(cfg: &TopConfig) -> Result<()> {
         app.query(),
         tx,
     )
-        .context("starting the polling thread")?;
+    .context("starting the polling thread")?;
     let guard = TerminalGuard::enter().context("taking the terminal (is stdout a terminal?)")?;
     let mut term: Terminal<CrosstermBackend<Stdout>> =
         Terminal::new(CrosstermBackend::new(io::stdout())).context("setting up the terminal")?;

@@ -55,10 +55,7 @@ fn certificates(what: &str, p: &PathBuf) -> Result<Vec<CertificateDer<'static>>,
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{what} {}: {e}", p.display()))?;
     if certs.is_empty() {
-        return Err(format!(
-            "{what} {}: no PEM certificate in it",
-            p.display()
-        ));
+        return Err(format!("{what} {}: no PEM certificate in it", p.display()));
     }
     Ok(certs)
 }

@@ -177,7 +177,10 @@ fn errors_name_the_key() {
     ];
     for (text, want) in cases {
         let e = err(&text, d.path());
-        assert!(e.contains(want), "{text:?}\n  gave {e:?}\n  wanted {want:?}");
+        assert!(
+            e.contains(want),
+            "{text:?}\n  gave {e:?}\n  wanted {want:?}"
+        );
     }
 }
 
@@ -234,6 +237,8 @@ fn unsupported_but_harmless_keys_are_warnings() {
     assert!(!c.is_tls());
     assert_eq!(
         c.warnings,
-        ["tls_server_config: no certificate configured, serving plain HTTP; the TLS settings are ignored"]
+        [
+            "tls_server_config: no certificate configured, serving plain HTTP; the TLS settings are ignored"
+        ]
     );
 }
