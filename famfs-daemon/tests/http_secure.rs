@@ -349,7 +349,13 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
         );
     }
 
-    // famfs-trace against the secured daemon: the password from the environment or a file.
+    famfs_trace_with_credentials(&s, &ca, &pw);
+}
+
+/// `famfs-trace snapshot` and `top --once` against the secured daemon of `s` (CA `ca`, user `prom`
+/// whose password is in `pw`): the password from the environment or a file; none or a wrong one fails.
+fn famfs_trace_with_credentials(s: &Served, ca: &Path, pw: &Path) {
+    let target = s.addr.to_string();
     let snap_path = s.dir.path().join("snap.json");
     let out = trace(
         &[
@@ -695,17 +701,15 @@ fn accept_errors_back_off_instead_of_spinning() {
         rlim_max: 0,
     };
     // SAFETY: reading our child's limit into a valid rlimit.
-    assert_eq!(
-        unsafe {
-            libc::prlimit(
-                pid as libc::pid_t,
-                libc::RLIMIT_NOFILE,
-                std::ptr::null(),
-                &mut old,
-            )
-        },
-        0
-    );
+    let r = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            std::ptr::null(),
+            &mut old,
+        )
+    };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
     set_nofile(pid, open, old.rlim_max);
     let mut pending = TcpStream::connect(addr).unwrap();
     pending

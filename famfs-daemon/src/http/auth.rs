@@ -224,6 +224,20 @@ mod tests {
     }
 
     #[test]
+    fn hashes_made_by_other_tools_verify() {
+        // The README's example, made by libxcrypt's crypt(3) ($2b$, cost 10).
+        let users: BTreeMap<String, String> = [(
+            "prometheus".to_string(),
+            "$2b$10$fbg9e7tue./qSGQ9mg1C2OuQK6tpaRKYyumPka4r4fc38aVKtq8P6".to_string(),
+        )]
+        .into();
+        let a = BasicAuth::new(&users).unwrap();
+        let rt = rt();
+        assert!(rt.block_on(a.check(Some(&header("prometheus", "example-password")))));
+        assert!(!rt.block_on(a.check(Some(&header("prometheus", "example")))));
+    }
+
+    #[test]
     fn the_cache_is_bounded() {
         let mut c = Cache::default();
         for i in 0..(CACHE_ENTRIES as u8 + 10) {
