@@ -3,13 +3,15 @@
 //!
 //! Owns: parsing the `Authorization` header, finding the user without revealing through timing which
 //! names exist (every configured name is compared, in constant time, and an unknown name still costs a
-//! bcrypt check against a decoy hash), running bcrypt off the async workers one check at a time, and a
-//! bounded cache of successful checks so a scraper that sends the same credentials every few seconds
-//! pays bcrypt once. The cache holds salted SHA-256 digests, never a password. Must not know routes.
+//! bcrypt check against a decoy hash), running bcrypt off the async workers one check at a time (on one
+//! thread started with the configuration, so nothing is spawned once the daemon runs under its seccomp
+//! allow-list), and a bounded cache of successful checks so a scraper that sends the same credentials
+//! every few seconds pays bcrypt once. The cache holds salted SHA-256 digests, never a password. Must
+//! not know routes.
 
 use std::{
     collections::{BTreeMap, HashSet, VecDeque},
-    sync::Mutex,
+    sync::{Mutex, mpsc},
 };
 
 use base64::Engine as _;
@@ -18,6 +20,9 @@ use ring::digest::{SHA256, digest};
 
 /// Successful checks remembered (a handful of scrapers and operators; the oldest goes first).
 const CACHE_ENTRIES: usize = 64;
+/// Checks waiting for the bcrypt thread; past this, a check fails at once (each waiting check is an open
+/// connection's request, so the connection cap bounds them anyway).
+const QUEUE: usize = 64;
 /// Cost of the decoy hash checked for unknown users: the highest configured cost, within bounds.
 const DECOY_COST: (u32, u32) = (4, 14);
 
@@ -34,9 +39,13 @@ pub struct BasicAuth {
     users: Vec<User>,
     decoy: String,
     cache: Mutex<Cache>,
-    /// bcrypt is deliberately slow: one check at a time, so failed attempts cost at most one core.
-    gate: tokio::sync::Semaphore,
+    /// bcrypt is deliberately slow: one thread checks one password at a time, so failed attempts cost
+    /// at most one core. The thread ends when this is dropped.
+    bcrypt: mpsc::SyncSender<Job>,
 }
+
+/// A password, the hash to check it against, and where the answer goes.
+type Job = (Vec<u8>, String, tokio::sync::oneshot::Sender<bool>);
 
 impl std::fmt::Debug for BasicAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,12 +128,21 @@ impl BasicAuth {
         }
         let decoy = bcrypt::hash(salt, max_cost.min(DECOY_COST.1))
             .map_err(|e| format!("basic_auth_users: making the decoy hash: {e}"))?;
+        let (bcrypt, jobs) = mpsc::sync_channel::<Job>(QUEUE);
+        std::thread::Builder::new()
+            .name("famfs-http-auth".into())
+            .spawn(move || {
+                for (password, hash, answer) in jobs {
+                    let _ = answer.send(bcrypt::verify(&password, &hash).unwrap_or(false));
+                }
+            })
+            .map_err(|e| format!("basic_auth_users: starting the bcrypt thread: {e}"))?;
         Ok(BasicAuth {
             salt,
             users: out,
             decoy,
             cache: Mutex::new(Cache::default()),
-            gate: tokio::sync::Semaphore::new(1),
+            bcrypt,
         })
     }
 
@@ -148,13 +166,12 @@ impl BasicAuth {
             Some(i) => self.users[i].hash.clone(),
             None => self.decoy.clone(),
         };
-        let Ok(_permit) = self.gate.acquire().await else {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.bcrypt.try_send((password, hash, tx)).is_err() {
+            log::warn!("basic auth: {QUEUE} checks already waiting for bcrypt; refusing this one");
             return false;
-        };
-        let verified =
-            tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash).unwrap_or(false))
-                .await
-                .unwrap_or(false);
+        }
+        let verified = rx.await.unwrap_or(false);
         let ok = verified && found.is_some();
         if ok && let Ok(mut c) = self.cache.lock() {
             c.insert(key);
