@@ -2,6 +2,7 @@
 //! tools: probe table, ...). Owns argument parsing and dispatch only: what the daemon runs and its
 //! lifecycle (signals, readiness line) are `daemon`'s, the views `top`'s and `regress`'s.
 
+pub mod connect;
 pub mod demo;
 pub mod image_cmd;
 pub mod probes_cmd;

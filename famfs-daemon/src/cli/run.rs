@@ -11,6 +11,8 @@ use clap::Args;
 use crate::{
     daemon::{self, DaemonConfig, ServeTarget},
     fuse::DialectConfig,
+    http::Limits,
+    metrics::FileLabels,
     util::duration::parse_duration,
 };
 
@@ -33,8 +35,23 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 16384)]
     pub inflight_max: u32,
     /// Maximum simultaneous HTTP connections.
-    #[arg(long, default_value_t = 64)]
-    pub http_max_connections: usize,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub http_max_connections: u64,
+    /// Maximum simultaneous HTTP connections from one client (IPv4 address or IPv6 /64).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub http_max_connections_per_client: u64,
+    /// How long an HTTP client may take to send a request's headers (and the TLS handshake), and stay
+    /// idle between requests (e.g. 5s).
+    #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
+    pub http_header_timeout: Duration,
+    /// TLS and basic auth for /metrics and the API: a Prometheus exporter-toolkit web config (YAML:
+    /// tls_server_config, basic_auth_users, http_server_config).
+    #[arg(long, value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+    /// How per-file metric series name their file: path, hash (a per-filesystem hash of the path) or
+    /// none (no per-file series; the JSON API still shows paths).
+    #[arg(long, default_value = "path", value_parser = parse_file_labels)]
+    pub file_labels: FileLabels,
     /// famfs image file or device to serve (needs --mountpoint).
     #[arg(long, requires = "mountpoint", value_name = "PATH")]
     pub image: Option<PathBuf>,
@@ -67,6 +84,18 @@ pub struct RunArgs {
     pub attr_timeout: Duration,
 }
 
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: must be more than 0")),
+        d => Ok(d),
+    }
+}
+
+fn parse_file_labels(s: &str) -> Result<FileLabels, String> {
+    s.parse::<FileLabels>()
+        .map_err(|e| format!("--file-labels {e}"))
+}
+
 fn parse_dialect(s: &str) -> Result<DialectConfig, String> {
     s.parse::<DialectConfig>()
         .map_err(|e| format!("--dialect: {e}"))
@@ -81,7 +110,15 @@ impl RunArgs {
             connections: self.connections.clone(),
             probe_targets: self.probe_targets.clone(),
             inflight_max: self.inflight_max,
-            http_max_connections: self.http_max_connections,
+            http_limits: Limits {
+                max_connections: usize::try_from(self.http_max_connections).unwrap_or(usize::MAX),
+                max_connections_per_client: usize::try_from(self.http_max_connections_per_client)
+                    .unwrap_or(usize::MAX),
+                header_read_timeout: self.http_header_timeout,
+                ..Limits::default()
+            },
+            web_config_file: self.web_config_file.clone(),
+            file_labels: self.file_labels,
             serve: match (&self.image, &self.mountpoint) {
                 (Some(image), Some(mountpoint)) => Some(ServeTarget {
                     image: image.clone(),

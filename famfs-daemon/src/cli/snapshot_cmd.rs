@@ -26,9 +26,8 @@ use crate::{
 
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
-    /// Daemon HTTP address.
-    #[arg(long, default_value = super::DEFAULT_LISTEN)]
-    pub addr: String,
+    #[command(flatten)]
+    pub connect: super::connect::ConnectArgs,
     /// Where to write the snapshot (JSON); `-` for stdout.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -38,16 +37,18 @@ pub struct SnapshotArgs {
 }
 
 pub fn snapshot(args: SnapshotArgs) -> Result<ExitCode> {
-    let addr = collector::resolve(&args.addr).map_err(anyhow::Error::msg)?;
+    let (addr, security) = args.connect.resolve()?;
     // Every file, by path.
     let q = FileQuery {
         sort: FileSort::Path,
         limit: 1 << 40,
         path: None,
     };
-    let client = Client::new(addr, args.timeout).context("starting the HTTP client")?;
+    let client = Client::new(addr, args.timeout)
+        .context("starting the HTTP client")?
+        .with_security(security);
     let snap = collector::fetch_snapshot(&client, &q)
-        .with_context(|| format!("reading the daemon at {}", args.addr))?;
+        .with_context(|| format!("reading the daemon at {}", args.connect.addr))?;
     let json = serde_json::to_string_pretty(&snap)? + "\n";
     if args.output.as_os_str() == "-" {
         std::io::stdout().lock().write_all(json.as_bytes())?;
@@ -55,7 +56,7 @@ pub fn snapshot(args: SnapshotArgs) -> Result<ExitCode> {
         write_atomically(&args.output, json.as_bytes())?;
         eprintln!(
             "famfs-trace: snapshot of {}: {} files, {} opcode series -> {}",
-            args.addr,
+            args.connect.addr,
             snap.files.len(),
             snap.opcodes.len(),
             args.output.display()

@@ -11,7 +11,7 @@ use clap::Args;
 
 use crate::{
     join::FileSort,
-    top::{self, TopConfig, collector},
+    top::{self, TopConfig},
 };
 
 /// Parse `500ms`, `1s`, `2.5s`, `1m`.
@@ -40,9 +40,8 @@ pub fn parse_sort(s: &str) -> Result<FileSort, String> {
 
 #[derive(Debug, Args)]
 pub struct TopArgs {
-    /// Daemon HTTP address.
-    #[arg(long, default_value = super::DEFAULT_LISTEN)]
-    pub addr: String,
+    #[command(flatten)]
+    pub connect: super::connect::ConnectArgs,
     /// Poll interval (500ms, 1s, 2.5s, 1m).
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
     pub interval: Duration,
@@ -64,13 +63,14 @@ pub struct TopArgs {
 }
 
 pub fn top(args: TopArgs) -> Result<ExitCode> {
-    let addr = collector::resolve(&args.addr).map_err(anyhow::Error::msg)?;
+    let (addr, security) = args.connect.resolve()?;
     if args.interval < Duration::from_millis(100) && !args.once {
         bail!("--interval {:?}: at least 100ms", args.interval);
     }
     let cfg = TopConfig {
         addr,
-        addr_text: args.addr.clone(),
+        security,
+        addr_text: args.connect.addr.clone(),
         interval: args.interval,
         sort: args.sort,
         filter: args.filter.clone(),

@@ -29,9 +29,9 @@ use anyhow::{Context, Result};
 
 use crate::{
     fuse::DialectConfig,
-    http::{self, Limits},
+    http::{self, Limits, WebConfig},
     join::{FileState, Join, JoinInputs, JoinWorker, RequestRecord, SharedFileState},
-    metrics::Metrics,
+    metrics::{FileLabels, Metrics},
     probes::{ProbeConfig, Probes},
     server::{FamfsFs, LogWatcher, ServerConfig},
 };
@@ -65,7 +65,12 @@ pub struct DaemonConfig {
     pub probe_targets: Vec<(String, String)>,
     /// Capacity of the kernel in-flight request map.
     pub inflight_max: u32,
-    pub http_max_connections: usize,
+    /// Connection caps and timeouts of the HTTP server.
+    pub http_limits: Limits,
+    /// `--web-config-file`: TLS and basic auth for the HTTP server (exporter-toolkit format).
+    pub web_config_file: Option<PathBuf>,
+    /// How per-file metric series name their file.
+    pub file_labels: FileLabels,
     /// The famfs image to serve, if any.
     pub serve: Option<ServeTarget>,
     pub dialect: DialectConfig,
@@ -242,10 +247,35 @@ impl Serving {
     }
 }
 
+/// Read `--web-config-file` (before anything else starts, so a bad file stops the daemon at once).
+fn load_web_config(cfg: &DaemonConfig) -> Result<WebConfig> {
+    let Some(path) = &cfg.web_config_file else {
+        return Ok(WebConfig::default());
+    };
+    let web = WebConfig::load(path).map_err(anyhow::Error::msg)?;
+    for w in &web.warnings {
+        log::warn!("web config {}: {w}", path.display());
+    }
+    eprintln!(
+        "famfs-daemon: web config {}: {}",
+        path.display(),
+        web.describe()
+    );
+    Ok(web)
+}
+
 /// The HTTP views of what runs.
-fn views_of(probes: Option<&LoadedProbes>, serving: Option<&Serving>) -> DaemonViews {
+fn views_of(
+    probes: Option<&LoadedProbes>,
+    serving: Option<&Serving>,
+    file_labels: FileLabels,
+) -> DaemonViews {
     let probes = probes.map(|p| p.probes.clone());
-    let mut metrics = Metrics::new(probes.clone(), serving.map(|s| s.files.clone()));
+    let mut metrics = Metrics::with_file_labels(
+        probes.clone(),
+        serving.map(|s| s.files.clone()),
+        file_labels,
+    );
     if let Some(s) = serving {
         let famfs_ops = s
             .served
@@ -266,6 +296,7 @@ fn views_of(probes: Option<&LoadedProbes>, serving: Option<&Serving>) -> DaemonV
 fn serve_http(
     cfg: &DaemonConfig,
     views: DaemonViews,
+    web: WebConfig,
     probes: Option<Arc<Mutex<Probes>>>,
     ready_fields: String,
     wake: Option<mpsc::Sender<()>>,
@@ -275,14 +306,11 @@ fn serve_http(
         .enable_all()
         .thread_name("famfs-http")
         .build()?;
-    let limits = Limits {
-        max_connections: cfg.http_max_connections,
-        ..Default::default()
-    };
+    let limits = cfg.http_limits;
     rt.block_on(async move {
         let listener = http::bind(cfg.listen).await?;
         let local = listener.local_addr()?;
-        let server = tokio::spawn(http::serve(listener, Arc::new(views), limits));
+        let server = tokio::spawn(http::serve(listener, Arc::new(views), limits, web));
         if let Some(p) = probes {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(INFLIGHT_SWEEP);
@@ -308,6 +336,7 @@ fn serve_http(
 
 /// Run the daemon until SIGINT/SIGTERM.
 pub fn run(cfg: &DaemonConfig) -> Result<ExitCode> {
+    let web = load_web_config(cfg)?;
     let fs = open_image(cfg)?;
     let probes = load_probes(cfg, fs.as_ref());
     let serving = match (fs, &cfg.serve) {
@@ -319,7 +348,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<ExitCode> {
         )?),
         _ => None,
     };
-    let views = views_of(probes.as_ref(), serving.as_ref());
+    let views = views_of(probes.as_ref(), serving.as_ref(), cfg.file_labels);
     let ready = serving
         .as_ref()
         .map(Serving::ready_fields)
@@ -328,6 +357,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<ExitCode> {
     let served = serve_http(
         cfg,
         views,
+        web,
         probes.as_ref().map(|p| p.probes.clone()),
         ready,
         wake,

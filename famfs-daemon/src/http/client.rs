@@ -1,11 +1,14 @@
 //! The one HTTP client of the crate's client code (`top`'s collector, `snapshot`, the demo, the
 //! integration tests' helpers): blocking `GET`s over hyper's HTTP/1 client connection on a small
-//! current-thread tokio runtime, one connection per request.
+//! current-thread tokio runtime, one connection per request, over TLS and with basic-auth credentials
+//! when given a [`ClientSecurity`] (loaded by [`security`]).
 //!
-//! Owns: timeouts (the connect, the response head and every body read are each bounded, so a large body
-//! that keeps coming is not cut off while a stalled peer is), the body size cap, and errors that name
-//! the address and, once connected, the request path. Must not know any endpoint's schema beyond
-//! decoding JSON into a type the caller names.
+//! Owns: timeouts (the connect, the TLS handshake, the response head and every body read are each
+//! bounded, so a large body that keeps coming is not cut off while a stalled peer is), the body size
+//! cap, and errors that name the address and, once connected, the request path. Must not know any
+//! endpoint's schema beyond decoding JSON into a type the caller names.
+
+pub mod security;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -13,7 +16,13 @@ use http_body_util::{BodyExt, Empty};
 use hyper::{Request, body::Bytes, header};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
-use tokio::{net::TcpStream, runtime::Runtime};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+    runtime::Runtime,
+};
+
+pub use security::{ClientOptions, ClientSecurity};
 
 /// Largest response body read by default (a 100k-file table is about 60 MiB of JSON).
 pub const MAX_BODY: usize = 256 << 20;
@@ -62,6 +71,7 @@ pub struct Client {
     addr: SocketAddr,
     timeout: Duration,
     max_body: usize,
+    security: ClientSecurity,
     rt: Runtime,
 }
 
@@ -100,6 +110,7 @@ impl Client {
             addr,
             timeout,
             max_body: MAX_BODY,
+            security: ClientSecurity::default(),
             rt,
         })
     }
@@ -107,6 +118,12 @@ impl Client {
     /// The same client with another body size cap.
     pub fn with_max_body(mut self, bytes: usize) -> Client {
         self.max_body = bytes;
+        self
+    }
+
+    /// The same client over TLS and/or with credentials.
+    pub fn with_security(mut self, security: ClientSecurity) -> Client {
+        self.security = security;
         self
     }
 
@@ -166,15 +183,40 @@ impl Client {
         if let Some(a) = accept {
             req = req.header(header::ACCEPT, a);
         }
+        if let Some(a) = &self.security.authorization {
+            req = req.header(header::AUTHORIZATION, a.clone());
+        }
         let req = req
             .body(Empty::<Bytes>::new())
             .map_err(|e| self.request_error(path, format!("bad request: {e}")))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        match &self.security.tls {
+            None => self.over(stream, req, path).await,
+            Some((connector, name)) => {
+                match tokio::time::timeout(t, connector.connect(name.clone(), stream)).await {
+                    Err(_) => Err(connect_error("TLS handshake timed out".into())),
+                    Ok(Err(e)) => Err(connect_error(format!("TLS handshake: {}", describe(&e)))),
+                    Ok(Ok(tls)) => self.over(tls, req, path).await,
+                }
+            }
+        }
+    }
+
+    /// One request over an open connection (plain or TLS).
+    async fn over<I>(
+        &self,
+        io: I,
+        req: Request<Empty<Bytes>>,
+        path: &str,
+    ) -> Result<Response, ClientError>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| self.request_error(path, describe(&e)))?;
         // The connection's I/O runs beside the request; it ends when the answer is read or dropped.
         let conn = tokio::spawn(conn);
-        let answer = self.read_answer(&mut sender, req, path, t).await;
+        let answer = self.read_answer(&mut sender, req, path, self.timeout).await;
         conn.abort();
         answer
     }

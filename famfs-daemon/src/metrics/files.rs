@@ -1,7 +1,8 @@
 //! Per-file metric families from the join, with bounded cardinality: the `max_series` most recently
 //! active files get their own `{fs_uuid, path}` series, the rest are summed into `path="__other__"` and
-//! counted in `famfs_file_series_folded`. Also the join's health counters. Reads a [`FileState`]
-//! borrowed shared; must not change it.
+//! counted in `famfs_file_series_folded`; `path` is the path, its hash or (no per-file families at all)
+//! as [`FileLabels`] says. Also the join's health counters. Reads a [`FileState`] borrowed shared; must
+//! not change it.
 
 use famfs_common::{
     hist::LAT_SLOTS,
@@ -18,6 +19,7 @@ use prometheus_client::{
     registry::Unit,
 };
 
+use super::{FileLabels, path_hash};
 use crate::join::{FileState, FileStats, Join, JoinHealth, fold_for_series};
 
 /// Slot boundaries (log2 ns, exclusive upper bound 2^(i+1)) kept for per-file histograms: about 1 µs to
@@ -348,11 +350,22 @@ fn encode_health(h: &JoinHealth, encoder: &mut DescriptorEncoder) -> Result<(), 
 /// CLOCK_MONOTONIC ns to Unix seconds.
 pub fn encode(
     st: &FileState,
+    labels: FileLabels,
     mono_to_unix: impl Fn(u64) -> f64,
     encoder: &mut DescriptorEncoder,
 ) -> Result<(), std::fmt::Error> {
-    let (rows, folded) = rows(&st.join, st.max_series);
+    if labels == FileLabels::None {
+        return encode_health(&st.join.health, encoder);
+    }
+    let (mut rows, folded) = rows(&st.join, st.max_series);
     let fs_uuid = st.fs_uuid.as_str();
+    if labels == FileLabels::Hash {
+        // Only the kept rows: `__other__` is the last row when files were folded.
+        let kept = rows.len() - usize::from(folded > 0);
+        for r in &mut rows[..kept] {
+            r.path = path_hash(fs_uuid, &r.path);
+        }
+    }
     let t = Table {
         rows: &rows,
         labels: rows

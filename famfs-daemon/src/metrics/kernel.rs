@@ -35,11 +35,20 @@ use crate::{
 pub struct KernelCollector {
     probes: Option<Arc<Mutex<Probes>>>,
     files: Option<SharedFileState>,
+    file_labels: super::FileLabels,
 }
 
 impl KernelCollector {
-    pub fn new(probes: Option<Arc<Mutex<Probes>>>, files: Option<SharedFileState>) -> Self {
-        Self { probes, files }
+    pub fn new(
+        probes: Option<Arc<Mutex<Probes>>>,
+        files: Option<SharedFileState>,
+        file_labels: super::FileLabels,
+    ) -> Self {
+        Self {
+            probes,
+            files,
+            file_labels,
+        }
     }
 }
 
@@ -85,7 +94,7 @@ impl Collector for KernelCollector {
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0);
             let to_unix = |mono: u64| unix_now - now.saturating_sub(mono) as f64 * 1e-9;
-            super::files::encode(&st, to_unix, &mut encoder)?;
+            super::files::encode(&st, self.file_labels, to_unix, &mut encoder)?;
         }
 
         let mut labels: Vec<[(&'static str, Cow<'static, str>); 2]> =

@@ -1,7 +1,8 @@
 //! Prometheus metrics: one `famfs_`-prefixed registry, encoded as OpenMetrics or Prometheus text.
 //!
 //! Owns help texts, label sets and the rebuilding of kernel log2 slots into cumulative histogram
-//! buckets, the bounded per-file families (`files`) and the FUSE server's own counters (`server`).
+//! buckets, the bounded per-file families (`files`) and how they name files ([`FileLabels`]:
+//! `--file-labels path|hash|none`), and the FUSE server's own counters (`server`).
 //! Metric names come from `famfs_common::metric_names` (`.base` here). Kernel aggregates are read at
 //! scrape time through [`crate::probes::Probes::snapshot`] (no per-event user-space work); the join's
 //! per-file table is only read ([`SharedFileState::read`]): a scrape changes nothing. Must not do any
@@ -25,6 +26,44 @@ use crate::{join::SharedFileState, probes::Probes};
 
 pub use kernel::{KernelCollector, opcode_label};
 pub use server::ServerCollector;
+
+/// How the per-file families name their file (`--file-labels`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FileLabels {
+    /// `path="/dir/file"` (the default).
+    #[default]
+    Path,
+    /// `path="<16 hex digits>"`: [`path_hash`] of the path, stable across restarts, different per
+    /// filesystem; `__other__` stays as it is.
+    Hash,
+    /// No per-file families at all; the aggregate families (requests, faults, join health) remain.
+    None,
+}
+
+impl std::str::FromStr for FileLabels {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "path" => Ok(FileLabels::Path),
+            "hash" => Ok(FileLabels::Hash),
+            "none" => Ok(FileLabels::None),
+            _ => Err(format!("{s:?}: expected path, hash or none")),
+        }
+    }
+}
+
+/// The `path` label of a file under `--file-labels hash`: the first 16 hex digits of
+/// SHA-256(`fs_uuid` NUL `path`). Salted by the filesystem's UUID, so one name does not give the same
+/// label on two filesystems; whoever can guess a path and read `fs_uuid` can still confirm the guess.
+pub fn path_hash(fs_uuid: &str, path: &str) -> String {
+    let mut buf = Vec::with_capacity(fs_uuid.len() + 1 + path.len());
+    buf.extend_from_slice(fs_uuid.as_bytes());
+    buf.push(0);
+    buf.extend_from_slice(path.as_bytes());
+    let d = ring::digest::digest(&ring::digest::SHA256, &buf);
+    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Wire format of a scrape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +108,15 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     pub fn new(probes: Option<Arc<Mutex<Probes>>>, files: Option<SharedFileState>) -> Metrics {
+        Metrics::with_file_labels(probes, files, FileLabels::Path)
+    }
+
+    /// [`Metrics::new`] with the per-file families labelled as `labels` says.
+    pub fn with_file_labels(
+        probes: Option<Arc<Mutex<Probes>>>,
+        files: Option<SharedFileState>,
+        labels: FileLabels,
+    ) -> Metrics {
         let mut registry = Registry::with_prefix("famfs");
         let build = Family::<BuildLabels, Gauge>::default();
         build
@@ -82,7 +130,7 @@ impl Metrics {
             "Build and kernel of the running daemon (value 1)",
             build,
         );
-        registry.register_collector(Box::new(KernelCollector::new(probes, files)));
+        registry.register_collector(Box::new(KernelCollector::new(probes, files, labels)));
         Metrics { registry }
     }
 
@@ -117,3 +165,6 @@ fn kernel_release() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,7 +16,7 @@ use std::{
 use crate::{
     http::{
         api::{SNAPSHOT_PATH, Snapshot, file_query_string},
-        client::{Client, ClientError},
+        client::{Client, ClientError, ClientSecurity},
     },
     join::FileQuery,
 };
@@ -156,11 +156,12 @@ impl Collector {
     /// Poll `addr` every `interval` (and at once after a query change), sending updates to `out`.
     pub fn spawn(
         addr: SocketAddr,
+        security: ClientSecurity,
         interval: Duration,
         query: FileQuery,
         out: Sender<Update>,
     ) -> std::io::Result<Collector> {
-        let client = Client::new(addr, timeout_for(interval))?;
+        let client = Client::new(addr, timeout_for(interval))?.with_security(security);
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("famfs-top-poll".into())
@@ -339,7 +340,14 @@ mod tests {
             limit: 5,
         };
         // An interval of an hour: a second poll can only come from the query change.
-        let c = Collector::spawn(addr, Duration::from_secs(3600), q, tx).unwrap();
+        let c = Collector::spawn(
+            addr,
+            ClientSecurity::default(),
+            Duration::from_secs(3600),
+            q,
+            tx,
+        )
+        .unwrap();
         let wait = Duration::from_secs(30);
         let Update::Data {
             snapshot, rates, ..
@@ -384,7 +392,14 @@ mod tests {
             path: None,
             limit: 1,
         };
-        let c = Collector::spawn(addr, Duration::from_millis(100), q, tx).unwrap();
+        let c = Collector::spawn(
+            addr,
+            ClientSecurity::default(),
+            Duration::from_millis(100),
+            q,
+            tx,
+        )
+        .unwrap();
         for _ in 0..2 {
             match updates.recv_timeout(Duration::from_secs(30)).unwrap() {
                 Update::Unreachable { reason, .. } => {

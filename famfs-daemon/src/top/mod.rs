@@ -39,7 +39,7 @@ use app::{App, Effect};
 use collector::{Collector, Update};
 
 use crate::{
-    http::client::Client,
+    http::client::{Client, ClientSecurity},
     join::{FileQuery, FileSort},
 };
 
@@ -47,6 +47,8 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct TopConfig {
     pub addr: SocketAddr,
+    /// TLS and credentials for the daemon (plain HTTP by default).
+    pub security: ClientSecurity,
     /// As the operator typed it (shown in the header).
     pub addr_text: String,
     pub interval: Duration,
@@ -120,8 +122,14 @@ const INPUT_POLL: Duration = Duration::from_millis(100);
 pub fn run_live(cfg: &TopConfig) -> Result<()> {
     let (tx, rx) = mpsc::channel();
     let mut app = cfg.app();
-    let collector = Collector::spawn(cfg.addr, cfg.interval, app.query(), tx)
-        .context("starting the polling thread")?;
+    let collector = Collector::spawn(
+        cfg.addr,
+        cfg.security.clone(),
+        cfg.interval,
+        app.query(),
+        tx,
+    )
+    .context("starting the polling thread")?;
     let guard = TerminalGuard::enter().context("taking the terminal (is stdout a terminal?)")?;
     let mut term: Terminal<CrosstermBackend<Stdout>> =
         Terminal::new(CrosstermBackend::new(io::stdout())).context("setting up the terminal")?;
@@ -194,7 +202,8 @@ pub fn run_once(cfg: &TopConfig, width: u16) -> Result<(String, bool)> {
     let mut app = cfg.app();
     let q: FileQuery = app.query();
     let client = Client::new(cfg.addr, collector::timeout_for(cfg.interval))
-        .context("starting the HTTP client")?;
+        .context("starting the HTTP client")?
+        .with_security(cfg.security.clone());
     let first = collector::fetch_snapshot(&client, &q);
     let t0 = Instant::now();
     let update = match first {

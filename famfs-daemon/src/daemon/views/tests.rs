@@ -80,6 +80,7 @@ fn drifted_fields_travel_from_the_join_to_top_and_snapshot_files() {
         listener,
         Arc::new(views),
         Limits::default(),
+        crate::http::WebConfig::default(),
     ));
     let client = Client::new(addr, Duration::from_secs(20)).unwrap();
 
