@@ -360,6 +360,17 @@ fn check_dashboards_and_rules(prom: &Prometheus) {
     // unmatched share has no series rather than a 0/0 (its values are unit-tested by promtool).
     let idle = prom.query("instance:famfs_join_unmatched:ratio_rate15m");
     assert!(idle.is_empty(), "{idle:?}");
+    // The series budget README's "Many hosts" states: 48 per file and host (10 counters, 4 gauges,
+    // 6 DAX fault series, 2 histograms of 12 buckets + sum + count); the rest is printed.
+    for h in ["famfs-host-a", "famfs-host-b"] {
+        let per_file =
+            format!("count({{__name__=~\"famfs_file_.*\",host=\"{h}\",path=\"/shared.bin\"}})");
+        assert_eq!(prom.value(&per_file), Some(48.0), "{per_file}");
+        let rest = prom.value(&format!(
+            "count({{__name__=~\"famfs_.*\",host=\"{h}\",path=\"\"}})"
+        ));
+        println!("RESULT multi-host: {h}: 48 series per file, {rest:?} series not per file");
+    }
     let firing = prom.query("ALERTS");
     assert!(firing.is_empty(), "alerts on two healthy hosts: {firing:?}");
 }
