@@ -58,6 +58,13 @@ fn dashboards_use_a_datasource_variable() {
                 .any(|t| t["type"] == "datasource" && t["name"] == "datasource"),
             "{d:?}"
         );
+        // The host variable queries through the same datasource variable.
+        assert!(
+            templ
+                .iter()
+                .any(|t| t["name"] == "host" && t["datasource"]["uid"] == "${datasource}"),
+            "{d:?}: host variable"
+        );
         for p in v["panels"].as_array().unwrap() {
             assert_eq!(
                 p["datasource"]["uid"], "${datasource}",

@@ -37,6 +37,10 @@ const APT_PACKAGES: &[&str] = &[
     "squashfs-tools",
     "prometheus",
     "tmux",
+    // Dashboard JSON type-checked against Grafana's published schema (@grafana/schema + tsc, npm ci'd
+    // into target/grafana-schema by tests/rules.rs).
+    "nodejs",
+    "npm",
     // The VM lane: qemu on the host, mke2fs copied into the guest. (The guest's kernel, busybox and
     // kmod are `apt-get download`ed into target/vm-cache and unpacked, never installed.)
     "qemu-system-x86",

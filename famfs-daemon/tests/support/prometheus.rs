@@ -208,13 +208,22 @@ pub struct Prometheus {
 impl Prometheus {
     /// Start it and wait (30 s deadline) until `/-/ready` answers 200.
     pub fn start(targets: &[SocketAddr]) -> Prometheus {
-        let dir = tempfile::tempdir().expect("tempdir");
         let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let cfg = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: famfs\n    static_configs:\n      - targets: [{}]\n",
             list.join(", ")
         );
-        std::fs::write(dir.path().join("prometheus.yml"), cfg).expect("config");
+        Prometheus::start_config(&cfg, &[])
+    }
+
+    /// A Prometheus running `config` (written as `prometheus.yml` in its temp dir, beside `files`:
+    /// (name, contents), e.g. rule files the config names relatively).
+    pub fn start_config(config: &str, files: &[(&str, &str)]) -> Prometheus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("prometheus.yml"), config).expect("config");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("config file");
+        }
         // A free loopback port (released just before Prometheus binds it).
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let child = Command::new("prometheus")
@@ -325,6 +334,7 @@ pub fn grafana_expand(expr: &str) -> String {
     expr.replace("$__rate_interval", "30s")
         .replace("$__range", "1m")
         .replace("$connection", ".*")
+        .replace("$host", ".*")
         .replace("$fs_uuid", ".*")
         .replace("$path", ".*")
 }
