@@ -135,6 +135,8 @@ struct DaemonViews {
     files: Option<Arc<Mutex<FileState>>>,
     /// Set when the FUSE session ended while the daemon runs (someone unmounted us).
     session_ended: Option<Arc<AtomicBool>>,
+    /// The served filesystem, for its health (a shrunk image, I/O failures, stale maps).
+    fs: Option<FamfsFs>,
 }
 
 impl Views for DaemonViews {
@@ -171,7 +173,7 @@ impl Views for DaemonViews {
             Some(e) if e.load(Ordering::Acquire) => {
                 Some("the FUSE session ended (the mount is gone)".into())
             }
-            _ => None,
+            _ => self.fs.as_ref().and_then(FamfsFs::health),
         }
     }
 }
@@ -450,6 +452,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         probes: probes.clone(),
         files,
         session_ended: served.as_ref().map(|s| s.ended.clone()),
+        fs: served.as_ref().map(|s| s.fs.clone()),
     });
 
     let rt = tokio::runtime::Builder::new_multi_thread()
