@@ -444,10 +444,14 @@ impl Store {
         Ok(a)
     }
 
-    /// Copy `data` to `off`, bounds-checked. Not flushed: see [`Store::flush`].
+    /// Copy `data` to `off`, bounds-checked. Not flushed: see [`Store::flush`]. On a regular file the
+    /// length is rechecked first (one fstat), so a write never re-grows an image that was truncated.
     pub fn write_at(&self, off: u64, data: &[u8]) -> Result<(), StoreError> {
         if !self.writable {
             return Err(StoreError::ReadOnly);
+        }
+        if self.shared.kind == StoreKind::Regular {
+            self.refresh()?;
         }
         self.check(off, data.len() as u64)?;
         match &self.shared.backing {

@@ -75,14 +75,16 @@ impl FamfsFs {
         self.inner.health.stale.get().map(String::as_str)
     }
 
-    /// Stop serving data from the extent maps because of `why`; logged the first time only.
-    pub(super) fn mark_stale(&self, why: &str) {
+    /// Stop serving data from the extent maps because of `why`; logged the first time only. Returns
+    /// the reason as [`FamfsFs::health`] says it.
+    pub(super) fn mark_stale(&self, why: &str) -> String {
         let msg = format!(
             "stale: {why}; file data is no longer served from the old extent maps (READ, WRITE and GET_FMAP answer EIO): restart the daemon to serve the image as it is now"
         );
         if self.inner.health.stale.set(msg.clone()).is_ok() {
             log::error!("famfs: {msg}");
         }
+        self.inner.health.stale.get().cloned().unwrap_or(msg)
     }
 
     /// Record the image's current length `len` against the filesystem's size; returns true when it

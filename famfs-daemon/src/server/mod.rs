@@ -387,10 +387,14 @@ impl FamfsFs {
     ) -> Errno {
         let errno = data::errno_of(e);
         self.inner.data.record_fault(op, ino, dev, errno);
+        let answer = match errno {
+            libc::ENOSPC => "ENOSPC",
+            libc::EDQUOT => "EDQUOT",
+            _ => "EIO",
+        };
         self.warn(format_args!(
-            "{} inode {ino} at file offset {fo:#x}: {e}: {}",
-            op.as_str(),
-            std::io::Error::from_raw_os_error(errno)
+            "{} inode {ino} at file offset {fo:#x}: {e}: answered {answer}",
+            op.as_str()
         ));
         Errno(errno)
     }

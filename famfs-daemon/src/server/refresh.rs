@@ -26,7 +26,8 @@ impl FamfsFs {
     /// at all ([`ServerError::Shrunk`], `/healthz` degraded). Then, without `force`, the log header's
     /// `next_index` (one 8-byte read) is compared with the namespace and the call returns at once when
     /// nothing was appended. A filesystem found re-created, or a log that went back, makes the extent
-    /// maps stale for good ([`ServerError::Stale`] from then on, without reading anything).
+    /// maps stale for good ([`ServerError::Stale`], then and from then on without reading anything;
+    /// logged once, when it happens).
     /// Notifications are sent after the namespace lock is released.
     pub fn refresh(
         &self,
@@ -71,7 +72,9 @@ impl FamfsFs {
                         source,
                         ImageError::Reformatted { .. } | ImageError::LogRegressed { .. }
                     ) {
-                        self.mark_stale(&format!("{path}: {source}"));
+                        return Err(ServerError::Stale(
+                            self.mark_stale(&format!("{path}: {source}")),
+                        ));
                     }
                     return Err(ServerError::Image { path, source });
                 }
@@ -166,6 +169,9 @@ impl LogWatcher {
                             }
                         }
                         Ok(_) => {}
+                        // Said once when it happens (stale maps; a shrunk image, and when it is
+                        // whole again); every later poll repeats it.
+                        Err(ServerError::Stale(_) | ServerError::Shrunk { .. }) => {}
                         Err(e) => {
                             let msg = e.to_string();
                             if last_err.as_deref() != Some(msg.as_str()) {

@@ -1,6 +1,6 @@
 //! Helpers for the famfs server tests (and `benches/server.rs`): sparse temp images built with the
-//! format library, a `famfs-daemon run` process guard that waits for the ready line and always
-//! unmounts and kills by PID, the image CLI, mountinfo lookups and file digests.
+//! format library, a `famfs-daemon run` process guard that waits for the ready line, answers HTTP
+//! GETs, and always unmounts and kills by PID, the image CLI, mountinfo lookups and file digests.
 // Included by several test binaries (and `benches/server.rs`), each using a part of it.
 #![allow(dead_code)]
 // Test support: a failed unwrap/expect/panic is the calling test failing, with its message.
@@ -244,6 +244,36 @@ impl Daemon {
         self.ready_line
             .split_whitespace()
             .find_map(|w| w.strip_prefix(k.as_str()).map(str::to_string))
+    }
+
+    /// `GET path` on the daemon's HTTP address (from the ready line): (status code, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let addr = self.field("listen").expect("listen= in the ready line");
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect to the daemon");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).expect("read the response");
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (code, body.to_string())
+    }
+
+    /// Whether the process is still running (not exited, not a zombie we reaped).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn signal(&self, sig: i32) {

@@ -180,3 +180,25 @@ fn zero_fill_keeps_a_sparse_file_sparse_and_skips_its_holes() {
         md.blocks() * 512
     );
 }
+
+#[test]
+fn a_write_never_regrows_a_truncated_file() {
+    let d = tempfile::tempdir().unwrap();
+    let p = file_of(d.path(), "f", &vec![3u8; 4 * 4096]);
+    let s = Store::open(&p, true).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    // The store still believed 4 pages; the write rechecks and refuses.
+    let e = s.write_at(3 * 4096, b"x").unwrap_err();
+    assert!(
+        matches!(e, StoreError::OutOfBounds { size: 4096, .. }),
+        "{e:?}"
+    );
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), 4096);
+    s.write_at(4095, b"y").unwrap();
+    assert_eq!(std::fs::read(&p).unwrap()[4095], b'y');
+}
