@@ -84,9 +84,12 @@ impl Model {
     }
 }
 
+/// The (GET_FMAP, GET_DAXDEV) opcodes of a famfs dialect; None when famfs mode is off.
+type FamfsOps = Option<(u32, u32)>;
+
 /// Who the requests go to: a session per dialect, all serving the same image.
 struct World {
-    sims: Vec<(DialectConfig, Option<(u32, u32)>, Sim)>,
+    sims: Vec<(DialectConfig, FamfsOps, Sim)>,
     model: Model,
     requests: u64,
 }
@@ -245,7 +248,7 @@ fn dirent_size(name: usize, plus: bool) -> usize {
 /// Send `op` to `sim` and check the reply against the model (updating it for an accepted WRITE).
 fn check(
     sim: &mut Sim,
-    famfs: Option<(u32, u32)>,
+    famfs: FamfsOps,
     dialect: DialectConfig,
     m: &mut Model,
     op: &Op,
@@ -653,7 +656,7 @@ fn model(f: &fixture::Fixture, sim: &mut Sim) -> Model {
 #[test]
 fn famfs_server_handlers_answer_random_requests_exactly() {
     let f = fixture();
-    let dialects: [(DialectConfig, u32, Option<(u32, u32)>); 3] = [
+    let dialects: [(DialectConfig, u32, FamfsOps); 3] = [
         (DialectConfig::Off, 0, None),
         (DialectConfig::RfcV2, 0x400, Some((53, 54))),
         (DialectConfig::V3, 0x800, Some((54, 55))),

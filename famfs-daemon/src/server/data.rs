@@ -1,5 +1,5 @@
 //! The data path's view of the device: a handle on the image's one open descriptor
-//! ([`crate::famfs::Store`], shared with the metadata side), through which READ copies out and WRITE
+//! ([`Store`], shared with the metadata side), through which READ copies out and WRITE
 //! copies in; and the record of recent I/O failures that `/healthz` reports.
 //!
 //! Owns: turning store failures into errnos for the FUSE reply (`EIO`; `ENOSPC`/`EDQUOT` when the
@@ -16,10 +16,8 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use crate::{
-    famfs::{Store, StoreError},
-    util::monotonic_ns,
-};
+use super::volume::{Store, StoreError};
+use crate::util::monotonic_ns;
 
 /// Which request failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

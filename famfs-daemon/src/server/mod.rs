@@ -62,10 +62,9 @@ use crate::{
     util::monotonic_ns,
 };
 
-use crate::famfs::Store;
 use data::DataPath;
 use health::Health;
-use volume::{Node, NodeKind, Volume};
+use volume::{Node, NodeKind, Store, StoreError, Volume};
 
 pub use refresh::LogWatcher;
 pub use volume::{AddedNode, RefreshReport};
@@ -377,14 +376,7 @@ impl FamfsFs {
 
     /// The data-path failure `e` of request `op` on `ino` at device offset `dev`: recorded for
     /// `/healthz`, logged (rate-limited), answered with its errno.
-    fn io_fault(
-        &self,
-        op: data::IoOp,
-        ino: u64,
-        fo: u64,
-        dev: u64,
-        e: &crate::famfs::StoreError,
-    ) -> Errno {
+    fn io_fault(&self, op: data::IoOp, ino: u64, fo: u64, dev: u64, e: &StoreError) -> Errno {
         let errno = data::errno_of(e);
         self.inner.data.record_fault(op, ino, dev, errno);
         let answer = match errno {

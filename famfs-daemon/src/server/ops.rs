@@ -319,7 +319,7 @@ impl Filesystem for FamfsFs {
             };
             let n = (avail.min((want - done) as u64)) as usize;
             if let Err(e) = self.inner.data.write_from(dev, &data[done..done + n]) {
-                if matches!(e, crate::famfs::StoreError::ReadOnly) {
+                if matches!(e, volume::StoreError::ReadOnly) {
                     return Err(Errno::EROFS);
                 }
                 let errno = self.io_fault(IoOp::Write, ino, fo, dev, &e);

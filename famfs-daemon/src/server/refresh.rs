@@ -14,8 +14,8 @@ use std::{
     time::Duration,
 };
 
-use super::{FamfsFs, RefreshSummary, ServerError};
-use crate::{famfs::ImageError, fuse::Notifier};
+use super::{FamfsFs, RefreshSummary, ServerError, volume::VolumeError};
+use crate::fuse::Notifier;
 
 impl FamfsFs {
     /// Apply log entries appended since the last refresh (by another process or host) and tell the
@@ -70,7 +70,7 @@ impl FamfsFs {
                     st.errors.fetch_add(1, Ordering::Relaxed);
                     if matches!(
                         source,
-                        ImageError::Reformatted { .. } | ImageError::LogRegressed { .. }
+                        VolumeError::Reformatted { .. } | VolumeError::LogRegressed { .. }
                     ) {
                         return Err(ServerError::Stale(
                             self.mark_stale(&format!("{path}: {source}")),

@@ -9,11 +9,13 @@
 use std::path::{Path, PathBuf};
 
 use crate::{
-    famfs::{self, Fmap, Image, ImageError, ImageOptions, InodeKind, Store, format::ALLOC_UNIT},
+    famfs::{self, Fmap, Image, ImageError, ImageOptions, InodeKind, format::ALLOC_UNIT},
     fuse::{WireExtent, WireFmap, WireLayout, abi::famfs as wire},
 };
 
-pub use crate::famfs::{FIRST_LOG_INO, LOG_INO, META_DIR_INO, ROOT_INO, SUPERBLOCK_INO};
+pub use crate::famfs::{
+    FIRST_LOG_INO, LOG_INO, META_DIR_INO, ROOT_INO, SUPERBLOCK_INO, Store, StoreError,
+};
 
 /// Simple extents / strips a wire fmap can hold without allocating (V3 kernels accept at most 32).
 pub const WIRE_EXTENTS_INLINE: usize = 32;
