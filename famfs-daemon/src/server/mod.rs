@@ -109,8 +109,9 @@ pub enum ServerError {
         #[source]
         source: volume::VolumeError,
     },
-    #[error("{0}")]
-    Data(#[from] std::io::Error),
+    /// Opening the image, or re-reading its length (the message names it).
+    #[error(transparent)]
+    Open(#[from] StoreError),
     #[error("the namespace lock is poisoned (a worker panicked)")]
     Poisoned,
     #[error(
@@ -184,10 +185,7 @@ impl FamfsFs {
     /// Open the image at `path` once (`O_NOFOLLOW`: a symbolic link is refused; read-write unless
     /// `cfg.read_only`) and serve it: see [`FamfsFs::from_store`].
     pub fn open(path: &Path, cfg: &ServerConfig) -> Result<FamfsFs, ServerError> {
-        let store = Store::open(path, !cfg.read_only).map_err(|e| ServerError::Image {
-            path: path.display().to_string(),
-            source: e.into(),
-        })?;
+        let store = Store::open(path, !cfg.read_only)?;
         FamfsFs::from_store(store, cfg)
     }
 

@@ -41,10 +41,7 @@ impl FamfsFs {
         }
         let len = self.inner.data.recheck().map_err(|e| {
             st.errors.fetch_add(1, Ordering::Relaxed);
-            ServerError::Image {
-                path: self.inner.data.path().display().to_string(),
-                source: e.into(),
-            }
+            ServerError::Open(e)
         })?;
         if self.note_image_len(len) {
             st.errors.fetch_add(1, Ordering::Relaxed);
