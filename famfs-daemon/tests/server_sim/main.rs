@@ -5,8 +5,8 @@
 //! against the protocol spec's 56- and 104-byte examples, RFC V2's needed-size retry, V3's EINVAL),
 //! GET_DAXDEV, ENOSYS for everything else, malformed requests, the client-role refresh with its
 //! invalidation notifications, no heap allocation per hot-path request, and the image changing
-//! under the server (read-only `.meta` files, one open of the image, truncation, a re-created
-//! filesystem or a log gone back: stale maps). No root needed.
+//! under the server (read-only `.meta` files, one open of the image, truncation; stale maps are
+//! `tests/server_stale.rs`). No root needed.
 //!
 //! Layout: the image built from log entries ([`fixture`]), the session and typed requests
 //! ([`harness`]); the tests by area: INIT and the namespace ([`namespace`]), file data ([`data`]),
