@@ -3,8 +3,8 @@
 //! * `stat` ops/s over 5,000 files through the mount, warm (names and attributes cached by the kernel)
 //!   and with caching off (`attr timeout 0`: every stat is a LOOKUP + GETATTR round trip to our
 //!   server), against `stat` of 5,000 files on tmpfs;
-//! * sequential read GB/s of a 512 MiB file through the mount (READ requests served by copies from
-//!   the image's mapping) against `memcpy` GB/s from the same mapping.
+//! * sequential read GB/s of a 512 MiB file through the mount (READ requests served by `pread` of the
+//!   image's descriptor) against `memcpy` GB/s from a mapping of the same bytes.
 //!
 //! Run: `cargo bench -p famfs-daemon --bench server`.
 

@@ -289,6 +289,7 @@ fn views_of(
         probes,
         files: serving.map(|s| s.files.clone()),
         session_ended: serving.map(|s| s.served.ended.clone()),
+        fs: serving.map(|s| s.served.fs.clone()),
     }
 }
 

@@ -17,6 +17,7 @@ use crate::{
     join::{FileQuery, SharedFileState, query},
     metrics::{Format, Metrics},
     probes::{ProbeSnapshot, ProbeStatus, Probes},
+    server::FamfsFs,
 };
 
 /// The daemon's state as the HTTP layer sees it.
@@ -26,6 +27,8 @@ pub struct DaemonViews {
     pub files: Option<SharedFileState>,
     /// Set when the FUSE session ended while the daemon runs (someone unmounted us).
     pub session_ended: Option<Arc<AtomicBool>>,
+    /// The served filesystem, for its health (a shrunk image, I/O failures, stale maps).
+    pub fs: Option<FamfsFs>,
 }
 
 impl std::fmt::Debug for DaemonViews {
@@ -104,7 +107,7 @@ impl Views for DaemonViews {
             Some(e) if e.load(Ordering::Acquire) => {
                 Some("the FUSE session ended (the mount is gone)".into())
             }
-            _ => None,
+            _ => self.fs.as_ref().and_then(FamfsFs::health),
         }
     }
 }

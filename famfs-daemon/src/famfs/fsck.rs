@@ -13,12 +13,12 @@ use serde_json::{Value, json};
 use super::{
     format::{
         ALLOC_UNIT, ENTRY_SIZE, FormatError, Geometry, LogHeader, SB_OFF_OMF_MINOR, SB_SIZE,
-        Superblock, entry_offset, format_uuid, omf_minor_for,
+        Superblock, format_uuid, omf_minor_for,
     },
     log,
     replay::{Namespace, NsStats, Severity},
     role::{Role, role_for},
-    store::Store,
+    store::{Store, StoreError},
 };
 
 /// One problem.
@@ -160,7 +160,7 @@ pub fn fsck(store: &Store, host: Option<&[u8; 16]>) -> FsckReport {
             return r;
         }
     };
-    let sb = match Superblock::decode(head) {
+    let sb = match Superblock::decode(&head) {
         Ok(sb) => sb,
         Err(e) => {
             r.push_format(&e);
@@ -209,21 +209,22 @@ pub fn fsck(store: &Store, host: Option<&[u8; 16]>) -> FsckReport {
     };
     r.header = Some(hdr);
     let mut ns = Namespace::new(&geo, role);
+    let io_finding = |e: StoreError, offset: u64| Finding {
+        code: "IO",
+        severity: Severity::Error,
+        index: None,
+        offset: Some(offset),
+        message: e.to_string(),
+    };
     // The header passed H3, so next_index ≤ slots and the log region fits in dd_size ≤ store length.
-    let log_bytes = match store.read(geo.log_offset, geo.log_len) {
-        Ok(b) => b,
+    // The log is read in windows: memory stays bounded whatever the header claims.
+    let out = match log::play(store, &geo, &mut ns, hdr.next_index, false) {
+        Ok(o) => o,
         Err(e) => {
-            r.findings.push(Finding {
-                code: "IO",
-                severity: Severity::Error,
-                index: None,
-                offset: Some(geo.log_offset),
-                message: e.to_string(),
-            });
+            r.findings.push(io_finding(e, geo.log_offset));
             return r;
         }
     };
-    let out = ns.apply_log(log_bytes, &hdr, false);
     r.entries_played = out.applied;
     for a in ns.anomalies().iter().chain(out.stopped.as_ref()) {
         r.findings.push(Finding {
@@ -234,16 +235,25 @@ pub fn fsck(store: &Store, host: Option<&[u8; 16]>) -> FsckReport {
             message: a.to_string(),
         });
     }
-    // Slots past next_index must be zero.
+    // Slots past next_index must be zero (holes of a sparse image are skipped, not read).
     let mut dirty = 0u64;
     let mut first_dirty = None;
-    for i in hdr.next_index..geo.slots {
-        let rel = entry_offset(0, i) as usize;
-        if let Some(slot) = log_bytes.get(rel..rel + ENTRY_SIZE)
-            && slot.iter().any(|&b| b != 0)
-        {
-            dirty += 1;
-            first_dirty.get_or_insert(i);
+    let mut i = hdr.next_index;
+    while i < geo.slots {
+        let at = geo.entry_offset(i);
+        let left = geo.entry_offset(geo.slots) - at;
+        match store.first_nonzero(at, left) {
+            Ok(Some(nz)) => {
+                let k = i + (nz - at) / ENTRY_SIZE as u64;
+                dirty += 1;
+                first_dirty.get_or_insert(k);
+                i = k + 1;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                r.findings.push(io_finding(e, at));
+                break;
+            }
         }
     }
     if let Some(i) = first_dirty {

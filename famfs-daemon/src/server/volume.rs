@@ -13,7 +13,9 @@ use crate::{
     fuse::{WireExtent, WireFmap, WireLayout, abi::famfs as wire},
 };
 
-pub use crate::famfs::{FIRST_LOG_INO, LOG_INO, META_DIR_INO, ROOT_INO, SUPERBLOCK_INO};
+pub use crate::famfs::{
+    FIRST_LOG_INO, LOG_INO, META_DIR_INO, ROOT_INO, SUPERBLOCK_INO, Store, StoreError,
+};
 
 /// Simple extents / strips a wire fmap can hold without allocating (V3 kernels accept at most 32).
 pub const WIRE_EXTENTS_INLINE: usize = 32;
@@ -98,11 +100,13 @@ impl std::fmt::Debug for Volume {
 }
 
 impl Volume {
-    /// Open the image read-only (metadata is only read; file data goes through the server's own map)
-    /// and replay its log. `system_uuid_path`: this host's UUID file (master or client role).
-    pub fn open(path: &Path, system_uuid_path: Option<&Path>) -> Result<Volume, ImageError> {
-        let image = Image::open_with(
-            path,
+    /// Replay the log of the image behind `store` (a read-only handle on the server's one open of
+    /// the image: metadata is only read; file data goes through the server's data path).
+    /// `system_uuid_path`: this host's UUID file (master or client role).
+    pub fn open(store: Store, system_uuid_path: Option<&Path>) -> Result<Volume, ImageError> {
+        let path = store.path().to_path_buf();
+        let image = Image::from_store(
+            store,
             &ImageOptions {
                 writable: false,
                 system_uuid_path: system_uuid_path.map(Path::to_path_buf),
@@ -111,7 +115,7 @@ impl Volume {
         )?;
         let mut v = Volume {
             image,
-            path: path.to_path_buf(),
+            path,
             subdirs: Vec::new(),
         };
         let ids: Vec<(u64, u64)> = v
@@ -142,6 +146,11 @@ impl Volume {
     /// Bytes of the backing object (what the data map covers).
     pub fn device_len(&self) -> u64 {
         self.image.store().len()
+    }
+
+    /// The filesystem's size (`dd_size`): the image must be at least this long.
+    pub fn dev_size(&self) -> u64 {
+        self.image.geometry().dev_size
     }
 
     pub fn fs_uuid(&self) -> String {
@@ -337,7 +346,7 @@ pub fn resolve(fmap: &Fmap, off: u64, size: u64) -> Option<(u64, u64)> {
 }
 
 /// Every extent of `fmap` as `(device offset, length)` (for flushing a file's data).
-pub fn extents(fmap: &Fmap) -> impl Iterator<Item = (u64, u64)> + '_ {
+pub fn extents(fmap: &Fmap) -> impl Iterator<Item = (u64, u64)> + Clone + '_ {
     fmap.extents().iter().map(|e| (e.offset, e.len))
 }
 

@@ -136,7 +136,7 @@ pub struct Daemon {
     pub ready_line: String,
     /// The mount point it serves (canonical), if it serves an image.
     pub mountpoint: Option<PathBuf>,
-    stderr: mpsc::Receiver<String>,
+    pub stderr: mpsc::Receiver<String>,
 }
 
 impl Daemon {
@@ -202,6 +202,13 @@ impl Daemon {
     /// GET `path` from its HTTP API: (status, body).
     pub fn get(&self, path: &str) -> (u16, String) {
         http_get(self.addr, path, None)
+    }
+
+    /// Whether the process is still running (not exited, not a zombie we reaped).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Its `/metrics` text; panics unless it answers 200.

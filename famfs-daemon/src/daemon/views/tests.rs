@@ -66,6 +66,7 @@ fn drifted_fields_travel_from_the_join_to_top_and_snapshot_files() {
         probes: None,
         files: Some(files),
         session_ended: None,
+        fs: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -99,8 +99,8 @@ impl Image {
         {
             file.set_len(size).map_err(io("set length"))?;
         }
-        drop(file);
-        let store = Store::open(path, true)?;
+        // The same descriptor becomes the store: the image is opened once.
+        let store = Store::from_file(path, file, true)?;
         if let Some(size) = opts.size
             && !ft.is_file()
             && size != store.len()
@@ -115,7 +115,7 @@ impl Image {
 
     /// Create a filesystem on an open store; `dev_name` goes to `dd_daxdev` (64 bytes, bounded copy).
     pub fn mkfs_store(
-        mut store: Store,
+        store: Store,
         opts: &MkfsOptions,
         dev_name: &[u8],
     ) -> Result<Image, ImageError> {

@@ -167,7 +167,7 @@ impl Image {
     /// A corrupt entry (E1) does not fail the open: the namespace holds what precedes it and
     /// [`Namespace::stopped`] says where the play stopped.
     pub fn from_store(store: Store, opts: &ImageOptions) -> Result<Image, ImageError> {
-        let sb = Superblock::decode(store.read(0, store.len().min(SB_SIZE as u64))?)?;
+        let sb = Superblock::decode(&store.read(0, store.len().min(SB_SIZE as u64))?)?;
         let geo = Geometry::new(&sb, store.len())?;
         let host = opts.host();
         let role = role::role_for(&sb.system_uuid, host.as_ref());
@@ -238,7 +238,7 @@ impl Image {
 
     fn play(&mut self, collect: bool) -> Result<Refresh, ImageError> {
         self.store.refresh()?;
-        let sb = Superblock::decode(self.store.read(0, self.store.len().min(SB_SIZE as u64))?)?;
+        let sb = Superblock::decode(&self.store.read(0, self.store.len().min(SB_SIZE as u64))?)?;
         if sb.uuid != self.sb.uuid || Geometry::new(&sb, self.store.len())? != self.geo {
             return Err(ImageError::Reformatted {
                 was: format_uuid(&self.sb.uuid),
@@ -260,16 +260,13 @@ impl Image {
                 });
             }
             self.header = hdr;
-            let need = hdr.used_len();
-            let avail = self.store.len().saturating_sub(self.geo.log_offset);
-            let from =
-                (self.geo.entry_offset(self.ns.next_index()) - self.geo.log_offset).min(need);
-            self.store.invalidate(
-                self.geo.log_offset + from,
-                need.min(avail).saturating_sub(from),
+            let o = log::play(
+                &self.store,
+                &self.geo,
+                &mut self.ns,
+                hdr.next_index,
+                collect,
             )?;
-            let log = self.store.read(self.geo.log_offset, need.min(avail))?;
-            let o = self.ns.apply_log(log, &hdr, collect);
             out.added.extend(o.added);
             out.anomalies.extend(o.anomalies);
             out.stopped = o.stopped;
@@ -562,7 +559,8 @@ impl Image {
                 .resolve(fo, size)
                 .ok_or(ImageError::Unmapped { id, off: fo })?;
             let n = avail.min(want - done);
-            buf[done as usize..(done + n) as usize].copy_from_slice(self.store.read(dev, n)?);
+            self.store
+                .read_into(dev, &mut buf[done as usize..(done + n) as usize])?;
             done += n;
         }
         Ok(want as usize)

@@ -416,17 +416,32 @@ impl Namespace {
     /// Apply entries `[next_index, hdr.next_index)` from `log`, the log region's bytes (header
     /// included, `log[0]` = device byte `log_offset`). Stops at the first corrupt entry.
     pub fn apply_log(&mut self, log: &[u8], hdr: &LogHeader, collect_added: bool) -> ApplyOutcome {
+        self.apply_window(log, 0, hdr.next_index, collect_added)
+    }
+
+    /// [`Namespace::apply_log`] over a window of the log region: `window[0]` is the log region's
+    /// byte `base` (the header's first byte is 0), and entries are applied up to index `end`. An
+    /// entry not wholly inside the window stops the play as truncated.
+    pub fn apply_window(
+        &mut self,
+        window: &[u8],
+        base: u64,
+        end: u64,
+        collect_added: bool,
+    ) -> ApplyOutcome {
         let mut out = ApplyOutcome::default();
         let first_anomaly = self.anomalies.len();
-        let end = hdr.next_index.min(self.geo.slots);
+        let end = end.min(self.geo.slots);
+        let window_end = base.saturating_add(window.len() as u64);
         self.stopped = None;
         while self.next_index < end {
             let i = self.next_index;
             let rel = entry_offset(0, i);
             let offset = self.geo.log_offset + rel;
-            let raw = usize::try_from(rel)
-                .ok()
-                .and_then(|r| log.get(r..r.checked_add(ENTRY_SIZE)?))
+            let raw = rel
+                .checked_sub(base)
+                .and_then(|r| usize::try_from(r).ok())
+                .and_then(|r| window.get(r..r.checked_add(ENTRY_SIZE)?))
                 .and_then(|s| <&[u8; ENTRY_SIZE]>::try_from(s).ok());
             let Some(raw) = raw else {
                 let a = Anomaly {
@@ -436,7 +451,7 @@ impl Namespace {
                         what: "log entry",
                         offset,
                         need: ENTRY_SIZE as u64,
-                        have: (log.len() as u64).saturating_sub(rel),
+                        have: window_end.saturating_sub(rel),
                     }),
                 };
                 self.stopped = Some(a.clone());
