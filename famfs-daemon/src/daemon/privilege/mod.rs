@@ -401,13 +401,19 @@ impl Sandbox {
                 );
             }
         }
+        // Without CAP_SETPCAP (not root) the bounding set stays; NO_NEW_PRIVS keeps execve from
+        // using it.
+        let bounding = if self.bounding & !self.permitted == 0 {
+            cap_names(self.bounding)
+        } else {
+            "left as it was (no cap_setpcap)".into()
+        };
         eprintln!(
             "famfs-daemon: sandbox: {} threads with no effective capability, permitted {}, \
-             bounding {}, no_new_privs, seccomp allow-list of {n} system calls (others fail \
-             with EPERM and are logged by the kernel)",
+             bounding {bounding}, no_new_privs, seccomp allow-list of {n} system calls (others \
+             fail with EPERM and are logged by the kernel)",
             threads.len(),
             cap_names(self.permitted),
-            cap_names(self.bounding),
         );
         Ok(())
     }
