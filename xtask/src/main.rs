@@ -41,6 +41,10 @@ const APT_PACKAGES: &[&str] = &[
     // into target/grafana-schema by tests/rules.rs).
     "nodejs",
     "npm",
+    // tests/privilege.rs: `systemd-analyze verify`/`security` of the shipped unit, and strace of the
+    // daemon run with the unit's restrictions (setpriv is util-linux, always present).
+    "systemd",
+    "strace",
     // The VM lane: qemu on the host, mke2fs copied into the guest. (The guest's kernel, busybox and
     // kmod are `apt-get download`ed into target/vm-cache and unpacked, never installed.)
     "qemu-system-x86",

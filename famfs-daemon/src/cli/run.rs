@@ -82,6 +82,10 @@ pub struct RunArgs {
     /// How long the kernel may cache names and attributes (e.g. 30s, 0).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub attr_timeout: Duration,
+    /// Keep every capability and install no seccomp filter (debugging only; by default the daemon
+    /// drops privileges once it is serving).
+    #[arg(long)]
+    pub no_sandbox: bool,
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
@@ -135,6 +139,7 @@ impl RunArgs {
             max_file_series: self.max_file_series,
             poll_interval: self.poll_interval,
             attr_timeout: self.attr_timeout,
+            sandbox: !self.no_sandbox,
         }
     }
 }

@@ -3,14 +3,18 @@
 //! mounts it with our own FUSE server (a child `famfs-daemon run`, probes and /metrics included), runs
 //! a light workload (opens, reads, an mmap read, a missing name), prints what to look at, and repeats
 //! the workload every few seconds until Ctrl-C (or exits at once with `--once`). Everything it creates
-//! lives in one temporary directory that is removed on exit; the mount is always taken down.
+//! lives in one private temporary directory (mode 0700, a random name made with `mkdir`, so nothing
+//! planted in the temp dir is followed; the image inside is created with O_EXCL|O_NOFOLLOW) that is
+//! removed on exit; the mount is always taken down.
 //!
 //! Owns the demo's content and lifecycle only; serving is `run`'s job, the arguments `cli::demo`'s.
 
 use std::{
+    fs::{OpenOptions, Permissions},
     hint::black_box,
     io::{BufRead, BufReader, Read, Write},
     net::SocketAddr,
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     process::{Child, Command, ExitCode, Stdio},
     time::{Duration, Instant},
@@ -28,6 +32,8 @@ use crate::{
 };
 
 const MIB: u64 = 1 << 20;
+/// The demo image's (sparse) size.
+const IMAGE_SIZE: u64 = 8 << 30;
 /// The demo's big file: large enough for huge-page-sized mappings, small enough to write quickly.
 const BIG: u64 = 64 * MIB;
 const STRIPED: u64 = 24 * MIB;
@@ -49,11 +55,12 @@ pub struct DemoConfig {
     pub probes: bool,
 }
 
-/// Stops the daemon (SIGTERM to its PID, then wait), detaches a mount it left, removes the temp dir.
+/// Stops the daemon (SIGTERM to its PID, then wait), detaches a mount it left, removes the temp dir
+/// (unless a mount is still in it: removing would descend into the mounted filesystem).
 struct Cleanup {
     daemon: Option<Child>,
     mount: Option<PathBuf>,
-    dir: Option<PathBuf>,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Cleanup {
@@ -76,15 +83,22 @@ impl Drop for Cleanup {
                 }
             }
         }
+        let mut mounted = false;
         if let Some(m) = self.mount.take() {
             while crate::fuse::channel::mount_connection(&m).is_ok() {
                 if crate::fuse::channel::umount_detach(&m).is_err() {
+                    mounted = true;
                     break;
                 }
             }
         }
-        if let Some(d) = self.dir.take() {
-            let _ = std::fs::remove_dir_all(d);
+        if let Some(d) = self.dir.take()
+            && mounted
+        {
+            eprintln!(
+                "demo: a mount is still in {}; leaving the directory",
+                d.keep().display()
+            );
         }
     }
 }
@@ -104,13 +118,22 @@ struct Layout {
     text: Vec<&'static str>,
 }
 
-/// Make the demo filesystem with the format library.
+/// Make the demo filesystem with the format library, in a new image file (O_EXCL|O_NOFOLLOW: a name
+/// planted in `dir` fails the demo instead of being followed).
 fn make_image(dir: &Path) -> Result<(PathBuf, Layout)> {
     let img = dir.join("demo.img");
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&img)
+        .and_then(|f| f.set_len(IMAGE_SIZE))
+        .with_context(|| format!("creating {}", img.display()))?;
     let mut fs = Image::mkfs(
         &img,
         &MkfsOptions {
-            size: Some(8 << 30),
+            size: Some(IMAGE_SIZE),
             system_uuid_path: Some(dir.join("system_uuid")),
             ..Default::default()
         },
@@ -348,12 +371,22 @@ pub fn run(cfg: &DemoConfig) -> Result<ExitCode> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the demo mounts a FUSE filesystem and loads eBPF probes: run it as root");
     }
-    let tmp = std::env::temp_dir().join(format!("famfs-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    // A fresh private directory (mkdir with a random name, mode 0700): never a predictable path.
+    let dir = tempfile::Builder::new()
+        .prefix("famfs-demo-")
+        .permissions(Permissions::from_mode(0o700))
+        .tempdir()
+        .with_context(|| {
+            format!(
+                "creating a private directory in {}",
+                std::env::temp_dir().display()
+            )
+        })?;
+    let tmp = dir.path().to_path_buf();
     let mut cleanup = Cleanup {
         daemon: None,
         mount: None,
-        dir: Some(tmp.clone()),
+        dir: Some(dir),
     };
     let t0 = Instant::now();
     let (img, layout) = make_image(&tmp)?;

@@ -4,15 +4,21 @@
 //! records with the kernel's events; it always loads probes (unless told not to) and serves HTTP.
 //! SIGINT/SIGTERM unmount and stop it cleanly. `demo` is the embedded default job built on it.
 //!
+//! Start-up order (least privilege): open the image, load the probes, mount, bind the listener, all
+//! on the one thread; then drop privileges ([`privilege`]) before any thread starts, start serving
+//! (FUSE workers, join, log watcher, HTTP), lock the sandbox down (seccomp on every thread) and only
+//! then print the ready line.
+//!
 //! Prints one line `famfs-daemon: ready listen=ADDR [mountpoint=DIR connection=N fs_uuid=UUID]` on
 //! stdout once everything is serving (for a mount: after the kernel's INIT was answered), so scripts
 //! and tests can wait for readiness without sleeping.
 //!
-//! Owns the lifecycle ([`run`], taking a plain [`DaemonConfig`]), the HTTP views ([`views`]) and the
-//! mount/serve steps ([`serve`]). Must not parse arguments (that is `cli`'s) and must not contain
-//! filesystem, protocol or join logic.
+//! Owns the lifecycle ([`run`], taking a plain [`DaemonConfig`]), the HTTP views ([`views`]), the
+//! mount/serve steps ([`serve`]) and the privilege drop ([`privilege`]). Must not parse arguments
+//! (that is `cli`'s) and must not contain filesystem, protocol or join logic.
 
 pub mod demo;
+pub mod privilege;
 pub mod serve;
 pub mod views;
 
@@ -35,7 +41,8 @@ use crate::{
     probes::{ProbeConfig, Probes},
     server::{FamfsFs, LogWatcher, ServerConfig},
 };
-use serve::{Served, is_char_device, mount_and_serve, predicted_fmap_opcode, wait_for_stop};
+use privilege::Sandbox;
+use serve::{Served, StopSignals, is_char_device, predicted_fmap_opcode};
 use views::DaemonViews;
 
 /// Capacity of the server → join record queue (a full queue drops and counts, never blocks).
@@ -86,6 +93,8 @@ pub struct DaemonConfig {
     pub poll_interval: Duration,
     /// How long the kernel may cache names and attributes.
     pub attr_timeout: Duration,
+    /// Drop privileges and install the seccomp allow-list once serving ([`privilege`]).
+    pub sandbox: bool,
 }
 
 /// The probes, loaded, with the GET_FMAP opcode they were told to report.
@@ -144,6 +153,31 @@ fn load_probes(cfg: &DaemonConfig, fs: Option<&FamfsFs>) -> Option<LoadedProbes>
     })
 }
 
+/// A mounted, not yet started, session and the receiving end of its request records.
+struct Mounted {
+    served: Served,
+    records: mpsc::Receiver<RequestRecord>,
+}
+
+/// Mount the image (a privileged step: before the privilege drop).
+fn mount_image(cfg: &DaemonConfig, fs: Option<FamfsFs>) -> Result<Option<Mounted>> {
+    let (Some(fs), Some(target)) = (fs, &cfg.serve) else {
+        return Ok(None);
+    };
+    let (tx, records) = mpsc::sync_channel::<RequestRecord>(RECORD_QUEUE);
+    let served = serve::mount(cfg, fs, &target.mountpoint, tx)?;
+    Ok(Some(Mounted { served, records }))
+}
+
+/// Bind the HTTP listener (before the privilege drop: a port below 1024 needs a capability).
+fn bind_listener(addr: SocketAddr) -> Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("binding the HTTP listener on {addr}"))?;
+    l.set_nonblocking(true)
+        .context("making the HTTP listener non-blocking")?;
+    Ok(l)
+}
+
 /// A served mount with the join and the log watcher that go with it.
 struct Serving {
     served: Served,
@@ -155,16 +189,15 @@ struct Serving {
 }
 
 impl Serving {
-    /// Mount `fs`, then start the join (fed by the session's records, the probes' events and fault
-    /// maps) and the log watcher.
-    fn start(
-        cfg: &DaemonConfig,
-        fs: FamfsFs,
-        mountpoint: &std::path::Path,
-        probes: Option<&LoadedProbes>,
-    ) -> Result<Serving> {
-        let (tx, rx) = mpsc::sync_channel::<RequestRecord>(RECORD_QUEUE);
-        let (served, n) = mount_and_serve(cfg, fs.clone(), mountpoint, tx)?;
+    /// Serve the mount, then start the join (fed by the session's records, the probes' events and
+    /// fault maps) and the log watcher.
+    fn start(cfg: &DaemonConfig, m: Mounted, probes: Option<&LoadedProbes>) -> Result<Serving> {
+        let Mounted {
+            mut served,
+            records: rx,
+        } = m;
+        let n = served.start(cfg.workers)?;
+        let fs = served.fs.clone();
         let fmap_opcode = n.get_fmap_opcode().unwrap_or(0);
         if let Some(p) = probes
             && fmap_opcode != p.fmap_opcode
@@ -293,15 +326,28 @@ fn views_of(
     }
 }
 
-/// Serve HTTP until SIGINT/SIGTERM: bind, sweep the kernel's in-flight map, print the ready line, wait.
+/// What the HTTP server serves, and where: bound before the privilege drop, served after it.
+struct HttpFace {
+    listener: std::net::TcpListener,
+    web: WebConfig,
+    views: DaemonViews,
+}
+
+/// Serve HTTP until SIGINT/SIGTERM: serve on `listener`, sweep the kernel's in-flight map, lock the
+/// sandbox down, print the ready line, wait.
 fn serve_http(
     cfg: &DaemonConfig,
-    views: DaemonViews,
-    web: WebConfig,
+    face: HttpFace,
     probes: Option<Arc<Mutex<Probes>>>,
     ready_fields: String,
     wake: Option<mpsc::Sender<()>>,
+    sandbox: Option<&Sandbox>,
 ) -> Result<()> {
+    let HttpFace {
+        listener,
+        web,
+        views,
+    } = face;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -309,8 +355,10 @@ fn serve_http(
         .build()?;
     let limits = cfg.http_limits;
     rt.block_on(async move {
-        let listener = http::bind(cfg.listen).await?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
         let local = listener.local_addr()?;
+        let signals = StopSignals::register()?;
+        web.start().map_err(anyhow::Error::msg)?;
         let server = tokio::spawn(http::serve(listener, Arc::new(views), limits, web));
         if let Some(p) = probes {
             tokio::spawn(async move {
@@ -323,12 +371,15 @@ fn serve_http(
                 }
             });
         }
+        if let Some(s) = sandbox {
+            s.lock_down()?;
+        }
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "famfs-daemon: ready listen={local}{ready_fields}")?;
             out.flush()?;
         }
-        wait_for_stop(wake).await?;
+        signals.wait(wake).await;
         eprintln!("famfs-daemon: stopping");
         server.abort();
         Ok::<_, anyhow::Error>(())
@@ -340,14 +391,17 @@ pub fn run(cfg: &DaemonConfig) -> Result<ExitCode> {
     let web = load_web_config(cfg)?;
     let fs = open_image(cfg)?;
     let probes = load_probes(cfg, fs.as_ref());
-    let serving = match (fs, &cfg.serve) {
-        (Some(fs), Some(target)) => Some(Serving::start(
-            cfg,
-            fs,
-            &target.mountpoint,
-            probes.as_ref(),
-        )?),
-        _ => None,
+    let mounted = mount_image(cfg, fs)?;
+    let listener = bind_listener(cfg.listen)?;
+    // No thread exists yet: every thread started from here on inherits the reduced credentials.
+    let sandbox = if cfg.sandbox {
+        Some(Sandbox::drop_privileges(mounted.is_some())?)
+    } else {
+        None
+    };
+    let serving = match mounted {
+        Some(m) => Some(Serving::start(cfg, m, probes.as_ref())?),
+        None => None,
     };
     let views = views_of(probes.as_ref(), serving.as_ref(), cfg.file_labels);
     let ready = serving
@@ -355,13 +409,18 @@ pub fn run(cfg: &DaemonConfig) -> Result<ExitCode> {
         .map(Serving::ready_fields)
         .unwrap_or_default();
     let wake = serving.as_ref().map(|s| s.wake.clone());
+    let face = HttpFace {
+        listener,
+        web,
+        views,
+    };
     let served = serve_http(
         cfg,
-        views,
-        web,
+        face,
         probes.as_ref().map(|p| p.probes.clone()),
         ready,
         wake,
+        sandbox.as_ref(),
     );
     if let Some(s) = serving {
         s.stop();

@@ -1,6 +1,7 @@
-//! The mount/serve lifecycle of `famfs-daemon run`: mount a famfs image through our FUSE server and
-//! wait for the kernel's INIT ([`mount_and_serve`]), unmount and wait for the session on the way out
-//! ([`Served`]), and the process's signals ([`wait_for_stop`]).
+//! The mount/serve lifecycle of `famfs-daemon run`: mount a famfs image through our FUSE server
+//! ([`mount`], the privileged step), start serving it and wait for the kernel's INIT
+//! ([`Served::start`], which may run after the privilege drop), unmount and wait for the session on
+//! the way out ([`Served`]), and the process's signals ([`StopSignals`]).
 //!
 //! Owns the order of those steps and their timeouts. Must not contain filesystem, protocol or join
 //! logic: those are `server`, `fuse` and `join`'s.
@@ -19,7 +20,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use super::DaemonConfig;
+use super::{DaemonConfig, privilege::with_unmount_capability};
 use crate::{
     fuse::{
         DialectConfig, Mount, MountOptions, Negotiated, Session, SessionConfig,
@@ -66,11 +67,38 @@ fn wait_finished<T>(t: &JoinHandle<T>, d: Duration) -> bool {
 }
 
 impl Served {
+    /// Start the session's threads (its workers clone their `/dev/fuse` fds) and wait until the
+    /// kernel's INIT was answered. On an error the caller drops `self`, which unmounts.
+    pub fn start(&mut self, workers: usize) -> Result<Negotiated> {
+        let (s2, e2) = (self.session.clone(), self.ended.clone());
+        let thread = std::thread::Builder::new()
+            .name("fuse-worker-0".into())
+            .spawn(move || {
+                let r = s2.run(workers);
+                e2.store(true, Ordering::Release);
+                r
+            })
+            .context("starting the FUSE session thread")?;
+        self.thread = Some(thread);
+        match self.session.wait_negotiated(INIT_TIMEOUT) {
+            Some(n) => Ok(n.clone()),
+            None if self.ended.load(Ordering::Acquire) => bail!(
+                "the FUSE session for {} ended before INIT was negotiated (see the messages above)",
+                self.mountpoint.display()
+            ),
+            None => bail!(
+                "the kernel's INIT for {} was not answered within {INIT_TIMEOUT:?}",
+                self.mountpoint.display()
+            ),
+        }
+    }
+
     /// Unmount (MNT_DETACH) and wait for the workers to leave; abort the connection through fusectl
-    /// when files kept open on the detached mount hold it alive.
+    /// when files kept open on the detached mount hold it alive. The unmount raises CAP_SYS_ADMIN
+    /// for itself when the sandbox left it permitted only.
     pub fn shutdown(&mut self) {
         if let Some(mut m) = self.mount.take()
-            && let Err(e) = m.unmount()
+            && let Err(e) = with_unmount_capability(|| m.unmount())
         {
             eprintln!("famfs-daemon: unmount {}: {e}", self.mountpoint.display());
         }
@@ -102,13 +130,14 @@ impl Drop for Served {
     }
 }
 
-/// Mount `fs` at `mountpoint`, start the session and wait until the kernel's INIT was answered.
-pub fn mount_and_serve(
+/// Mount `fs` at `mountpoint` and set up its session without starting it: the step that needs
+/// CAP_SYS_ADMIN. [`Served::start`] serves it.
+pub fn mount(
     cfg: &DaemonConfig,
     fs: FamfsFs,
     mountpoint: &Path,
     records: mpsc::SyncSender<RequestRecord>,
-) -> Result<(Served, Negotiated)> {
+) -> Result<Served> {
     let opts = MountOptions {
         source: "famfs".into(),
         subtype: Some("famfs".into()),
@@ -118,7 +147,7 @@ pub fn mount_and_serve(
         detach_stale: true,
         ..Default::default()
     };
-    // mount(2) queues INIT without waiting for its answer; the session started below answers it.
+    // mount(2) queues INIT without waiting for its answer; the session answers it once started.
     let (mount, channel) = Mount::new(mountpoint, &opts)
         .with_context(|| format!("mounting {}", mountpoint.display()))?;
     if mount.stale_detached() {
@@ -146,39 +175,16 @@ pub fn mount_and_serve(
         ..Default::default()
     };
     let session = Arc::new(Session::new(fs.clone(), channel, session_cfg));
-    let ended = Arc::new(AtomicBool::new(false));
-    let (s2, e2, workers) = (session.clone(), ended.clone(), cfg.workers);
-    let thread = std::thread::Builder::new()
-        .name("fuse-worker-0".into())
-        .spawn(move || {
-            let r = s2.run(workers);
-            e2.store(true, Ordering::Release);
-            r
-        })
-        .context("starting the FUSE session thread")?;
     let mountpoint = mount.path().to_path_buf();
-    let served = Served {
+    Ok(Served {
         fs,
         session,
         mount: Some(mount),
-        thread: Some(thread),
-        ended,
+        thread: None,
+        ended: Arc::new(AtomicBool::new(false)),
         connection,
         mountpoint,
-    };
-    let negotiated = match served.session.wait_negotiated(INIT_TIMEOUT) {
-        Some(n) => n.clone(),
-        // Dropping `served` unmounts.
-        None if served.ended.load(Ordering::Acquire) => bail!(
-            "the FUSE session for {} ended before INIT was negotiated (see the messages above)",
-            served.mountpoint.display()
-        ),
-        None => bail!(
-            "the kernel's INIT for {} was not answered within {INIT_TIMEOUT:?}",
-            served.mountpoint.display()
-        ),
-    };
-    Ok((served, negotiated))
+    })
 }
 
 pub fn is_char_device(p: &Path) -> bool {
@@ -206,23 +212,38 @@ pub fn predicted_fmap_opcode(dialect: DialectConfig, daxdev_configured: bool) ->
     }
 }
 
-/// Wait for SIGINT or SIGTERM; forward SIGHUP to the log watcher (a refresh now).
-pub async fn wait_for_stop(wake: Option<mpsc::Sender<()>>) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            _ = int.recv() => return Ok(()),
-            _ = hup.recv() => {
-                match &wake {
-                    Some(tx) => {
-                        eprintln!("famfs-daemon: SIGHUP: refreshing from the log");
-                        let _ = tx.send(());
+/// SIGINT, SIGTERM and SIGHUP, registered (inside a tokio runtime) before the sandbox is locked
+/// down, so waiting for them needs no new system call.
+pub struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub fn register() -> Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Wait for SIGINT or SIGTERM; forward SIGHUP to the log watcher (a refresh now).
+    pub async fn wait(mut self, wake: Option<mpsc::Sender<()>>) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => {
+                    match &wake {
+                        Some(tx) => {
+                            eprintln!("famfs-daemon: SIGHUP: refreshing from the log");
+                            let _ = tx.send(());
+                        }
+                        None => eprintln!("famfs-daemon: SIGHUP ignored (no image is served)"),
                     }
-                    None => eprintln!("famfs-daemon: SIGHUP ignored (no image is served)"),
                 }
             }
         }

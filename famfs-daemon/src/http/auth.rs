@@ -42,6 +42,9 @@ pub struct BasicAuth {
     /// bcrypt is deliberately slow: one thread checks one password at a time, so failed attempts cost
     /// at most one core. The thread ends when this is dropped.
     bcrypt: mpsc::SyncSender<Job>,
+    /// The thread's end of the queue until [`BasicAuth::start`] hands it to the thread: loading the
+    /// configuration starts no thread (the daemon drops its privileges while it has only one).
+    jobs: Mutex<Option<mpsc::Receiver<Job>>>,
 }
 
 /// A password, the hash to check it against, and where the answer goes.
@@ -129,6 +132,27 @@ impl BasicAuth {
         let decoy = bcrypt::hash(salt, max_cost.min(DECOY_COST.1))
             .map_err(|e| format!("basic_auth_users: making the decoy hash: {e}"))?;
         let (bcrypt, jobs) = mpsc::sync_channel::<Job>(QUEUE);
+        Ok(BasicAuth {
+            salt,
+            users: out,
+            decoy,
+            cache: Mutex::new(Cache::default()),
+            bcrypt,
+            jobs: Mutex::new(Some(jobs)),
+        })
+    }
+
+    /// Start the bcrypt thread (once; later calls do nothing). Called when serving starts; a check
+    /// made before that starts it too.
+    pub fn start(&self) -> Result<(), String> {
+        let Some(jobs) = self
+            .jobs
+            .lock()
+            .map_err(|_| "basic_auth_users: lock poisoned")?
+            .take()
+        else {
+            return Ok(());
+        };
         std::thread::Builder::new()
             .name("famfs-http-auth".into())
             .spawn(move || {
@@ -136,14 +160,8 @@ impl BasicAuth {
                     let _ = answer.send(bcrypt::verify(&password, &hash).unwrap_or(false));
                 }
             })
-            .map_err(|e| format!("basic_auth_users: starting the bcrypt thread: {e}"))?;
-        Ok(BasicAuth {
-            salt,
-            users: out,
-            decoy,
-            cache: Mutex::new(Cache::default()),
-            bcrypt,
-        })
+            .map(drop)
+            .map_err(|e| format!("basic_auth_users: starting the bcrypt thread: {e}"))
     }
 
     /// Whether `authorization` names a configured user with the right password.
@@ -166,6 +184,10 @@ impl BasicAuth {
             Some(i) => self.users[i].hash.clone(),
             None => self.decoy.clone(),
         };
+        if let Err(e) = self.start() {
+            log::warn!("basic auth: {e}");
+            return false;
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.bcrypt.try_send((password, hash, tx)).is_err() {
             log::warn!("basic auth: {QUEUE} checks already waiting for bcrypt; refusing this one");

@@ -45,6 +45,12 @@ impl std::fmt::Debug for WebConfig {
 }
 
 impl WebConfig {
+    /// Start what serving with this configuration needs beyond the loaded files (the bcrypt thread
+    /// of basic auth). Loading starts nothing, so the daemon can drop privileges single-threaded.
+    pub fn start(&self) -> Result<(), String> {
+        self.auth.as_ref().map_or(Ok(()), |a| a.start())
+    }
+
     /// Read and check `path`; errors name the file and the key.
     pub fn load(path: &Path) -> Result<WebConfig, String> {
         let text = std::fs::read_to_string(path)
