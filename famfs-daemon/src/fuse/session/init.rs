@@ -233,7 +233,11 @@ impl<F: Filesystem> Ctx<'_, F> {
         let (out, len) = init_reply(&neg);
         // Visible to every worker before the kernel can send the next request.
         let _ = s.negotiated.set(neg);
+        let sent = self.send(u, 0, &[&out[..len]]);
+        // Waiters ([`Session::wait_negotiated`]) wake only once the reply is written: the kernel has
+        // then ended INIT, so what they start next (e.g. probes following this connection) never sees
+        // INIT's end without its send.
         s.set_state(RunState::Negotiated);
-        Ok(self.send(u, 0, &[&out[..len]]))
+        Ok(sent)
     }
 }
