@@ -1,9 +1,10 @@
 //! fsck: every check of §10 over a store, collected as findings (code, severity, log index, byte
 //! offset, message) instead of stopping at the first problem, plus a text and a JSON rendering.
 //!
-//! Order: superblock (S1-S5) → log header (H1-H3) → full replay (E1-E3, F1-F4, D1, D2) → slots past
-//! `next_index` (must be zero; a torn append leaves one behind, reported as a note). Findings of
-//! severity error or warning make the report unclean.
+//! Order: superblock (S1-S5) → log header (H1-H3) → full replay (E1-E3, F1-F4, D1, D2), read a chunk
+//! at a time → the slots from `next_index` on up to the first zero slot (must be zero; a torn append
+//! leaves some behind, reported as a note). Reads and memory follow the entries in use, not `log_len`.
+//! Findings of severity error or warning make the report unclean.
 //!
 //! Owns: the order of the checks, [`FsckReport`] and its renderings. Owns nothing persistent and must
 //! not write to the store; the checks themselves belong to `format` and `replay`.
@@ -13,10 +14,11 @@ use serde_json::{Value, json};
 use super::{
     format::{
         ALLOC_UNIT, ENTRY_SIZE, FormatError, Geometry, LogHeader, SB_OFF_OMF_MINOR, SB_SIZE,
-        Superblock, entry_offset, format_uuid, omf_minor_for,
+        Superblock, format_uuid, omf_minor_for,
     },
+    image::read_slots,
     log,
-    replay::{Namespace, NsStats, Severity},
+    replay::{DECODE_CHUNK, Namespace, NsStats, Severity},
     role::{Role, role_for},
     store::Store,
 };
@@ -210,22 +212,32 @@ pub fn fsck(store: &Store, host: Option<&[u8; 16]>) -> FsckReport {
     r.header = Some(hdr);
     let mut ns = Namespace::new(&geo, role);
     // The header passed H3, so next_index ≤ slots and the log region fits in dd_size ≤ store length.
-    let log_bytes = match store.read(geo.log_offset, geo.log_len) {
-        Ok(b) => b,
-        Err(e) => {
-            r.findings.push(Finding {
-                code: "IO",
-                severity: Severity::Error,
-                index: None,
-                offset: Some(geo.log_offset),
-                message: e.to_string(),
-            });
-            return r;
+    // Read and replay the used part only, a chunk at a time: the log may be terabytes long.
+    let end = hdr.next_index.min(geo.slots);
+    let mut stopped = None;
+    while ns.next_index() < end && stopped.is_none() {
+        let from = ns.next_index();
+        let d = match read_slots(store, &geo, from, end.min(from + DECODE_CHUNK)) {
+            Ok(d) => d,
+            Err(e) => {
+                r.findings.push(Finding {
+                    code: "IO",
+                    severity: Severity::Error,
+                    index: Some(from),
+                    offset: Some(geo.entry_offset(from)),
+                    message: e.to_string(),
+                });
+                return r;
+            }
+        };
+        let out = ns.apply_decoded(&d, false);
+        r.entries_played += out.applied;
+        stopped = out.stopped;
+        if out.applied == 0 && stopped.is_none() {
+            break;
         }
-    };
-    let out = ns.apply_log(log_bytes, &hdr, false);
-    r.entries_played = out.applied;
-    for a in ns.anomalies().iter().chain(out.stopped.as_ref()) {
+    }
+    for a in ns.anomalies().iter().chain(stopped.as_ref()) {
         r.findings.push(Finding {
             code: a.code(),
             severity: a.severity(),
@@ -234,34 +246,37 @@ pub fn fsck(store: &Store, host: Option<&[u8; 16]>) -> FsckReport {
             message: a.to_string(),
         });
     }
-    // Slots past next_index must be zero.
-    let mut dirty = 0u64;
-    let mut first_dirty = None;
-    for i in hdr.next_index..geo.slots {
-        let rel = entry_offset(0, i) as usize;
-        if let Some(slot) = log_bytes.get(rel..rel + ENTRY_SIZE)
-            && slot.iter().any(|&b| b != 0)
-        {
-            dirty += 1;
-            first_dirty.get_or_insert(i);
-        }
-    }
-    if let Some(i) = first_dirty {
-        r.findings.push(Finding {
-            code: "NOTE",
-            severity: Severity::Note,
-            index: Some(i),
-            offset: Some(geo.entry_offset(i)),
-            message: format!(
-                "[NOTE] {dirty} log slot(s) past next_index {} are not zero, the first is entry {i} at byte offset {:#x} (an interrupted append leaves one; replay ignores them)",
-                hdr.next_index,
-                geo.entry_offset(i)
-            ),
-        });
+    if let Some(f) = torn_tail(store, &geo, &hdr) {
+        r.findings.push(f);
     }
     r.stats = ns.stats();
-    let used = ns.bitmap().used_units() * ALLOC_UNIT;
+    let used = ns.space().used_units() * ALLOC_UNIT;
     r.used_bytes = used;
-    r.free_bytes = ns.bitmap().free_bytes();
+    r.free_bytes = ns.space().free_bytes();
     r
+}
+
+/// Slots at and after `next_index` must be zero. An interrupted append leaves non-zero slots right
+/// there (its entries are written before the header moves), so the run of non-zero slots from
+/// `next_index` up to the first zero slot is checked and reported as a note; the rest of the log is
+/// not read (it can be terabytes of never-written slots).
+fn torn_tail(store: &Store, geo: &Geometry, hdr: &LogHeader) -> Option<Finding> {
+    let mut dirty = 0u64;
+    for i in hdr.next_index..geo.slots {
+        match store.read(geo.entry_offset(i), ENTRY_SIZE as u64) {
+            Ok(slot) if slot.iter().any(|&b| b != 0) => dirty += 1,
+            _ => break,
+        }
+    }
+    let i = hdr.next_index;
+    (dirty > 0).then(|| Finding {
+        code: "NOTE",
+        severity: Severity::Note,
+        index: Some(i),
+        offset: Some(geo.entry_offset(i)),
+        message: format!(
+            "[NOTE] {dirty} log slot(s) from next_index {i} (byte offset {:#x}) on are not zero (an interrupted append leaves them; replay ignores them)",
+            geo.entry_offset(i)
+        ),
+    })
 }
