@@ -34,10 +34,7 @@ mod tests;
 
 use std::{
     path::{Path, PathBuf},
-    sync::{
-        Arc, RwLock, RwLockReadGuard, RwLockWriteGuard,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, atomic::AtomicU64},
     time::{Duration, SystemTime},
 };
 
@@ -57,6 +54,8 @@ use data::DataMap;
 use volume::{Node, NodeKind, Volume};
 
 pub use refresh::LogWatcher;
+#[cfg(any(test, feature = "sim"))]
+pub use refresh::RefreshHook;
 pub use volume::{AddedNode, RefreshReport};
 
 /// `st_blksize`: the famfs allocation unit.
@@ -113,6 +112,13 @@ pub struct RefreshStats {
     pub added: AtomicU64,
     pub errors: AtomicU64,
     pub notify_errors: AtomicU64,
+    /// Chunks a refresh applied under the namespace's write lock (at most
+    /// [`volume::DECODE_CHUNK`] entries each).
+    pub apply_steps: AtomicU64,
+    /// Longest time a refresh held the namespace's write lock, ns (one chunk's apply: no I/O).
+    pub apply_max_ns: AtomicU64,
+    /// Time refreshes spent reading and checking log entries under the shared lock, ns.
+    pub read_ns: AtomicU64,
 }
 
 /// What one [`FamfsFs::refresh`] did.
@@ -125,11 +131,12 @@ pub struct RefreshSummary {
 
 struct Inner {
     vol: RwLock<Volume>,
+    /// One refresh at a time (its steps alternate between the shared and the exclusive lock).
+    refresh_gate: Mutex<()>,
+    /// Test builds: called after each chunk of a refresh was read, with the shared lock held.
+    #[cfg(any(test, feature = "sim"))]
+    refresh_hook: Mutex<Option<RefreshHook>>,
     data: DataMap,
-    /// Kernel lookup references per inode id (LOOKUP, READDIRPLUS entries; FORGET drops them).
-    lookups: Box<[AtomicU64]>,
-    /// Files written since their last flush, per inode id.
-    dirty: Box<[AtomicBool]>,
     daxdev: PathBuf,
     read_only: bool,
     ttl: (u64, u32),
@@ -171,9 +178,6 @@ impl FamfsFs {
             }
         })?;
         let data = DataMap::open(path, vol.device_len(), !cfg.read_only)?;
-        let n = usize::try_from(vol.max_ids()).unwrap_or(usize::MAX);
-        let lookups = (0..n).map(|_| AtomicU64::new(0)).collect();
-        let dirty = (0..n).map(|_| AtomicBool::new(false)).collect();
         let daxdev = cfg
             .daxdev
             .clone()
@@ -186,9 +190,10 @@ impl FamfsFs {
                 next_index_off: vol.next_index_offset(),
                 fs_uuid: vol.fs_uuid(),
                 vol: RwLock::new(vol),
+                refresh_gate: Mutex::new(()),
+                #[cfg(any(test, feature = "sim"))]
+                refresh_hook: Mutex::new(None),
                 data,
-                lookups,
-                dirty,
                 daxdev,
                 read_only: cfg.read_only,
                 ttl: split_duration(cfg.ttl),
@@ -218,8 +223,7 @@ impl FamfsFs {
 
     /// Kernel lookup references currently held on `id`.
     pub fn lookup_count(&self, id: u64) -> u64 {
-        self.slot(&self.inner.lookups, id)
-            .map_or(0, |c| c.load(Ordering::Relaxed))
+        self.vol().map_or(0, |v| v.lookup_count(id))
     }
 
     /// Live objects in the namespace (root and `.meta` included).
@@ -238,10 +242,6 @@ impl FamfsFs {
 
     fn vol_mut(&self) -> Result<RwLockWriteGuard<'_, Volume>, ServerError> {
         self.inner.vol.write().map_err(|_| ServerError::Poisoned)
-    }
-
-    fn slot<'a, T>(&self, table: &'a [T], id: u64) -> Option<&'a T> {
-        table.get(usize::try_from(id).ok()?)
     }
 
     fn warn(&self, args: std::fmt::Arguments<'_>) {
@@ -296,12 +296,6 @@ impl FamfsFs {
         }
     }
 
-    fn add_lookup(&self, id: u64) {
-        if let Some(c) = self.slot(&self.inner.lookups, id) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     /// The file `ino`: `(size, fmap)` under the held read guard.
     fn file(vol: &Volume, ino: u64) -> Result<(u64, &crate::famfs::Fmap), Errno> {
         match vol.node(ino) {
@@ -316,17 +310,14 @@ impl FamfsFs {
 
     /// msync the extents of `ino` if it was written since the last flush.
     fn flush_file(&self, ino: u64) -> Result<(), Errno> {
-        let Some(d) = self.slot(&self.inner.dirty, ino) else {
-            return Ok(());
-        };
-        if !d.swap(false, Ordering::AcqRel) {
+        let vol = self.vol()?;
+        if !vol.take_dirty(ino) {
             return Ok(());
         }
-        let vol = self.vol()?;
         let (_, fmap) = Self::file(&vol, ino)?;
         for (off, len) in volume::extents(fmap) {
             if let Err(e) = self.inner.data.flush(off, len) {
-                d.store(true, Ordering::Release);
+                vol.mark_dirty(ino);
                 self.warn(format_args!(
                     "msync of inode {ino} [{off:#x}, +{len:#x}): {e}"
                 ));

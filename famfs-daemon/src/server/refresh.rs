@@ -11,10 +11,10 @@ use std::{
         mpsc::{Receiver, RecvTimeoutError},
     },
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use super::{FamfsFs, RefreshSummary, ServerError};
+use super::{FamfsFs, RefreshReport, RefreshSummary, ServerError, volume::Volume};
 use crate::fuse::Notifier;
 
 impl FamfsFs {
@@ -40,14 +40,9 @@ impl FamfsFs {
         if let Err(e) = self.inner.data.recheck() {
             self.warn(format_args!("fstat of the image: {e}"));
         }
-        let report = {
-            let mut vol = self.vol_mut()?;
-            let path = vol.path().display().to_string();
-            vol.refresh().map_err(|source| {
-                st.errors.fetch_add(1, Ordering::Relaxed);
-                ServerError::Image { path, source }
-            })?
-        };
+        let report = self.replay_new().inspect_err(|_| {
+            st.errors.fetch_add(1, Ordering::Relaxed);
+        })?;
         st.refreshes.fetch_add(1, Ordering::Relaxed);
         st.added
             .fetch_add(report.added.len() as u64, Ordering::Relaxed);
@@ -83,6 +78,75 @@ impl FamfsFs {
             report,
         })
     }
+
+    /// Replay the new log entries while FUSE requests keep being served: the log is read and
+    /// frame-checked a chunk at a time under the shared lock (other readers proceed), and only the
+    /// apply of each decoded chunk (at most [`DECODE_CHUNK`](super::volume::DECODE_CHUNK) entries, no
+    /// I/O) takes the write lock.
+    fn replay_new(&self) -> Result<RefreshReport, ServerError> {
+        let st = &self.inner.refresh_stats;
+        let _gate = self
+            .inner
+            .refresh_gate
+            .lock()
+            .map_err(|_| ServerError::Poisoned)?;
+        let image_err = |vol: &Volume, source| ServerError::Image {
+            path: vol.path().display().to_string(),
+            source,
+        };
+        {
+            let mut vol = self.vol_mut()?;
+            vol.recheck_len().map_err(|e| image_err(&vol, e))?;
+        }
+        let mut pending = {
+            let vol = self.vol().map_err(|_| ServerError::Poisoned)?;
+            vol.begin_refresh().map_err(|e| image_err(&vol, e))?
+        };
+        loop {
+            let t = Instant::now();
+            let chunk = {
+                let vol = self.vol().map_err(|_| ServerError::Poisoned)?;
+                let chunk = vol.read_chunk(&pending).map_err(|e| image_err(&vol, e))?;
+                #[cfg(any(test, feature = "sim"))]
+                self.call_refresh_hook(chunk.first, chunk.entries.len() as u64);
+                chunk
+            };
+            st.read_ns.fetch_add(elapsed_ns(t), Ordering::Relaxed);
+            let t = Instant::now();
+            let complete = self.vol_mut()?.apply_chunk(&mut pending, &chunk);
+            st.apply_max_ns.fetch_max(elapsed_ns(t), Ordering::Relaxed);
+            st.apply_steps.fetch_add(1, Ordering::Relaxed);
+            if complete {
+                return Ok(pending.into_report());
+            }
+        }
+    }
+
+    /// Test builds: call `hook(first_index, entries)` after each chunk of a refresh was read and
+    /// checked, while the refresh holds the shared lock (and not the write lock).
+    #[cfg(any(test, feature = "sim"))]
+    pub fn set_refresh_hook(&self, hook: Option<RefreshHook>) {
+        if let Ok(mut h) = self.inner.refresh_hook.lock() {
+            *h = hook;
+        }
+    }
+
+    #[cfg(any(test, feature = "sim"))]
+    fn call_refresh_hook(&self, first: u64, n: u64) {
+        if let Ok(h) = self.inner.refresh_hook.lock()
+            && let Some(f) = h.as_ref()
+        {
+            f(first, n);
+        }
+    }
+}
+
+/// The test hook of a refresh: `(first index of the chunk, entries in it)`.
+#[cfg(any(test, feature = "sim"))]
+pub type RefreshHook = Box<dyn Fn(u64, u64) + Send + Sync>;
+
+fn elapsed_ns(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Calls [`FamfsFs::refresh`] every `interval` and whenever something is sent on its wake channel
