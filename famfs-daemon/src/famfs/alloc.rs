@@ -156,7 +156,11 @@ impl SpaceMap {
         if first >= end {
             return None;
         }
-        let collision = self.first_set(first, end);
+        // Already set as a whole (the usual collision): nothing changes.
+        if self.run_at(first).is_some_and(|(_, e)| e >= end) {
+            return Some(first);
+        }
+        let mut collision = None;
         let (mut s, mut e) = (first, end);
         // A run that starts before `first` and reaches it (overlapping or touching) is merged.
         if let Some((&ps, &pe)) = self.runs.range(..first).next_back()
@@ -174,6 +178,9 @@ impl SpaceMap {
             if rs > cursor {
                 gap(cursor, rs.min(end));
             }
+            if rs < end && re > first && collision.is_none() {
+                collision = Some(rs.max(first));
+            }
             cursor = cursor.max(re);
             e = e.max(re);
         }
@@ -183,6 +190,41 @@ impl SpaceMap {
         self.runs.insert(s, e);
         self.used += e - s;
         collision
+    }
+
+    /// Free units `[first, end)`; `removed(s, e)` is called, in order, for every part that was set.
+    pub fn clear_units(&mut self, first: u64, end: u64, mut removed: impl FnMut(u64, u64)) {
+        if first >= end || self.runs.is_empty() {
+            return;
+        }
+        // A run starting before `first` keeps its head (and its tail past `end`, if any).
+        if let Some((rs, re)) = self.run_at(first)
+            && rs < first
+        {
+            let ce = re.min(end);
+            removed(first, ce);
+            self.used -= ce - first;
+            self.runs.insert(rs, first);
+            if re > end {
+                self.runs.insert(end, re);
+                return;
+            }
+        }
+        while let Some((&rs, &re)) = self.runs.range(first..end).next() {
+            self.runs.remove(&rs);
+            let ce = re.min(end);
+            removed(rs, ce);
+            self.used -= ce - rs;
+            if re > end {
+                self.runs.insert(end, re);
+                return;
+            }
+        }
+    }
+
+    /// True when nothing is allocated.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
     }
 
     /// True when every unit of `[off, off + len)` is free (and inside the device).
@@ -366,6 +408,102 @@ mod tests {
         assert_eq!(bm.mark(99 * AU, 10 * AU), None);
         assert_eq!(bm.used_units(), 9);
         assert_eq!(bm.mark(u64::MAX - 5, 100), None);
+    }
+
+    #[test]
+    fn runs_merge_touching_and_overlapping_and_report_gaps() {
+        let mut m = SpaceMap::new(100 * AU);
+        assert_eq!(m.mark(10 * AU, 2 * AU), None);
+        assert_eq!(m.mark(20 * AU, 2 * AU), None);
+        // Touching runs merge: [10, 12) + [12, 14) = [10, 14).
+        assert_eq!(m.mark(12 * AU, 2 * AU), None);
+        assert_eq!(m.runs().collect::<Vec<_>>(), vec![(10, 14), (20, 22)]);
+        // One mark over both: collision at the first set unit, the gaps reported in order.
+        let mut gaps = Vec::new();
+        assert_eq!(m.mark_units(8, 25, |s, e| gaps.push((s, e))), Some(10));
+        assert_eq!(gaps, vec![(8, 10), (14, 20), (22, 25)]);
+        assert_eq!(m.runs().collect::<Vec<_>>(), vec![(8, 25)]);
+        assert_eq!(m.used_units(), 17);
+        assert_eq!(m.first_set(0, 8), None);
+        assert_eq!(m.first_set(0, 9), Some(8));
+        assert_eq!(m.first_set(24, 30), Some(24));
+        assert_eq!(m.first_set(25, 30), None);
+        // A huge device costs nothing until the log claims space in it.
+        let mut big = SpaceMap::new(u64::MAX);
+        assert_eq!(big.units(), u64::MAX / AU);
+        assert_eq!(big.mark(AU, u64::MAX - AU), None);
+        assert_eq!(big.runs().count(), 1);
+        assert_eq!(big.mark(7 * AU, AU), Some(7));
+        assert_eq!(
+            big.free_runs(0, big.units()).collect::<Vec<_>>(),
+            vec![(0, 1)]
+        );
+    }
+
+    proptest::proptest! {
+        /// The interval map answers exactly like a plain bitmap for every operation.
+        #[test]
+        fn space_map_equals_a_bitmap(
+            ops in proptest::collection::vec((0u8..4, 0u64..130, 0u64..40), 1..60),
+            probe in (0u64..130, 0u64..140, 1u64..20),
+        ) {
+            const UNITS: u64 = 128;
+            let mut m = SpaceMap::new(UNITS * AU + 5);
+            let mut bits = vec![false; UNITS as usize];
+            for &(op, u, n) in &ops {
+                let end = (u + n).min(UNITS);
+                if op == 0 {
+                    // Clear: the removed parts are exactly the set units, in order.
+                    let mut gone = Vec::new();
+                    m.clear_units(u, end, |s, e| gone.extend(s..e));
+                    let set: Vec<u64> = (u..end).filter(|&k| bits[k as usize]).collect();
+                    proptest::prop_assert_eq!(gone, set);
+                    for k in u..end {
+                        bits[k as usize] = false;
+                    }
+                    continue;
+                }
+                let want = (u..end).find(|&k| bits[k as usize]);
+                let mut newly = Vec::new();
+                let got = m.mark_units(u, end, |s, e| newly.extend(s..e));
+                let fresh: Vec<u64> = (u..end).filter(|&k| !bits[k as usize]).collect();
+                proptest::prop_assert_eq!(got, want);
+                proptest::prop_assert_eq!(newly, fresh);
+                for k in u..end {
+                    bits[k as usize] = true;
+                }
+            }
+            // Canonical form: no two runs touch, so equal sets compare equal.
+            let runs: Vec<(u64, u64)> = m.runs().collect();
+            proptest::prop_assert!(runs.windows(2).all(|w| w[0].1 < w[1].0), "{:?}", runs);
+            let used = bits.iter().filter(|&&b| b).count() as u64;
+            proptest::prop_assert_eq!(m.used_units(), used);
+            proptest::prop_assert_eq!(m.free_bytes(), (UNITS - used) * AU);
+            for k in 0..UNITS + 3 {
+                proptest::prop_assert_eq!(m.is_set(k), bits.get(k as usize) == Some(&true));
+            }
+            let (from, to, n) = probe;
+            let mut runs = Vec::new();
+            let mut k = from;
+            while k < to.min(UNITS) {
+                if bits[k as usize] {
+                    k += 1;
+                    continue;
+                }
+                let s = k;
+                while k < to.min(UNITS) && !bits[k as usize] {
+                    k += 1;
+                }
+                runs.push((s, k - s));
+            }
+            proptest::prop_assert_eq!(m.free_runs(from, to).collect::<Vec<_>>(), runs.clone());
+            proptest::prop_assert_eq!(
+                m.find_run(from, to, n),
+                runs.iter().find(|r| r.1 >= n).map(|r| r.0)
+            );
+            let free = from + n <= UNITS && (from..from + n).all(|k| !bits[k as usize]);
+            proptest::prop_assert_eq!(m.is_free(from * AU, n * AU), free);
+        }
     }
 
     #[test]

@@ -125,7 +125,8 @@ pub struct Added {
 pub struct ApplyOutcome {
     /// Inodes created (only when asked for).
     pub added: Vec<Added>,
-    /// Anomalies recorded by this step (copies of the tail of [`Namespace::anomalies`]).
+    /// Anomalies recorded by this step (only when asked for: copies of the tail of
+    /// [`Namespace::anomalies`]).
     pub anomalies: Vec<Anomaly>,
     /// Set when the play stopped at a corrupt entry (E1); [`Namespace::next_index`] is that entry.
     pub stopped: Option<Anomaly>,
@@ -178,6 +179,8 @@ pub struct Namespace {
     stopped: Option<Anomaly>,
     space: SpaceMap,
     owners: Owners,
+    /// Scratch list of the unit ranges a FILE entry claims first (reused: no allocation per entry).
+    fresh: Vec<(u64, u64)>,
     stats: NsStats,
 }
 
@@ -232,6 +235,7 @@ impl Namespace {
             stopped: None,
             space: SpaceMap::new(geo.dev_size),
             owners: Owners::new(geo.dev_size),
+            fresh: Vec::new(),
             stats: NsStats::default(),
         };
         ns.space.mark(0, geo.data_start());
@@ -436,8 +440,8 @@ impl Namespace {
 
     /// Apply entries `[next_index, hdr.next_index)` from `log`, the log region's bytes (header
     /// included, `log[0]` = device byte `log_offset`), [`DECODE_CHUNK`] entries at a time. Stops at
-    /// the first corrupt entry.
-    pub fn apply_log(&mut self, log: &[u8], hdr: &LogHeader, collect_added: bool) -> ApplyOutcome {
+    /// the first corrupt entry. `collect`: also return the inodes created and the anomalies found.
+    pub fn apply_log(&mut self, log: &[u8], hdr: &LogHeader, collect: bool) -> ApplyOutcome {
         let mut out = ApplyOutcome::default();
         let end = hdr.next_index.min(self.geo.slots);
         self.stopped = None;
@@ -450,7 +454,7 @@ impl Namespace {
                 .unwrap_or(&[]);
             let want = ((to - from) as usize * ENTRY_SIZE).min(bytes.len());
             let d = decode_entries(&self.geo, from, to, &bytes[..want]);
-            let o = self.apply_decoded(&d, collect_added);
+            let o = self.apply_decoded(&d, collect);
             out.added.extend(o.added);
             out.anomalies.extend(o.anomalies);
             out.applied += o.applied;
@@ -463,8 +467,9 @@ impl Namespace {
     }
 
     /// Apply a decoded chunk that starts at [`Self::next_index`] (entries below it are skipped, a
-    /// chunk that starts past it is not applied), then record its stop, if it has one.
-    pub fn apply_decoded(&mut self, d: &Decoded, collect_added: bool) -> ApplyOutcome {
+    /// chunk that starts past it is not applied), then record its stop, if it has one. `collect`:
+    /// also return the inodes created and the anomalies found.
+    pub fn apply_decoded(&mut self, d: &Decoded, collect: bool) -> ApplyOutcome {
         let mut out = ApplyOutcome::default();
         let first_anomaly = self.anomalies.len();
         self.stopped = None;
@@ -476,7 +481,7 @@ impl Namespace {
                 break;
             }
             let added = self.apply_entry(i, *offset, body);
-            if collect_added
+            if collect
                 && let Some(id) = added
                 && let Some(ino) = self.get(id)
             {
@@ -493,7 +498,9 @@ impl Namespace {
             self.stopped.clone_from(&d.stopped);
             out.stopped.clone_from(&d.stopped);
         }
-        out.anomalies = self.anomalies[first_anomaly..].to_vec();
+        if collect {
+            out.anomalies = self.anomalies[first_anomaly..].to_vec();
+        }
         out
     }
 
@@ -584,8 +591,12 @@ impl Namespace {
                 return None;
             }
         };
+        // Units this entry claims first; they become the file's (or orphans if it is rejected).
+        let mut fresh = std::mem::take(&mut self.fresh);
+        fresh.clear();
         for e in fmap.extents() {
-            if let Some(unit) = self.space.mark(e.offset, e.len) {
+            let (first, end) = self.space.unit_range(e.offset, e.len);
+            if let Some(unit) = self.space.mark_units(first, end, |s, e| fresh.push((s, e))) {
                 let at = unit * ALLOC_UNIT;
                 let other = self.owners.owner_of(unit);
                 self.note(
@@ -599,30 +610,33 @@ impl Namespace {
                 );
             }
         }
-        let (parent, name) = match self.parent_of(path) {
+        let target = match self.parent_of(path) {
+            Err(kind) => Err(kind),
+            Ok((parent, name)) => match self.lookup(parent, name) {
+                None => Ok((parent, name)),
+                Some(existing) => Err(AnomalyKind::Exists {
+                    path: path.into(),
+                    existing,
+                    conflict: self.get(existing).is_some_and(Inode::is_dir),
+                }),
+            },
+        };
+        let (parent, name) = match target {
             Ok(x) => x,
             Err(kind) => {
                 self.note(i, offset, kind);
+                self.owners.record(&fresh, None);
+                self.fresh = fresh;
                 return None;
             }
         };
-        if let Some(existing) = self.lookup(parent, name) {
-            let conflict = self.get(existing).is_some_and(Inode::is_dir);
-            self.note(
-                i,
-                offset,
-                AnomalyKind::Exists {
-                    path: path.into(),
-                    existing,
-                    conflict,
-                },
-            );
-            return None;
-        }
         let id = entry_ino(i);
         for e in fmap.extents() {
-            self.owners.claim(e.offset, e.len, id);
+            let (first, end) = self.space.unit_range(e.offset, e.len);
+            self.owners.adopt(first, end, id);
         }
+        self.owners.record(&fresh, Some(id));
+        self.fresh = fresh;
         self.insert(Inode {
             id,
             parent,

@@ -1,11 +1,12 @@
 //! Which live file owns each allocated unit, for the F4 (allocation collision) message: the first live
-//! file, in log order, whose extents cover the unit. Kept as disjoint pieces `[start, end) → inode`
-//! beside a [`SpaceMap`] of the owned units, so claiming a file's extents and asking for a unit's owner
-//! cost O(log n) (plus the pieces a claim creates), whatever the extents' sizes: a log of colliding
-//! entries replays in O(n log n), not O(n²) scans of every inode.
+//! file, in log order, whose extents cover the unit. Kept as disjoint pieces `[start, end) → inode`,
+//! so claiming and asking cost O(log n) whatever the extents' sizes: a log of colliding entries
+//! replays in O(n log n), not with a scan of every inode per collision.
 //!
-//! Owns: [`Owners`]. Must not decide what a collision is (that is the space map's first set unit) or
-//! which files are live (that is the replay rules).
+//! Pieces come from the units an entry claims first (the gaps its marks filled in the space map).
+//! Units first claimed by an entry that is then rejected (D1/D2) are orphans until a live file covers
+//! them. Owns: [`Owners`]. Must not decide what a collision is (that is the space map) or which files
+//! are live (that is the replay rules).
 
 use std::collections::BTreeMap;
 
@@ -14,27 +15,43 @@ use crate::famfs::alloc::SpaceMap;
 /// Owner pieces of the device's allocation units.
 #[derive(Clone, Debug)]
 pub(super) struct Owners {
-    /// Units with an owner (merged runs; answers "is this part already owned?").
-    owned: SpaceMap,
     /// start unit → (end unit, inode id); pieces never overlap.
     pieces: BTreeMap<u64, (u64, u64)>,
+    /// Claimed units with no live owner yet (first claimed by a rejected entry).
+    orphans: SpaceMap,
 }
 
 impl Owners {
     /// No owners on a device of `dev_size` bytes.
     pub(super) fn new(dev_size: u64) -> Owners {
         Owners {
-            owned: SpaceMap::new(dev_size),
             pieces: BTreeMap::new(),
+            orphans: SpaceMap::new(dev_size),
         }
     }
 
-    /// Give inode `id` every unit of device bytes `[off, off + len)` (rounded out to units) that has no
-    /// owner yet (earlier files keep theirs).
-    pub(super) fn claim(&mut self, off: u64, len: u64, id: u64) {
-        let (first, end) = self.owned.unit_range(off, len);
+    /// An entry claimed the unit ranges `fresh` first (nobody held them): inode `id` owns them if
+    /// the entry created a live file, else they wait for one.
+    pub(super) fn record(&mut self, fresh: &[(u64, u64)], id: Option<u64>) {
+        for &(s, e) in fresh {
+            match id {
+                Some(id) => {
+                    self.pieces.insert(s, (e, id));
+                }
+                None => {
+                    self.orphans.mark_units(s, e, |_, _| {});
+                }
+            }
+        }
+    }
+
+    /// Live file `id` covers units `[first, end)`: it owns every orphan unit there.
+    pub(super) fn adopt(&mut self, first: u64, end: u64, id: u64) {
+        if self.orphans.is_empty() {
+            return;
+        }
         let pieces = &mut self.pieces;
-        self.owned.mark_units(first, end, |s, e| {
+        self.orphans.clear_units(first, end, |s, e| {
             pieces.insert(s, (e, id));
         });
     }
