@@ -178,7 +178,7 @@ fn refresh_reads_without_blocking_requests_and_applies_per_chunk() {
         let _ = release_rx.lock().unwrap().recv();
     })));
     let fs = sim.fs().clone();
-    let refresher = std::thread::spawn(move || fs.refresh(None, true));
+    let refresher = std::thread::spawn(move || fs.refresh(None, true).map_err(|e| e.to_string()));
     let mut chunks = Vec::new();
     let mut at = first;
     while at < first + N {
