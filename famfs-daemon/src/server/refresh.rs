@@ -1,9 +1,11 @@
 //! The client role: apply log entries other writers appended ([`FamfsFs::refresh`]) and tell the
 //! kernel what changed, on a timer and on demand ([`LogWatcher`]).
 //!
-//! Owns when and how the namespace is refreshed and the invalidations that follow. Must not parse
-//! the log itself (that is `famfs`, through `volume`) or decide the daemon's signals (the daemon
-//! forwards SIGHUP to the watcher's wake channel).
+//! Owns when and how the namespace is refreshed and the invalidations that follow, and the locking of
+//! a refresh: one at a time; the log is read and checked a chunk at a time under the namespace's
+//! shared lock (requests keep being answered), and only applying a checked chunk takes the write
+//! lock. Must not parse the log itself (that is `famfs`, through `volume`) or decide the daemon's
+//! signals (the daemon forwards SIGHUP to the watcher's wake channel).
 
 use std::{
     sync::{
