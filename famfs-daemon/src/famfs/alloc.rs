@@ -156,9 +156,47 @@ impl SpaceMap {
         if first >= end {
             return None;
         }
+        // At or after the last run (the usual allocation, in device order): extend it or append.
+        if let Some(mut last) = self.runs.last_entry()
+            && *last.key() <= first
+        {
+            let le = *last.get();
+            if le >= end {
+                return Some(first);
+            }
+            if le >= first {
+                gap(le, end);
+                self.used += end - le;
+                *last.get_mut() = end;
+                return (le > first).then_some(first);
+            }
+            gap(first, end);
+            self.used += end - first;
+            self.runs.insert(first, end);
+            return None;
+        }
         // Already set as a whole (the usual collision): nothing changes.
-        if self.run_at(first).is_some_and(|(_, e)| e >= end) {
+        let prev = self.runs.range(..=first).next_back().map(|(&s, &e)| (s, e));
+        if prev.is_some_and(|(_, e)| e >= end) {
             return Some(first);
+        }
+        // No run starts inside `(first, end]`: extend the run reaching `first`, or add one (the
+        // usual allocation, no merge).
+        if self.runs.range(first + 1..=end).next().is_none() {
+            return match prev {
+                Some((ps, pe)) if pe >= first => {
+                    gap(pe, end);
+                    self.used += end - pe;
+                    self.runs.insert(ps, end);
+                    (pe > first).then_some(first)
+                }
+                _ => {
+                    gap(first, end);
+                    self.used += end - first;
+                    self.runs.insert(first, end);
+                    None
+                }
+            };
         }
         let mut collision = None;
         let (mut s, mut e) = (first, end);

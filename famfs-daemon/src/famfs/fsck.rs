@@ -16,7 +16,7 @@ use super::{
         ALLOC_UNIT, ENTRY_SIZE, FormatError, Geometry, LogHeader, SB_OFF_OMF_MINOR, SB_SIZE,
         Superblock, format_uuid, omf_minor_for,
     },
-    image::read_slots,
+    image::slot_bytes,
     log,
     replay::{DECODE_CHUNK, Namespace, NsStats, Severity},
     role::{Role, role_for},
@@ -217,8 +217,9 @@ pub fn fsck(store: &Store, host: Option<&[u8; 16]>) -> FsckReport {
     let mut stopped = None;
     while ns.next_index() < end && stopped.is_none() {
         let from = ns.next_index();
-        let d = match read_slots(store, &geo, from, end.min(from + DECODE_CHUNK)) {
-            Ok(d) => d,
+        let to = end.min(from + DECODE_CHUNK);
+        let bytes = match slot_bytes(store, &geo, from, to) {
+            Ok(b) => b,
             Err(e) => {
                 r.findings.push(Finding {
                     code: "IO",
@@ -230,7 +231,7 @@ pub fn fsck(store: &Store, host: Option<&[u8; 16]>) -> FsckReport {
                 return r;
             }
         };
-        let out = ns.apply_decoded(&d, false);
+        let out = ns.apply_slots(from, to, bytes, false);
         r.entries_played += out.applied;
         stopped = out.stopped;
         if out.applied == 0 && stopped.is_none() {

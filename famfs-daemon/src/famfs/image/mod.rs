@@ -24,7 +24,7 @@ use super::{
     log::{self, LogError},
     replay::{
         Added, Anomaly, DECODE_CHUNK, Decoded, Inode, InodeKind, Namespace, ROOT_INO,
-        decode_entries, entry_ino,
+        decode_entries_into, entry_ino,
     },
     role::{self, Role, RoleError},
     store::{LockGuard, Store, StoreError},
@@ -145,21 +145,39 @@ pub fn read_slots(
     from: u64,
     to: u64,
 ) -> Result<Decoded, StoreError> {
-    if from >= to {
-        return Ok(Decoded {
-            first: from,
-            ..Decoded::default()
-        });
-    }
+    let mut d = Decoded::default();
+    read_slots_into(store, geo, from, to, &mut d)?;
+    Ok(d)
+}
+
+/// [`read_slots`] into `d`, reusing its allocation.
+pub fn read_slots_into(
+    store: &Store,
+    geo: &Geometry,
+    from: u64,
+    to: u64,
+    d: &mut Decoded,
+) -> Result<(), StoreError> {
+    decode_entries_into(geo, from, to, slot_bytes(store, geo, from, to)?, d);
+    Ok(())
+}
+
+/// The bytes of log slots `[from, to)` that the store holds (fewer when it is too short), after
+/// dropping stale cache lines (DAX). The caller bounds the range.
+pub fn slot_bytes<'s>(
+    store: &'s Store,
+    geo: &Geometry,
+    from: u64,
+    to: u64,
+) -> Result<&'s [u8], StoreError> {
     let off = geo.entry_offset(from);
-    let want = (to - from).saturating_mul(ENTRY_SIZE as u64);
+    let want = to.saturating_sub(from).saturating_mul(ENTRY_SIZE as u64);
     let len = want.min(store.len().saturating_sub(off));
     if len == 0 {
-        return Ok(decode_entries(geo, from, to, &[]));
+        return Ok(&[]);
     }
     store.invalidate(off, len)?;
-    let bytes = store.read(off, len)?;
-    Ok(decode_entries(geo, from, to, bytes))
+    store.read(off, len)
 }
 
 /// An open famfs filesystem.
@@ -277,16 +295,35 @@ impl Image {
         self.play(true)
     }
 
+    /// Play the new entries in place, a chunk of the log at a time (what opens and the CLI do; a
+    /// server that must keep serving uses the steps below instead).
     fn play(&mut self, collect: bool) -> Result<Refresh, ImageError> {
         self.recheck_len()?;
         let hdr = self.check_log()?;
+        self.header = hdr;
+        let end = hdr.next_index.min(self.geo.slots);
         let mut out = Refresh::default();
-        loop {
-            let d = self.read_entries(&hdr)?;
-            if self.apply_entries(&hdr, &d, collect, &mut out) {
-                return Ok(out);
+        let mut retried = false;
+        while self.ns.next_index() < end {
+            let from = self.ns.next_index();
+            let to = end.min(from.saturating_add(DECODE_CHUNK));
+            let bytes = slot_bytes(&self.store, &self.geo, from, to)?;
+            let o = self.ns.apply_slots(from, to, bytes, collect);
+            out.added.extend(o.added);
+            out.anomalies.extend(o.anomalies);
+            out.stopped = o.stopped;
+            if out.stopped.is_some() {
+                // The reference re-reads a failing entry once before giving up (§8.2.1).
+                if retried {
+                    break;
+                }
+                retried = true;
+            } else if self.ns.next_index() == from {
+                break;
             }
         }
+        out.next_index = self.ns.next_index();
+        Ok(out)
     }
 
     /// First step of a refresh (needs `&mut`, costs one fstat): re-check the backing object's length,
@@ -324,22 +361,25 @@ impl Image {
     /// entry is re-read once (after dropping its cache lines, as the reference does, §8.2.1) before it
     /// stops the chunk. Reads no more than the chunk, whatever the header claims.
     pub fn read_entries(&self, hdr: &LogHeader) -> Result<Decoded, ImageError> {
+        let mut d = Decoded::default();
+        self.read_entries_into(hdr, &mut d)?;
+        Ok(d)
+    }
+
+    /// [`Self::read_entries`] into `d`, reusing its allocation.
+    pub fn read_entries_into(&self, hdr: &LogHeader, d: &mut Decoded) -> Result<(), ImageError> {
         let from = self.ns.next_index();
         let to = hdr
             .next_index
             .min(self.geo.slots)
             .min(from.saturating_add(DECODE_CHUNK));
-        let mut d = self.decode_range(from, to)?;
+        read_slots_into(&self.store, &self.geo, from, to, d)?;
         if let Some(stop) = &d.stopped {
-            let again = self.decode_range(stop.index, to)?;
+            let again = read_slots(&self.store, &self.geo, stop.index, to)?;
             d.stopped = again.stopped;
             d.entries.extend(again.entries);
         }
-        Ok(d)
-    }
-
-    fn decode_range(&self, from: u64, to: u64) -> Result<Decoded, ImageError> {
-        Ok(read_slots(&self.store, &self.geo, from, to)?)
+        Ok(())
     }
 
     /// Last step, repeated: apply a chunk from [`Self::read_entries`] (a short exclusive step: no I/O,

@@ -2,7 +2,8 @@
 //! namespace. A reader can decode a chunk of new entries while others keep using the namespace, then
 //! apply it ([`super::Namespace::apply_decoded`]) in a short exclusive step.
 //!
-//! Owns: [`Decoded`], [`decode_entries`] and the chunk size [`DECODE_CHUNK`]. Must not apply the replay
+//! Owns: [`Decoded`], [`decode_entries`] (and `_into`, reusing a buffer) and the chunk size
+//! [`DECODE_CHUNK`]. Must not apply the replay
 //! rules (that is the parent module).
 
 use super::anomaly::{Anomaly, AnomalyKind};
@@ -34,41 +35,57 @@ impl Decoded {
 /// `geo.entry_offset(first)`; fewer bytes than the range needs is a truncated log). Stops at the first
 /// slot that fails.
 pub fn decode_entries(geo: &Geometry, first: u64, end: u64, bytes: &[u8]) -> Decoded {
-    let mut out = Decoded {
-        first,
-        entries: Vec::with_capacity(end.saturating_sub(first).min(DECODE_CHUNK) as usize),
-        stopped: None,
-    };
+    let mut out = Decoded::default();
+    decode_entries_into(geo, first, end, bytes, &mut out);
+    out
+}
+
+/// [`decode_entries`] into `out`, reusing its allocation (a replay decodes every chunk into one).
+pub fn decode_entries_into(geo: &Geometry, first: u64, end: u64, bytes: &[u8], out: &mut Decoded) {
+    out.first = first;
+    out.entries.clear();
+    out.stopped = None;
+    out.entries
+        .reserve(end.saturating_sub(first).min(DECODE_CHUNK) as usize);
     for (k, i) in (first..end).enumerate() {
-        let offset = geo.entry_offset(i);
-        let rel = k.saturating_mul(ENTRY_SIZE);
-        let raw = bytes
-            .get(rel..rel.saturating_add(ENTRY_SIZE))
-            .and_then(|s| <&[u8; ENTRY_SIZE]>::try_from(s).ok());
-        let Some(raw) = raw else {
-            out.stopped = Some(Anomaly {
-                index: i,
-                offset,
-                kind: AnomalyKind::Corrupt(FormatError::Truncated {
-                    what: "log entry",
-                    offset,
-                    need: ENTRY_SIZE as u64,
-                    have: (bytes.len() as u64).saturating_sub(rel as u64),
-                }),
-            });
-            break;
-        };
-        match LogEntry::decode(raw, i, geo.version, offset) {
-            Ok(e) => out.entries.push((offset, e.body)),
-            Err(err) => {
-                out.stopped = Some(Anomaly {
-                    index: i,
-                    offset,
-                    kind: AnomalyKind::Corrupt(err),
-                });
+        match decode_slot(geo, i, k, bytes) {
+            Ok(e) => out.entries.push((geo.entry_offset(i), e.body)),
+            Err(a) => {
+                out.stopped = Some(a);
                 break;
             }
         }
     }
-    out
+}
+
+/// Frame-check slot `i`, the `k`-th slot of `bytes`: the entry, or the anomaly that stops the play
+/// there (E1, or too few bytes).
+pub(super) fn decode_slot(
+    geo: &Geometry,
+    i: u64,
+    k: usize,
+    bytes: &[u8],
+) -> Result<LogEntry, Anomaly> {
+    let rel = k.saturating_mul(ENTRY_SIZE);
+    let raw = bytes
+        .get(rel..rel.saturating_add(ENTRY_SIZE))
+        .and_then(|s| <&[u8; ENTRY_SIZE]>::try_from(s).ok());
+    let offset = geo.entry_offset(i);
+    let kind = match raw {
+        Some(raw) => match LogEntry::decode(raw, i, geo.version, offset) {
+            Ok(e) => return Ok(e),
+            Err(err) => AnomalyKind::Corrupt(err),
+        },
+        None => AnomalyKind::Corrupt(FormatError::Truncated {
+            what: "log entry",
+            offset,
+            need: ENTRY_SIZE as u64,
+            have: (bytes.len() as u64).saturating_sub(rel as u64),
+        }),
+    };
+    Err(Anomaly {
+        index: i,
+        offset,
+        kind,
+    })
 }

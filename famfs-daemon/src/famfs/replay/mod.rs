@@ -15,9 +15,10 @@
 //! `.meta` = 2, `.meta/.superblock` = 3, `.meta/.log` = 4, and the object created by log entry `i` is
 //! `FIRST_LOG_INO + i`. Replay is incremental: [`Namespace::apply_log`] applies entries from
 //! [`Namespace::next_index`] on, and applying in pieces gives the same namespace as one full play.
-//! It has two halves: [`decode_entries`] frames a chunk of slots (E1) without the namespace, and
-//! [`Namespace::apply_decoded`] applies the rules to it; a server decodes outside its lock and holds
-//! the lock only to apply one chunk ([`DECODE_CHUNK`] entries at most).
+//! A whole play decodes and applies slot by slot ([`Namespace::apply_slots`]). A server splits it in
+//! two halves: [`decode_entries`] frames a chunk of slots (E1) without the namespace, and
+//! [`Namespace::apply_decoded`] applies the rules to it; it decodes outside its lock and holds the
+//! lock only to apply one chunk ([`DECODE_CHUNK`] entries at most).
 //!
 //! Resources follow the log, not the superblock: the per-inode tables grow with the entries replayed
 //! ([`Namespace::id_bound`]), the allocation map is an interval map of the runs the log claims
@@ -37,8 +38,8 @@ use std::{
 use super::{
     alloc::SpaceMap,
     format::{
-        ALLOC_UNIT, ENTRY_SIZE, EntryBody, Extent, FileEntry, Fmap, Geometry, LogHeader,
-        MkdirEntry, SB_REGION_SIZE, entry_offset,
+        ALLOC_UNIT, EntryBody, Extent, FileEntry, Fmap, Geometry, LogHeader, MkdirEntry,
+        SB_REGION_SIZE, entry_offset,
     },
     role::Role,
 };
@@ -48,7 +49,8 @@ mod decode;
 mod owners;
 
 pub use anomaly::{Anomaly, AnomalyKind, Severity};
-pub use decode::{DECODE_CHUNK, Decoded, decode_entries};
+use decode::decode_slot;
+pub use decode::{DECODE_CHUNK, Decoded, decode_entries, decode_entries_into};
 use owners::Owners;
 
 /// Root directory.
@@ -439,29 +441,48 @@ impl Namespace {
     }
 
     /// Apply entries `[next_index, hdr.next_index)` from `log`, the log region's bytes (header
-    /// included, `log[0]` = device byte `log_offset`), [`DECODE_CHUNK`] entries at a time. Stops at
-    /// the first corrupt entry. `collect`: also return the inodes created and the anomalies found.
+    /// included, `log[0]` = device byte `log_offset`). Stops at the first corrupt entry. `collect`:
+    /// also return the inodes created and the anomalies found.
     pub fn apply_log(&mut self, log: &[u8], hdr: &LogHeader, collect: bool) -> ApplyOutcome {
+        let from = self.next_index;
+        let bytes = usize::try_from(entry_offset(0, from))
+            .ok()
+            .and_then(|r| log.get(r..))
+            .unwrap_or(&[]);
+        self.apply_slots(from, hdr.next_index.min(self.geo.slots), bytes, collect)
+    }
+
+    /// Decode and apply slots `[first, end)` one at a time from `bytes` (which start at slot
+    /// `first`; too few bytes is a truncated log), stopping at the first corrupt one. `first` must be
+    /// [`Self::next_index`] (otherwise nothing is applied). `collect`: also return the inodes created
+    /// and the anomalies found. Nothing is copied: the way a whole log is played.
+    pub fn apply_slots(
+        &mut self,
+        first: u64,
+        end: u64,
+        bytes: &[u8],
+        collect: bool,
+    ) -> ApplyOutcome {
         let mut out = ApplyOutcome::default();
-        let end = hdr.next_index.min(self.geo.slots);
+        let first_anomaly = self.anomalies.len();
         self.stopped = None;
-        while self.next_index < end {
-            let from = self.next_index;
-            let to = end.min(from.saturating_add(DECODE_CHUNK));
-            let bytes = usize::try_from(entry_offset(0, from))
-                .ok()
-                .and_then(|r| log.get(r..))
-                .unwrap_or(&[]);
-            let want = ((to - from) as usize * ENTRY_SIZE).min(bytes.len());
-            let d = decode_entries(&self.geo, from, to, &bytes[..want]);
-            let o = self.apply_decoded(&d, collect);
-            out.added.extend(o.added);
-            out.anomalies.extend(o.anomalies);
-            out.applied += o.applied;
-            if o.stopped.is_some() || self.next_index == from {
-                out.stopped = o.stopped;
-                break;
+        if first == self.next_index {
+            for (k, i) in (first..end).enumerate() {
+                match decode_slot(&self.geo, i, k, bytes) {
+                    Ok(e) => {
+                        let offset = self.geo.entry_offset(i);
+                        self.apply_one(i, offset, &e.body, collect, &mut out);
+                    }
+                    Err(a) => {
+                        self.stopped = Some(a.clone());
+                        out.stopped = Some(a);
+                        break;
+                    }
+                }
             }
+        }
+        if collect {
+            out.anomalies = self.anomalies[first_anomaly..].to_vec();
         }
         out
     }
@@ -480,19 +501,7 @@ impl Namespace {
             if i > self.next_index {
                 break;
             }
-            let added = self.apply_entry(i, *offset, body);
-            if collect
-                && let Some(id) = added
-                && let Some(ino) = self.get(id)
-            {
-                out.added.push(Added {
-                    id,
-                    parent: ino.parent,
-                    name: ino.name.clone(),
-                });
-            }
-            self.next_index = i + 1;
-            out.applied += 1;
+            self.apply_one(i, *offset, body, collect, &mut out);
         }
         if self.next_index == d.end() {
             self.stopped.clone_from(&d.stopped);
@@ -502,6 +511,30 @@ impl Namespace {
             out.anomalies = self.anomalies[first_anomaly..].to_vec();
         }
         out
+    }
+
+    /// Apply framed entry `i` (which is [`Self::next_index`]) and advance.
+    fn apply_one(
+        &mut self,
+        i: u64,
+        offset: u64,
+        body: &EntryBody,
+        collect: bool,
+        out: &mut ApplyOutcome,
+    ) {
+        let added = self.apply_entry(i, offset, body);
+        if collect
+            && let Some(id) = added
+            && let Some(ino) = self.get(id)
+        {
+            out.added.push(Added {
+                id,
+                parent: ino.parent,
+                name: ino.name.clone(),
+            });
+        }
+        self.next_index = i + 1;
+        out.applied += 1;
     }
 
     fn note(&mut self, index: u64, offset: u64, kind: AnomalyKind) {
