@@ -2,17 +2,15 @@
 //! and daemon RSS with 1k, 10k and 100k tracked files. Every figure is printed beside a baseline
 //! measured in the same run. Run: `cargo bench -p famfs-daemon --bench join`.
 
-use std::{
-    collections::HashMap,
-    hint::black_box,
-    sync::{Arc, Mutex},
-    time::Instant,
-};
+// A benchmark, not product code: a failed step should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{collections::HashMap, hint::black_box, time::Instant};
 
 use famfs_common::event::{Event, KIND_REQ_END};
 use famfs_daemon::{
-    join::{Catalog, FileInfo, Join, RequestRecord},
-    metrics::{FileState, Format, Metrics},
+    join::{Catalog, FileInfo, FileState, Join, RequestRecord, SharedFileState},
+    metrics::{Format, Metrics},
 };
 
 struct Cat;
@@ -123,12 +121,12 @@ fn scrape(files: u64) -> (f64, f64, f64, f64, f64) {
         };
         j.ingest_server(&r, &Cat);
     }
-    let state = Arc::new(Mutex::new(FileState {
+    let state = SharedFileState::new(FileState {
         join: j,
         fs_uuid: "3f2d9c1e-7b4a-4e8f-9a61-0c5d2e7f8a93".into(),
         max_series: 500,
-    }));
-    let metrics = Metrics::new(None, Some(state.clone()));
+    });
+    let metrics = Metrics::new(None, Some(state));
     let baseline = Metrics::new(None, None);
     let rss = rss_mib() - rss0;
     let mut times = Vec::with_capacity(50);

@@ -3,16 +3,16 @@
 //! * `stat` ops/s over 5,000 files through the mount, warm (names and attributes cached by the kernel)
 //!   and with caching off (`attr timeout 0`: every stat is a LOOKUP + GETATTR round trip to our
 //!   server), against `stat` of 5,000 files on tmpfs;
-//! * sequential read GB/s of a 512 MiB file through the mount (READ requests served by copies from
-//!   the image's mapping) against `memcpy` GB/s from the same mapping.
+//! * sequential read GB/s of a 512 MiB file through the mount (READ requests served by `pread` of the
+//!   image's descriptor) against `memcpy` GB/s from a mapping of the same bytes.
 //!
 //! Run: `cargo bench -p famfs-daemon --bench server`.
 
 // Benchmark code run by hand: a failed unwrap/expect/assertion aborts the run with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../tests/server_support/mod.rs"]
-mod server_support;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::{
     ffi::CString,
@@ -32,7 +32,12 @@ use famfs_daemon::{
     fuse::{Mount, MountOptions, Session, SessionConfig},
     server::{FamfsFs, ServerConfig},
 };
-use server_support::{self as sup, GIB, MIB};
+use support::{
+    GIB, MIB, can_mount,
+    image::{mkfs, put},
+    mounts::force_unmount,
+    pattern,
+};
 
 const FILES: usize = 5000;
 const DIRS: usize = 25;
@@ -93,7 +98,7 @@ impl Drop for Served {
         if ended && let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        sup::force_unmount(&self.path);
+        force_unmount(&self.path);
     }
 }
 
@@ -175,13 +180,13 @@ fn memcpy_rate(img: &Path, dev_off: u64, rounds: usize) -> f64 {
 }
 
 fn main() {
-    if !sup::can_mount("bench server") {
+    if !can_mount("bench server") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let t = Instant::now();
-    let (img, mut image) = sup::mkfs(d, "famfs.img", 16 * GIB);
+    let (img, mut image) = mkfs(d, "famfs.img", 16 * GIB);
     for k in 0..DIRS {
         image
             .mkdir(&format!("d{k:02}"), 0o755, 0, 0, false)
@@ -191,8 +196,8 @@ fn main() {
     for r in &rel {
         image.creat(r, 4096, 0o644, 0, 0, None).unwrap();
     }
-    let data = sup::pattern(READ_SIZE as usize, 1);
-    let big = sup::put(&mut image, "big.bin", &data);
+    let data = pattern(READ_SIZE as usize, 1);
+    let big = put(&mut image, "big.bin", &data);
     let dev_off = match image.namespace().get(big).and_then(|i| i.fmap()) {
         Some(famfs_daemon::famfs::Fmap::Simple(e)) if e.len() == 1 => e[0].offset,
         other => panic!("big.bin should be one simple extent: {other:?}"),

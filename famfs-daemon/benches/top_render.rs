@@ -3,16 +3,22 @@
 //! plus the once-per-poll cost of taking a 10k-file update (p99s, filter, sort).
 //! Run: `cargo bench -p famfs-daemon --bench top_render`.
 
+// A benchmark, not product code: a failed step should stop it loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::{
     hint::black_box,
     time::{Duration, Instant},
 };
 
-use famfs_daemon::top::{
-    app::{App, SortKey},
-    collector::{Rates, Update, rates},
-    model::{FileRow, Histogram, OpcodeStats, Snapshot},
-    render,
+use famfs_daemon::{
+    http::api::{FileRow, Histogram, OpcodeStats, Snapshot},
+    join::FileSort,
+    top::{
+        app::App,
+        collector::{Rates, Update, rates},
+        render,
+    },
 };
 use ratatui::{Terminal, backend::TestBackend};
 
@@ -20,7 +26,7 @@ fn app() -> App {
     App::new(
         "127.0.0.1:9464".into(),
         Duration::from_secs(1),
-        SortKey::Opens,
+        FileSort::Opens,
         String::new(),
         10_000,
     )

@@ -2,10 +2,11 @@
 //!
 //! The data path through this crate is one-way and each stage owns its folder:
 //! image (`famfs`) → log replay (`famfs::replay`) → inode table → FUSE server (`fuse`, `server`)
-//! → events (`probes`, server records) → join (`join`) → metrics (`metrics`) → views (`http`, `cli`;
-//! the image tools are `cli::image_cmd`).
+//! → events (`probes`, server records) → join (`join`) → metrics (`metrics`), HTTP API (`http`) →
+//! views and front ends (`top`, `regress`, `daemon`, `cli`; the image tools are `cli::image_cmd`).
 
 pub mod cli;
+pub mod daemon;
 pub mod famfs;
 pub mod fuse;
 pub mod http;

@@ -13,7 +13,7 @@
 // Test code: a failed unwrap/expect/assertion is the test failing, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod server_support;
+mod support;
 
 use std::{
     fs::OpenOptions,
@@ -28,7 +28,11 @@ use famfs_daemon::famfs::{
     Image, MkfsOptions,
     format::{LH_OFF_NEXT_SEQNUM, LOG_OFFSET},
 };
-use server_support::{self as sup, Daemon, GIB, HOST, MIB, can_mount};
+use support::{
+    self as sup, GIB, MIB, can_mount,
+    daemon::Daemon,
+    image::{HOST, image_cli, mkfs, uuid_file},
+};
 
 const TIB: u64 = 1 << 40;
 
@@ -38,10 +42,10 @@ const TIB: u64 = 1 << 40;
 /// spawned child inherits until its exec.
 fn image_measured(dir: &Path, args: &[&str]) -> (i32, String, String, Duration, u64) {
     let t = Instant::now();
-    let mut cmd = Command::new(sup::daemon_bin());
+    let mut cmd = Command::new(sup::DAEMON);
     cmd.arg("image")
         .args(args)
-        .env("FAMFS_SYSTEM_UUID_PATH", sup::uuid_file(dir))
+        .env("FAMFS_SYSTEM_UUID_PATH", uuid_file(dir))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // SAFETY: ptrace(PTRACE_TRACEME) is async-signal-safe and touches no memory of ours; the child
@@ -119,10 +123,10 @@ fn mkfs_of_an_8t_image_with_a_1t_log_is_fast_and_small() {
     assert!(rss_kib > 0 && rss_kib < 512 * 1024, "{rss_kib} KiB");
     assert_eq!(std::fs::metadata(&img).unwrap().len(), 8 * TIB);
     // The image is usable and checks clean; the check reads only the log's used part.
-    sup::image_cli(dir.path(), &["mkdir", p, "d"]);
+    image_cli(dir.path(), &["mkdir", p, "d"]);
     let src = dir.path().join("src.txt");
     std::fs::write(&src, b"on a 1 TiB log\n").unwrap();
-    sup::image_cli(dir.path(), &["cp", p, src.to_str().unwrap(), "d/f"]);
+    image_cli(dir.path(), &["cp", p, src.to_str().unwrap(), "d/f"]);
     let (code, out, err, took, rss_kib) = image_measured(dir.path(), &["fsck", p]);
     println!("fsck of it: {took:?}, peak RSS {rss_kib} KiB");
     assert!(rss_kib > 0 && rss_kib < 512 * 1024, "{rss_kib} KiB");
@@ -133,7 +137,7 @@ fn mkfs_of_an_8t_image_with_a_1t_log_is_fast_and_small() {
         "{out}"
     );
     assert!(took < Duration::from_secs(20), "{took:?}");
-    let read = sup::image_cli(dir.path(), &["read", p, "d/f"]);
+    let read = image_cli(dir.path(), &["read", p, "d/f"]);
     assert_eq!(read.stdout, b"on a 1 TiB log\n");
     // Re-creating it zeroes the old log entries (only where the log holds data): the check finds
     // no leftover slot.
@@ -143,7 +147,7 @@ fn mkfs_of_an_8t_image_with_a_1t_log_is_fast_and_small() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(took < Duration::from_secs(20), "{took:?}");
-    let fsck = sup::image_cli(dir.path(), &["fsck", p]);
+    let fsck = image_cli(dir.path(), &["fsck", p]);
     let text = String::from_utf8_lossy(&fsck.stdout);
     assert!(text.contains("log: 0 of 2021161080 entries used"), "{text}");
     assert!(text.contains("0 notes"), "{text}");
@@ -173,7 +177,7 @@ fn crafted_superblock_and_header_are_served_with_little_memory() {
             size: Some(8 * TIB),
             log_len: 4 * TIB,
             host_uuid: Some(HOST),
-            system_uuid_path: Some(sup::uuid_file(dir.path())),
+            system_uuid_path: Some(uuid_file(dir.path())),
             ..Default::default()
         },
     )
@@ -202,12 +206,13 @@ fn crafted_superblock_and_header_are_served_with_little_memory() {
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let t = Instant::now();
-    let d = Daemon::start(dir.path(), &path, &mnt, &[]);
+    let d = Daemon::serve(dir.path(), &path, &mnt, &[]);
+    let pid = d.pid().unwrap();
     let start = t.elapsed();
-    let hwm = vm_hwm_kib(d.pid());
+    let hwm = vm_hwm_kib(pid);
     println!("daemon on the crafted image: ready after {start:?}, VmHWM {hwm} KiB");
     // It serves what is really in the log, and says where the play stopped.
-    let m = &d.mountpoint;
+    let m = &mnt;
     assert_eq!(std::fs::read(m.join("d/hello")).unwrap(), hello);
     assert_eq!(
         std::fs::metadata(m.join(".meta/.log")).unwrap().len(),
@@ -215,7 +220,7 @@ fn crafted_superblock_and_header_are_served_with_little_memory() {
     );
     let line = d.wait_stderr("log play stopped").unwrap();
     assert!(line.contains("entry 2"), "{line}");
-    let hwm = vm_hwm_kib(d.pid());
+    let hwm = vm_hwm_kib(pid);
     println!("VmHWM after serving: {hwm} KiB");
     assert!(start < Duration::from_secs(1), "{start:?}");
     assert!(hwm < 64 * 1024, "{hwm} KiB");
@@ -232,7 +237,7 @@ fn rchar(pid: u32) -> Option<u64> {
 #[test]
 fn cp_killed_while_copying_leaves_no_file_and_a_clean_log() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, img) = sup::mkfs(dir.path(), "famfs.img", 8 * GIB);
+    let (path, img) = mkfs(dir.path(), "famfs.img", 8 * GIB);
     let data_start = img.geometry().data_start();
     drop(img);
     let p = path.to_str().unwrap();
@@ -249,9 +254,9 @@ fn cp_killed_while_copying_leaves_no_file_and_a_clean_log() {
     }
     drop((f, imgf));
     // Start the copy; once it has read 64 MiB of the source it is writing into the image: kill it.
-    let mut child = Command::new(sup::daemon_bin())
+    let mut child = Command::new(sup::DAEMON)
         .args(["image", "cp", p, src.to_str().unwrap(), "big"])
-        .env("FAMFS_SYSTEM_UUID_PATH", sup::uuid_file(dir.path()))
+        .env("FAMFS_SYSTEM_UUID_PATH", uuid_file(dir.path()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -267,21 +272,21 @@ fn cp_killed_while_copying_leaves_no_file_and_a_clean_log() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(libc::SIGKILL), "killed mid-copy");
     // The log is clean and has no entry for the file: nothing with stale contents is visible.
-    let fsck = sup::image_cli(dir.path(), &["fsck", p]);
+    let fsck = image_cli(dir.path(), &["fsck", p]);
     let text = String::from_utf8_lossy(&fsck.stdout);
     assert!(text.contains("log: 0 of 15420 entries used"), "{text}");
     assert!(
         text.contains("fsck: clean: 0 errors, 0 warnings, 0 notes"),
         "{text}"
     );
-    let ls = sup::image_cli(dir.path(), &["ls", "-R", p]);
+    let ls = image_cli(dir.path(), &["ls", "-R", p]);
     assert_eq!(
         String::from_utf8_lossy(&ls.stdout),
         "/:\n.meta\n\n/.meta:\n.superblock\n.log\n"
     );
     // A copy that completes puts every byte of the source over the stale ones.
-    sup::image_cli(dir.path(), &["cp", p, src.to_str().unwrap(), "big"]);
-    let read = sup::image_cli(dir.path(), &["read", p, "big"]);
+    image_cli(dir.path(), &["cp", p, src.to_str().unwrap(), "big"]);
+    let read = image_cli(dir.path(), &["read", p, "big"]);
     assert_eq!(read.stdout.len() as u64, SIZE);
     for (k, c) in read.stdout.chunks(chunk.len()).enumerate() {
         assert!(c == chunk.as_slice(), "chunk {k} differs from the source");
@@ -333,7 +338,7 @@ fn mkfs_on_a_block_device_zeroes_the_old_log() {
     println!("mkfs on {}: {took:?}, peak RSS {rss} KiB", dev.0);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("size 4294967296"), "{out}");
-    let fsck = sup::image_cli(dir.path(), &["fsck", &dev.0]);
+    let fsck = image_cli(dir.path(), &["fsck", &dev.0]);
     let text = String::from_utf8_lossy(&fsck.stdout);
     assert!(
         text.contains("fsck: clean: 0 errors, 0 warnings, 0 notes"),
@@ -347,7 +352,7 @@ fn mkfs_on_a_block_device_zeroes_the_old_log() {
         .unwrap();
     let nonzero = region[48..].iter().filter(|&&b| b != 0).count();
     assert_eq!(nonzero, 0, "old bytes left in the log region");
-    sup::image_cli(dir.path(), &["mkdir", &dev.0, "on-a-loop-device"]);
-    let ls = sup::image_cli(dir.path(), &["ls", &dev.0]);
+    image_cli(dir.path(), &["mkdir", &dev.0, "on-a-loop-device"]);
+    let ls = image_cli(dir.path(), &["ls", &dev.0]);
     assert!(String::from_utf8_lossy(&ls.stdout).contains("on-a-loop-device"));
 }

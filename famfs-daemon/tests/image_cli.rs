@@ -6,6 +6,8 @@
 // A test binary: a failed unwrap/expect/panic is a failed test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::{
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
@@ -17,8 +19,7 @@ use famfs_daemon::famfs::format::{
     LH_OFF_NEXT_INDEX, LH_OFF_NEXT_SEQNUM, LOG_OFFSET, LogEntry, MAX_SIMPLE_EXTENTS, MkdirEntry,
     RELPATH_LEN, RawFmap, RelPath, SB_OFF_CRC,
 };
-
-const MIB: u64 = 1 << 20;
+use support::{MIB, image::ext, pattern};
 
 struct Out {
     code: i32,
@@ -89,19 +90,6 @@ impl Env {
         let o = self.run(&["mkfs", self.img.to_str().unwrap(), "--size", "4G"]);
         assert_eq!(o.code, 0, "{}", o.stderr);
     }
-}
-
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
 }
 
 #[test]
@@ -206,9 +194,9 @@ fn create_copy_list_map_read_and_play() {
     let files: Vec<(&str, Vec<u8>)> = vec![
         ("empty", vec![]),
         ("one", vec![b'x']),
-        ("sub/two_mib", pattern(1, 2 * MIB as usize)),
-        ("sub/two_mib_plus", pattern(2, 2 * MIB as usize + 1)),
-        ("sub/subsub/five", pattern(3, 5 * MIB as usize + 17)),
+        ("sub/two_mib", pattern(2 * MIB as usize, 1)),
+        ("sub/two_mib_plus", pattern(2 * MIB as usize + 1, 2)),
+        ("sub/subsub/five", pattern(5 * MIB as usize + 17, 3)),
     ];
     for (p, d) in &files {
         std::fs::write(src.join(p), d).unwrap();
@@ -216,7 +204,7 @@ fn create_copy_list_map_read_and_play() {
     e.ok("cp", &["-r", src.to_str().unwrap(), "data"]);
     // A single file to a new name, then into a directory.
     let single = e.root.join("single.bin");
-    std::fs::write(&single, pattern(9, 1000)).unwrap();
+    std::fs::write(&single, pattern(1000, 9)).unwrap();
     e.ok("cp", &[single.to_str().unwrap(), "data/renamed"]);
     e.ok("cp", &[single.to_str().unwrap(), "data/deep"]);
     // A directory without -r is skipped with exit 1.
@@ -242,7 +230,7 @@ fn create_copy_list_map_read_and_play() {
         );
     }
     let o = e.img("read", &["data/renamed"]);
-    assert!(o.raw == pattern(9, 1000));
+    assert!(o.raw == pattern(1000, 9));
     // ls -l of one directory: exact lines.
     let ls = e.ok("ls", &["-l", "-i", "data"]);
     let lines: Vec<&str> = ls.lines().collect();
@@ -425,14 +413,6 @@ fn file(p: &str, size: u64, nextents: u32, exts: &[Extent]) -> EntryBody {
             extents: a,
         },
     })
-}
-
-fn ext(offset: u64, len: u64) -> Extent {
-    Extent {
-        devindex: 0,
-        offset,
-        len,
-    }
 }
 
 fn mkdir(p: &str) -> EntryBody {
@@ -715,7 +695,7 @@ fn every_validation_class_is_a_distinct_located_error() {
 #[test]
 fn garbage_inputs_fail_cleanly() {
     let e = Env::new();
-    std::fs::write(&e.img, pattern(5, 3 * MIB as usize)).unwrap();
+    std::fs::write(&e.img, pattern(3 * MIB as usize, 5)).unwrap();
     for args in [
         vec!["ls"],
         vec!["fsck"],

@@ -16,34 +16,31 @@
 // Test code: a failed unwrap/expect/assertion is the test failing, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod server_support;
+mod support;
 
-use std::{
-    path::PathBuf,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use famfs_daemon::{
-    famfs::{Extent, Fmap},
+    famfs::Fmap,
     fuse::{
         DialectConfig,
         abi::{EntryOut, ReleaseIn, opcode},
         sim::{self, Reply, Sim, fmap_size_body, open_in},
     },
-    join::{FileQuery, FileSort, Join, JoinWorker, query},
-    metrics::{FileState, Format, Metrics},
+    http::api::FileRow,
+    join::{FileQuery, FileSort, FileState, Join, JoinInputs, JoinWorker, SharedFileState, query},
+    metrics::{Format, Metrics},
     server::{FamfsFs, ServerConfig},
 };
-use server_support::{self as sup, MIB, MIB2, ext};
+use support::{
+    GIB, MIB, MIB2,
+    image::{MANY_SIZE, WIDE_SIZE, many_extents, mkfs, uuid_file, wide_strips},
+    wait_for,
+};
 
 const CONN: u32 = 91;
 const EPOCH: u64 = 11;
 const ROOT: u64 = 1;
-/// `many`: 16 simple extents of 2 MiB with a gap after each → fmap 32 + 16 × 24 = 416 bytes.
-const MANY_SIZE: u64 = 16 * MIB2 - 100;
-/// `wide`: interleaved over 16 strips of 4 MiB, chunk 2 MiB → 32 + 24 + 16 × 24 = 440 bytes.
-const WIDE_SIZE: u64 = 32 * MIB2;
 /// `small`: 1 MiB in one allocated extent → 32 + 24 = 56 bytes.
 const SMALL_SIZE: u64 = MIB;
 /// The simulated kernel's first GET_FMAP buffer: too small for `many` and `wide`, big enough for
@@ -57,15 +54,17 @@ struct Image {
 
 fn image() -> Image {
     let dir = tempfile::tempdir().unwrap();
-    let (path, mut img) = sup::mkfs(dir.path(), "famfs.img", 4 * sup::GIB);
-    let many: Vec<Extent> = (0..16u64)
-        .map(|k| ext(0x1000_0000 + k * 2 * MIB2, MIB2))
-        .collect();
-    img.creat_with_fmap("many", MANY_SIZE, 0o644, 0, 0, &Fmap::Simple(many))
-        .unwrap();
-    let strips: Vec<Extent> = (0..16u64)
-        .map(|k| ext(0x4000_0000 + k * 4 * MIB2, 2 * MIB2))
-        .collect();
+    let (path, mut img) = mkfs(dir.path(), "famfs.img", 4 * GIB);
+    // `many`: fmap 32 + 16 × 24 = 416 bytes; `wide`: 32 + 24 + 16 × 24 = 440 bytes.
+    img.creat_with_fmap(
+        "many",
+        MANY_SIZE,
+        0o644,
+        0,
+        0,
+        &Fmap::Simple(many_extents()),
+    )
+    .unwrap();
     img.creat_with_fmap(
         "wide",
         WIDE_SIZE,
@@ -74,7 +73,7 @@ fn image() -> Image {
         0,
         &Fmap::Interleaved {
             chunk_size: MIB2,
-            strips,
+            strips: wide_strips(),
         },
     )
     .unwrap();
@@ -85,7 +84,7 @@ fn image() -> Image {
 /// The simulated kernel, the session serving it, and the daemon's join and metrics behind it.
 struct Rig {
     sim: Sim<FamfsFs>,
-    state: Arc<Mutex<FileState>>,
+    state: SharedFileState,
     worker: Option<JoinWorker>,
     metrics: Metrics,
     fs_uuid: String,
@@ -103,7 +102,7 @@ impl Rig {
             &image.path,
             &ServerConfig {
                 daxdev: Some(PathBuf::from("/dev/dax0.0")),
-                system_uuid_path: Some(sup::uuid_file(image.dir.path())),
+                system_uuid_path: Some(uuid_file(image.dir.path())),
                 ..Default::default()
             },
         )
@@ -123,12 +122,18 @@ impl Rig {
             .expect("negotiated")
             .clone();
         let fmap_opcode = n.get_fmap_opcode().expect("famfs mode negotiated");
-        let state = Arc::new(Mutex::new(FileState {
+        let state = SharedFileState::new(FileState {
             join: Join::new(n.connection, n.mount_epoch, n.init_ns, fmap_opcode),
             fs_uuid: fs_uuid.clone(),
             max_series: 500,
-        }));
-        let worker = JoinWorker::start(state.clone(), None, rx, Arc::new(fs)).unwrap();
+        });
+        let inputs = JoinInputs {
+            events: None,
+            records: rx,
+            catalog: Arc::new(fs),
+            faults: None,
+        };
+        let worker = JoinWorker::start(state.clone(), inputs).unwrap();
         let mut metrics = Metrics::new(None, Some(state.clone()));
         metrics.add_server(
             sim.session().stats().clone(),
@@ -179,20 +184,17 @@ impl Rig {
     fn wait_joined(&self) {
         let want = self.sent;
         let stats = self.sim.session().stats();
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            let got = self.state.lock().unwrap().join.health.server_records;
-            if got == want && stats.records_sent() == want {
-                return;
-            }
-            assert!(
-                Instant::now() < end,
-                "the join took {got} of {want} records within 20 s (session sent {}, dropped {})",
-                stats.records_sent(),
-                stats.records_dropped()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let mut got = 0;
+        let joined = wait_for(Duration::from_secs(20), || {
+            got = self.state.read().unwrap().join.health.server_records;
+            (got == want && stats.records_sent() == want).then_some(())
+        });
+        assert!(
+            joined.is_some(),
+            "the join took {got} of {want} records within 20 s (session sent {}, dropped {})",
+            stats.records_sent(),
+            stats.records_dropped()
+        );
     }
 
     fn render(&self) -> String {
@@ -363,7 +365,10 @@ fn rfc_v2_needed_size_retries_fmap_bytes_and_extents_per_file() {
         sort: FileSort::Path,
         ..Default::default()
     };
-    let views = query(rig.state.lock().unwrap().join.files(), &q);
+    let views: Vec<FileRow> = query(rig.state.read().unwrap().join.files(), &q)
+        .into_iter()
+        .map(|f| FileRow::of(f, 0))
+        .collect();
     let got: Vec<_> = views
         .iter()
         .map(|v| {

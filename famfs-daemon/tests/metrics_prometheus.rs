@@ -2,10 +2,14 @@
 //! dashboard query evaluated without error, `promtool check metrics` clean, dashboards free of
 //! hard-coded datasource UIDs; and, on a famfs image served by the daemon itself, exact per-file counts
 //! (opens, kernel-observed open latencies, bytes read) through PromQL and `/api/v1/files`, and the
-//! `--max-file-series` fold.
+//! `--max-file-series` fold. Also: the per-file page-cache faults of mmap reads reach `/api/v1/files`
+//! with no `/metrics` scrape at all (the join applies the kernel's fault maps on its own tick), and the
+//! tests' own reader of the Prometheus text format.
 
-mod common;
-mod server_support;
+// Integration tests: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -15,8 +19,20 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use common::*;
-use server_support as sup;
+use famfs_daemon::http::api::FileRow;
+use support::{
+    GIB,
+    daemon::Daemon,
+    ftrace::FtraceFaults,
+    http::{get_json, http_get},
+    image::{mkfs, put},
+    mounts::{MountGuard, SquashMount, mount_connection},
+    pattern,
+    prometheus::{
+        Prometheus, dashboard_queries, grafana_expand, metric, parse_sample, parse_value, samples,
+    },
+    require_program, require_root, wait_for,
+};
 
 fn dashboards() -> Vec<std::path::PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
@@ -41,6 +57,13 @@ fn dashboards_use_a_datasource_variable() {
                 .iter()
                 .any(|t| t["type"] == "datasource" && t["name"] == "datasource"),
             "{d:?}"
+        );
+        // The host variable queries through the same datasource variable.
+        assert!(
+            templ
+                .iter()
+                .any(|t| t["name"] == "host" && t["datasource"]["uid"] == "${datasource}"),
+            "{d:?}: host variable"
         );
         for p in v["panels"].as_array().unwrap() {
             assert_eq!(
@@ -67,11 +90,13 @@ fn prometheus_scrapes_exact_counts_and_every_dashboard_query_runs() {
     if !require_root(t) || !require_program(t, "prometheus") || !require_program(t, "promtool") {
         return;
     }
-    let daemon = Daemon::start(&[]);
     let files = [("a", pattern(100, 1)), ("b", pattern(200, 2))];
     let Some(sq) = SquashMount::new(t, &files) else {
         return;
     };
+    // Every connection is traced. The daemon starts once the mount exists: connection numbers are
+    // reused, and a mount of another test that had this number before must not count here.
+    let daemon = Daemon::start(&[]);
     for _ in 0..3 {
         for (name, body) in &files {
             assert_eq!(&fs::read(sq.mnt.join(name)).unwrap(), body);
@@ -185,31 +210,26 @@ struct Served {
 /// `famfs-daemon run --image … --mountpoint … --listen 127.0.0.1:0 EXTRA…`.
 fn serve(files: &[(&str, Vec<u8>)], extra: &[&str]) -> Served {
     let dir = tempfile::tempdir().unwrap();
-    let (img_path, mut img) = sup::mkfs(dir.path(), "famfs.img", 4 * sup::GIB);
+    let (img_path, mut img) = mkfs(dir.path(), "famfs.img", 4 * GIB);
     let mut ids = Vec::new();
     for (path, data) in files {
         if let Some((parent, _)) = path.rsplit_once('/') {
             img.mkdir(parent, 0o755, 0, 0, true).unwrap();
         }
-        ids.push(sup::put(&mut img, path, data));
+        ids.push(put(&mut img, path, data));
     }
     drop(img);
     let mnt = dir.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
     let mnt = mnt.canonicalize().unwrap();
     let guard = MountGuard(mnt.clone());
-    let mut args = vec![
-        "--image",
-        img_path.to_str().unwrap(),
-        "--mountpoint",
-        mnt.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let uuid = sup::uuid_file(dir.path());
-    let daemon = Daemon::start_env(&args, &[("FAMFS_SYSTEM_UUID_PATH", uuid.as_path())]);
-    let conn = daemon.ready_field("connection").unwrap().parse().unwrap();
+    let daemon = Daemon::builder()
+        .serve(dir.path(), &img_path, &mnt)
+        .args(extra)
+        .start();
+    let conn = daemon.field("connection").unwrap().parse().unwrap();
     assert_eq!(mount_connection(&mnt), Some(conn));
-    let fs_uuid = daemon.ready_field("fs_uuid").unwrap();
+    let fs_uuid = daemon.field("fs_uuid").unwrap();
     Served {
         daemon,
         _guard: guard,
@@ -257,16 +277,27 @@ fn wait_joined(s: &Served) -> String {
         let sent = metric(&t, "famfs_server_records_total", &[("outcome", "sent")]);
         let f_open = sum_files(&t, "famfs_file_opens_total", &s.fs_uuid);
         let f_read = sum_files(&t, "famfs_file_reads_total", &s.fs_uuid);
+        // Page-cache faults: the kernel's count for our device (read by this scrape) against the
+        // per-file sum (applied by the join on its own tick).
+        let k_pc = metric(
+            &t,
+            "famfs_page_cache_faults_total",
+            &[("device", format!("0:{c}").as_str())],
+        )
+        .unwrap_or(0.0);
+        let f_pc = sum_files(&t, "famfs_file_page_cache_faults_total", &s.fs_uuid);
         last = format!(
-            "kernel OPEN {k_open:?} READ {k_read}, join matched {matched:?}, records taken {taken:?} \
-             of {sent:?}, per-file opens {f_open} reads {f_read}"
+            "kernel OPEN {k_open:?} READ {k_read} page-cache faults {k_pc}, join matched {matched:?}, \
+             records taken {taken:?} of {sent:?}, per-file opens {f_open} reads {f_read} page-cache \
+             faults {f_pc}"
         );
         let caught_up = k_open.is_some_and(|k| k > 0.0)
             && matched == k_open
             && sent.is_some()
             && taken == sent
             && Some(f_open) == k_open
-            && f_read == k_read;
+            && f_read == k_read
+            && f_pc == k_pc;
         caught_up.then_some(t)
     });
     done.unwrap_or_else(|| panic!("the join did not catch up within 30 s: {last}"))
@@ -307,56 +338,11 @@ struct ApiRow {
     read_bytes: u64,
 }
 
-#[test]
-fn famfs_mount_per_file_counts_are_exact_in_prometheus_and_the_api() {
-    let t = "famfs_mount_per_file_counts_are_exact_in_prometheus_and_the_api";
-    if !require_root(t) || !require_program(t, "prometheus") || !require_program(t, "promtool") {
-        return;
-    }
-    // K = 4 files with distinct sizes (inside one page, many pages, past the 2 MiB allocation unit)
-    // and distinct read-open counts n_i, so a mix-up between files shows.
-    let spec: [(&str, usize, u64); 4] = [
-        ("alpha.bin", 5000, 1),
-        ("beta.bin", 100_000, 2),
-        ("dir/gamma.bin", 300_001, 3),
-        ("delta.bin", 2 * 1024 * 1024 + 4097, 5),
-    ];
-    let files: Vec<(&str, Vec<u8>)> = spec
-        .iter()
-        .enumerate()
-        .map(|(i, (p, len, _))| (*p, sup::pattern(*len, i as u8 + 1)))
-        .collect();
-    let s = serve(&files, &[]);
-
-    // The workload. Each of the n_i read passes is one open(2) + read to EOF + close; then one more
-    // open(2) whose mapping is read through once. FUSE sends OPEN for every open(2) (the dentry and
-    // attributes are cached, but opens are never), so file i gets exactly n_i + 1 OPENs. Our server
-    // answers OPEN without FOPEN_KEEP_CACHE, so the kernel drops the file's page cache at every open:
-    // no drop_caches is needed, and every pass (the mmap pass too, whose faults read the pages that
-    // the open just dropped) fetches the whole file through READ once — the bytes the server sends
-    // per file are exactly size × (n_i + 1) (READ replies stop at EOF). How many READs that takes
-    // depends on readahead, so READ counts are checked against the kernel's and the server's own.
-    for ((path, data), (_, _, n)) in files.iter().zip(&spec) {
-        let p = s.mnt.join(path);
-        for _ in 0..*n {
-            assert!(fs::read(&p).unwrap() == *data, "{path}: read pass");
-        }
-        let f = fs::File::open(&p).unwrap();
-        // SAFETY: a read-only shared mapping of a file nothing writes while the test runs.
-        let m = unsafe { memmap2::Mmap::map(&f) }.unwrap();
-        assert!(m[..] == data[..], "{path}: mmap pass");
-    }
-    let opens_total: u64 = spec.iter().map(|(_, _, n)| n + 1).sum();
-    assert_eq!(opens_total, 15);
-
-    let text = wait_joined(&s);
-    let t0 = unix_now();
-    let prom = Prometheus::start(&[s.daemon.addr]);
-    wait_scrape_after(&prom, t0);
-
+/// Per opcode and per join outcome, through PromQL: the kernel (probes), the server and the per-file
+/// join agree exactly on `total` OPENs, and on READ; exactly `files` files have series.
+fn check_totals(prom: &Prometheus, s: &Served, total: f64, files: usize) {
     let (c, u) = (s.conn.to_string(), s.fs_uuid.clone());
     let q = |promql: String| prom.value(&promql);
-    let total = opens_total as f64;
     // Per opcode: the kernel (probes), the server and the per-file join agree on OPEN exactly.
     assert_eq!(
         q(format!(
@@ -398,7 +384,7 @@ fn famfs_mount_per_file_counts_are_exact_in_prometheus_and_the_api() {
     // Exactly the K files have series (no fold, nothing else touched).
     assert_eq!(
         q(format!("count(famfs_file_opens_total{{fs_uuid=\"{u}\"}})")),
-        Some(spec.len() as f64)
+        Some(files as f64)
     );
     // Every kernel OPEN completion was joined to its server record; nothing unmatched or late.
     for (outcome, want) in [
@@ -414,9 +400,19 @@ fn famfs_mount_per_file_counts_are_exact_in_prometheus_and_the_api() {
             "join outcome {outcome}"
         );
     }
+}
+
+/// Per file, exactly, through PromQL; returns each file's READ count as Prometheus reports it.
+fn check_files_in_prometheus(
+    prom: &Prometheus,
+    s: &Served,
+    spec: &[(&str, usize, u64)],
+) -> BTreeMap<String, f64> {
+    let u = s.fs_uuid.as_str();
+    let q = |promql: String| prom.value(&promql);
     // Per file, exactly.
     let mut prom_reads = BTreeMap::new();
-    for (path, len, n) in &spec {
+    for (path, len, n) in spec {
         let sel = format!("{{fs_uuid=\"{u}\",path=\"/{path}\"}}");
         let v = |name: &str| q(format!("{name}{sel}"));
         let passes = (n + 1) as f64;
@@ -456,6 +452,58 @@ fn famfs_mount_per_file_counts_are_exact_in_prometheus_and_the_api() {
         );
     }
 
+    prom_reads
+}
+
+#[test]
+fn famfs_mount_per_file_counts_are_exact_in_prometheus_and_the_api() {
+    let t = "famfs_mount_per_file_counts_are_exact_in_prometheus_and_the_api";
+    if !require_root(t) || !require_program(t, "prometheus") || !require_program(t, "promtool") {
+        return;
+    }
+    // K = 4 files with distinct sizes (inside one page, many pages, past the 2 MiB allocation unit)
+    // and distinct read-open counts n_i, so a mix-up between files shows.
+    let spec: [(&str, usize, u64); 4] = [
+        ("alpha.bin", 5000, 1),
+        ("beta.bin", 100_000, 2),
+        ("dir/gamma.bin", 300_001, 3),
+        ("delta.bin", 2 * 1024 * 1024 + 4097, 5),
+    ];
+    let files: Vec<(&str, Vec<u8>)> = spec
+        .iter()
+        .enumerate()
+        .map(|(i, (p, len, _))| (*p, pattern(*len, i as u8 + 1)))
+        .collect();
+    let s = serve(&files, &[]);
+
+    // The workload. Each of the n_i read passes is one open(2) + read to EOF + close; then one more
+    // open(2) whose mapping is read through once. FUSE sends OPEN for every open(2) (the dentry and
+    // attributes are cached, but opens are never), so file i gets exactly n_i + 1 OPENs. Our server
+    // answers OPEN without FOPEN_KEEP_CACHE, so the kernel drops the file's page cache at every open:
+    // no drop_caches is needed, and every pass (the mmap pass too, whose faults read the pages that
+    // the open just dropped) fetches the whole file through READ once — the bytes the server sends
+    // per file are exactly size × (n_i + 1) (READ replies stop at EOF). How many READs that takes
+    // depends on readahead, so READ counts are checked against the kernel's and the server's own.
+    for ((path, data), (_, _, n)) in files.iter().zip(&spec) {
+        let p = s.mnt.join(path);
+        for _ in 0..*n {
+            assert!(fs::read(&p).unwrap() == *data, "{path}: read pass");
+        }
+        let f = fs::File::open(&p).unwrap();
+        // SAFETY: a read-only shared mapping of a file nothing writes while the test runs.
+        let m = unsafe { memmap2::Mmap::map(&f) }.unwrap();
+        assert!(m[..] == data[..], "{path}: mmap pass");
+    }
+    let opens_total: u64 = spec.iter().map(|(_, _, n)| n + 1).sum();
+    assert_eq!(opens_total, 15);
+
+    let text = wait_joined(&s);
+    let t0 = unix_now();
+    let prom = Prometheus::start(&[s.daemon.addr]);
+    wait_scrape_after(&prom, t0);
+
+    check_totals(&prom, &s, opens_total as f64, spec.len());
+    let prom_reads = check_files_in_prometheus(&prom, &s, &spec);
     // /api/v1/files: the same files with the same counts.
     let (code, body) = s.daemon.get("/api/v1/files?sort=path");
     assert_eq!(code, 200, "{body}");
@@ -502,7 +550,7 @@ fn famfs_mount_per_file_counts_are_exact_in_prometheus_and_the_api() {
             metric(
                 &text,
                 "famfs_file_opens_total",
-                &[("fs_uuid", u.as_str()), ("path", w.path.as_str())]
+                &[("fs_uuid", s.fs_uuid.as_str()), ("path", w.path.as_str())]
             ),
             Some(w.opens as f64),
             "{}",
@@ -525,13 +573,21 @@ fn max_file_series_folds_the_least_recently_active_files_into_other() {
     let files: Vec<(&str, Vec<u8>)> = names
         .iter()
         .enumerate()
-        .map(|(i, n)| (*n, sup::pattern(4096 * (i + 1), i as u8)))
+        .map(|(i, n)| (*n, pattern(4096 * (i + 1), i as u8)))
         .collect();
     let s = serve(&files, &["--max-file-series", "3"]);
     for (i, n) in names.iter().enumerate() {
         for _ in 0..=i {
             drop(fs::File::open(s.mnt.join(n)).unwrap());
         }
+        // Recency is the server's reply time, taken before the record goes to the join: once the
+        // join has this file's opens, the next file's replies are later, even when a worker thread
+        // was preempted right after replying.
+        let path = format!("/{n}");
+        wait_files(&s, &format!("{path} opened {} times", i + 1), |rows| {
+            rows.iter()
+                .any(|r| r.path == path && r.opens == i as u64 + 1)
+        });
     }
     let text = wait_joined(&s);
     let u = s.fs_uuid.as_str();
@@ -599,4 +655,138 @@ fn max_file_series_folds_the_least_recently_active_files_into_other() {
         got,
         [("/f0", 1), ("/f1", 2), ("/f2", 3), ("/f3", 4), ("/f4", 5)]
     );
+}
+
+/// Poll `/api/v1/files?sort=path` (never `/metrics`) until `ok` holds for its rows; the rows then.
+fn wait_files(s: &Served, what: &str, ok: impl Fn(&[FileRow]) -> bool) -> Vec<FileRow> {
+    let mut last = Vec::new();
+    let done = wait_for(Duration::from_secs(30), || {
+        last = get_json::<Vec<FileRow>>(s.daemon.addr, "/api/v1/files?sort=path");
+        ok(&last).then(|| last.clone())
+    });
+    done.unwrap_or_else(|| panic!("{what} within 30 s; the API shows {last:#?}"))
+}
+
+/// Open `path` (which drops its page cache: our server answers OPEN without FOPEN_KEEP_CACHE), map
+/// it and read the mapping through, checking every byte.
+fn mmap_pass(path: &Path, want: &[u8]) {
+    let f = fs::File::open(path).unwrap();
+    // SAFETY: a read-only shared mapping of a file nothing writes while the test runs.
+    let m = unsafe { memmap2::Mmap::map(&f) }.unwrap();
+    assert!(m[..] == want[..], "{}: mmap pass", path.display());
+}
+
+#[test]
+fn page_cache_faults_reach_the_api_without_a_scrape() {
+    let t = "page_cache_faults_reach_the_api_without_a_scrape";
+    if !require_root(t) {
+        return;
+    }
+    // A one-page file mapped three times, a four-page file mapped twice, a file only read(2).
+    let one = pattern(4000, 1);
+    let four = pattern(3 * 4096 + 100, 2);
+    let read = pattern(10_000, 3);
+    let files = [
+        ("mapped/one.bin", one.clone()),
+        ("mapped/four.bin", four.clone()),
+        ("plain/read.bin", read.clone()),
+    ];
+    let s = serve(&files, &[]);
+    // The kernel's own count of the same tracepoint on our device, read without the daemon.
+    let ftrace = FtraceFaults::start(s.conn);
+    for _ in 0..3 {
+        mmap_pass(&s.mnt.join("mapped/one.bin"), &one);
+    }
+    for _ in 0..2 {
+        mmap_pass(&s.mnt.join("mapped/four.bin"), &four);
+        assert!(fs::read(s.mnt.join("plain/read.bin")).unwrap() == read);
+    }
+    let kernel = ftrace.stop();
+    drop(ftrace);
+    let (one_ino, four_ino, read_ino) = (s.ids[0], s.ids[1], s.ids[2]);
+    let k = |ino: u64| kernel.get(&ino).copied().unwrap_or(0);
+    // Each mapping faults at least once (its open dropped the page cache); nothing else faults.
+    assert!(k(one_ino) >= 3 && k(four_ino) >= 2, "{kernel:?}");
+    assert_eq!(k(read_ino), 0, "{kernel:?}");
+    assert_eq!(
+        kernel.keys().copied().collect::<Vec<_>>(),
+        [one_ino, four_ino],
+        "{kernel:?}"
+    );
+
+    // Nothing scrapes /metrics in this test: the counts below are the join's own, applied on its
+    // tick, and they are exactly the kernel's (waited for exactly: a tick during the workload may
+    // have shown fewer).
+    let rows = wait_files(
+        &s,
+        "the workload's opens and exact page-cache faults",
+        |rows| {
+            let row = |p: &str| rows.iter().find(|r| r.path == p);
+            row("/mapped/one.bin")
+                .is_some_and(|r| r.opens == 3 && r.page_cache_faults == k(one_ino))
+                && row("/mapped/four.bin")
+                    .is_some_and(|r| r.opens == 2 && r.page_cache_faults == k(four_ino))
+                && row("/plain/read.bin").is_some_and(|r| r.opens == 2)
+        },
+    );
+    let by_path = |p: &str| rows.iter().find(|r| r.path == p).unwrap();
+    // A file only read with read(2) never faults, exactly.
+    assert_eq!(by_path("/plain/read.bin").page_cache_faults, 0);
+    // No DAX on this mount: every DAX fault column is exactly zero.
+    for r in &rows {
+        assert_eq!(
+            (
+                r.faults_pte,
+                r.faults_pmd,
+                r.faults_fallback,
+                r.faults_error
+            ),
+            (0, 0, 0, 0),
+            "{}",
+            r.path
+        );
+    }
+    // `sort=faults` orders by them (most first, ties by path), without a scrape either.
+    let by_faults: Vec<FileRow> = get_json(s.daemon.addr, "/api/v1/files?sort=faults");
+    let got: Vec<(&str, u64)> = by_faults
+        .iter()
+        .map(|r| (r.path.as_str(), r.faults()))
+        .collect();
+    let mut want = vec![
+        ("/mapped/four.bin", k(four_ino)),
+        ("/mapped/one.bin", k(one_ino)),
+        ("/plain/read.bin", 0),
+    ];
+    want.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn the_tests_metrics_reader_handles_labels_escapes_and_special_values() {
+    let s = parse_sample(r#"famfs_x_total{a="1",b="q\"uo\\te\n",c="é"} 42"#).unwrap();
+    assert_eq!(s.name, "famfs_x_total");
+    assert_eq!(s.label("a"), Some("1"));
+    assert_eq!(s.label("b"), Some("q\"uo\\te\n"));
+    assert_eq!(s.label("c"), Some("é"));
+    assert_eq!(s.value, 42.0);
+    let s = parse_sample("up 1 1712345678000").unwrap();
+    assert_eq!((s.name.as_str(), s.labels.len(), s.value), ("up", 0, 1.0));
+    let s = parse_sample(r#"h_bucket{le="+Inf"} 3"#).unwrap();
+    assert_eq!(s.label("le").and_then(parse_value), Some(f64::INFINITY));
+    assert!(
+        parse_sample(r#"m{a="1"} x"#)
+            .unwrap_err()
+            .contains("bad value \"x\"")
+    );
+    assert!(
+        parse_sample(r#"m{a=1} 2"#)
+            .unwrap_err()
+            .contains("expected '\"' after a=")
+    );
+    assert!(
+        parse_sample(r#"m{a="1} 2"#)
+            .unwrap_err()
+            .contains("unterminated value of label a")
+    );
+    assert_eq!(samples("# HELP x\nok 1\n\nm{a=\"b\"} 2\n").len(), 2);
 }

@@ -4,13 +4,15 @@
 //! clean degradation when a probe target is missing. Each test loads its own probe object and watches
 //! only its own mount.
 
-mod common;
+mod support;
 
 use std::{fs, io::Read, os::fd::AsRawFd, os::unix::fs::MetadataExt, time::Duration};
 
-use common::*;
 use famfs_common::{counters, event};
 use famfs_daemon::probes::{KfuncMode, ProbeConfig, ProbeKind, ProbeState, Probes, RequestPairing};
+use support::{
+    daemon::Daemon, mounts::SquashMount, pattern, prometheus::metric, require_root, wait_for,
+};
 
 fn watching(conn: u32) -> ProbeConfig {
     ProbeConfig {

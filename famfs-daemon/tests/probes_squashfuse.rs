@@ -2,11 +2,14 @@
 //! `squashfuse` serving an image made by `mksquashfs`. Asserts exact per-opcode counts for that
 //! connection where the kernel makes them exact.
 
-mod common;
+mod support;
 
 use std::{fs, io::Read, time::Duration};
 
-use common::*;
+use support::{
+    daemon::Daemon, http::http_get, mounts::SquashMount, pattern, prometheus::metric, require_root,
+    wait_for,
+};
 
 #[test]
 fn squashfuse_per_opcode_counts_are_exact() {

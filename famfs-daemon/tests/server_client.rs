@@ -6,24 +6,24 @@
 // Test code: a failed unwrap/expect/assertion is the test failing, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod server_support;
+mod support;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, Instant},
 };
 
-use server_support::{self as sup, Daemon, GIB, MIB, can_mount, image_cli, pattern};
-
-fn mnt_dir(dir: &Path, name: &str) -> PathBuf {
-    let m = dir.join(name);
-    std::fs::create_dir_all(&m).unwrap();
-    m.canonicalize().unwrap()
-}
+use support::{
+    GIB, MIB, can_mount,
+    daemon::Daemon,
+    image::{image_cli, mkfs, put},
+    mounts::mnt_dir,
+    pattern, sha256, wait_for,
+};
 
 /// Poll (5 ms steps, up to `limit`) until `path` exists; the delay since `t0`.
 fn appeared_after(path: &Path, t0: Instant, limit: Duration) -> Option<Duration> {
-    sup::wait_for(limit, || path.exists().then(|| t0.elapsed()))
+    wait_for(limit, || path.exists().then(|| t0.elapsed()))
 }
 
 #[test]
@@ -34,14 +34,14 @@ fn appended_files_appear_in_other_mounts_without_a_remount() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (img, mut image) = sup::mkfs(d, "famfs.img", 4 * GIB);
-    sup::put(&mut image, "first.txt", b"first\n");
+    let (img, mut image) = mkfs(d, "famfs.img", 4 * GIB);
+    put(&mut image, "first.txt", b"first\n");
     image.mkdir("sub", 0o755, 0, 0, false).unwrap();
     drop(image);
     let (ma, mb, mc) = (mnt_dir(d, "a"), mnt_dir(d, "b"), mnt_dir(d, "c"));
-    let a = Daemon::start(d, &img, &ma, &["--poll-interval", "200ms"]);
-    let b = Daemon::start(d, &img, &mb, &["--poll-interval", "200ms"]);
-    let c = Daemon::start(d, &img, &mc, &["--poll-interval", "1h"]);
+    let a = Daemon::serve(d, &img, &ma, &["--poll-interval", "200ms"]);
+    let b = Daemon::serve(d, &img, &mb, &["--poll-interval", "200ms"]);
+    let c = Daemon::serve(d, &img, &mc, &["--poll-interval", "1h"]);
     assert_ne!(a.field("connection"), b.field("connection"));
     assert_eq!(a.field("fs_uuid"), b.field("fs_uuid"));
     // Looked up (and missed) before it exists: the kernel must not keep a negative answer.
@@ -85,7 +85,7 @@ fn appended_files_appear_in_other_mounts_without_a_remount() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, vec!["new.bin".to_string()]);
-    assert_eq!(sup::sha256(&mb.join("sub/new.bin")), sup::sha256(&src));
+    assert_eq!(sha256(&mb.join("sub/new.bin")), sha256(&src));
 
     // The hour-long poller does not know yet; SIGHUP makes it look now.
     c.signal(libc::SIGHUP);

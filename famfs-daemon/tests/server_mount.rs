@@ -8,25 +8,25 @@
 // Test code: a failed unwrap/expect/assertion is the test failing, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod server_support;
+mod support;
 
 use std::{
     collections::{BTreeMap, HashMap},
     fs::{File, OpenOptions},
     io::{Read, Seek, SeekFrom},
     os::unix::fs::{FileExt, MetadataExt, PermissionsExt},
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     time::Duration,
 };
 
-use server_support::{self as sup, Daemon, GIB, MIB, can_mount, image_cli, pattern};
-
-fn mnt_dir(dir: &Path, name: &str) -> PathBuf {
-    let m = dir.join(name);
-    std::fs::create_dir_all(&m).unwrap();
-    m.canonicalize().unwrap()
-}
+use support::{
+    GIB, MIB, can_mount,
+    daemon::Daemon,
+    image::{image_cli, mkfs, put},
+    mounts::{is_mounted, mnt_dir},
+    pattern, sha256, wait_for,
+};
 
 fn write_src(p: &Path, data: &[u8], mode: u32) {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -205,7 +205,7 @@ fn ls_stat_and_sha256_match_what_the_image_tools_wrote() {
     );
 
     let mnt = mnt_dir(d, "mnt");
-    let daemon = Daemon::start(d, &img, &mnt, &[]);
+    let daemon = Daemon::serve(d, &img, &mnt, &[]);
     assert_eq!(daemon.field("mountpoint").as_deref(), mnt.to_str());
     let conn: u32 = daemon.field("connection").unwrap().parse().unwrap();
     assert_eq!(
@@ -266,7 +266,7 @@ fn ls_stat_and_sha256_match_what_the_image_tools_wrote() {
         } else {
             src.join(rel)
         };
-        assert_eq!(sup::sha256(&mnt.join(rel)), sup::sha256(&srcp), "{rel}");
+        assert_eq!(sha256(&mnt.join(rel)), sha256(&srcp), "{rel}");
     }
     // Missing names are ENOENT; df reports the image.
     assert_eq!(
@@ -299,15 +299,15 @@ fn writes_through_the_mount_survive_unmount_and_remount() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (img, mut image) = sup::mkfs(d, "famfs.img", 4 * GIB);
+    let (img, mut image) = mkfs(d, "famfs.img", 4 * GIB);
     let size = 5 * MIB as usize + 123;
     let orig = pattern(size, 11);
-    sup::put(&mut image, "data.bin", &orig);
+    put(&mut image, "data.bin", &orig);
     drop(image);
     let mnt = mnt_dir(d, "mnt");
     let mut want = orig.clone();
     {
-        let mut daemon = Daemon::start(d, &img, &mnt, &[]);
+        let mut daemon = Daemon::serve(d, &img, &mnt, &[]);
         let f = OpenOptions::new()
             .read(true)
             .write(true)
@@ -347,7 +347,7 @@ fn writes_through_the_mount_survive_unmount_and_remount() {
         // Clean stop: exit status 0 and the mount is gone.
         let st = daemon.stop().expect("daemon exited");
         assert!(st.success(), "{st:?}");
-        assert!(!sup::is_mounted(&mnt), "unmounted on SIGTERM");
+        assert!(!is_mounted(&mnt), "unmounted on SIGTERM");
         daemon
             .wait_stderr("famfs-daemon: unmounted")
             .expect("shutdown line");
@@ -356,7 +356,7 @@ fn writes_through_the_mount_survive_unmount_and_remount() {
     let out = image_cli(d, &["read", img.to_str().unwrap(), "data.bin"]);
     assert!(out.stdout == want, "image read after unmount");
     // …and a new mount serves them.
-    let daemon = Daemon::start(d, &img, &mnt, &[]);
+    let daemon = Daemon::serve(d, &img, &mnt, &[]);
     let mut f = File::open(mnt.join("data.bin")).unwrap();
     let mut back = Vec::new();
     f.read_to_end(&mut back).unwrap();
@@ -368,8 +368,8 @@ fn writes_through_the_mount_survive_unmount_and_remount() {
     // SIGINT stops it cleanly too.
     drop(f);
     daemon.signal(libc::SIGINT);
-    let gone = sup::wait_for(Duration::from_secs(15), || {
-        (!sup::is_mounted(&mnt)).then_some(())
+    let gone = wait_for(Duration::from_secs(15), || {
+        (!is_mounted(&mnt)).then_some(())
     });
     assert!(gone.is_some(), "unmounted on SIGINT");
 }
@@ -383,7 +383,7 @@ fn find_counts_5000_files_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // 1,000 files in the root and 20 directories of 200: each file takes one 2 MiB unit.
-    let (img, mut image) = sup::mkfs(d, "famfs.img", 16 * GIB);
+    let (img, mut image) = mkfs(d, "famfs.img", 16 * GIB);
     for k in 0..20 {
         image
             .mkdir(&format!("d{k:02}"), 0o755, 0, 0, false)
@@ -401,7 +401,7 @@ fn find_counts_5000_files_exactly() {
     }
     drop(image);
     let mnt = mnt_dir(d, "mnt");
-    let _daemon = Daemon::start(d, &img, &mnt, &[]);
+    let _daemon = Daemon::serve(d, &img, &mnt, &[]);
     let count = |args: &[&str]| -> usize {
         let out = Command::new("find").arg(&mnt).args(args).output().unwrap();
         assert!(out.status.success(), "find {args:?}");
@@ -431,9 +431,9 @@ fn eight_concurrent_readers_get_exact_bytes() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (img, mut image) = sup::mkfs(d, "famfs.img", 4 * GIB);
+    let (img, mut image) = mkfs(d, "famfs.img", 4 * GIB);
     let simple = pattern(16 * MIB as usize + 4097, 21);
-    sup::put(&mut image, "simple.bin", &simple);
+    put(&mut image, "simple.bin", &simple);
     let striped = pattern(24 * MIB as usize - 3, 22);
     let id = image
         .creat(
@@ -452,7 +452,7 @@ fn eight_concurrent_readers_get_exact_bytes() {
     image.write_file(id, 0, &striped).unwrap();
     drop(image);
     let mnt = mnt_dir(d, "mnt");
-    let _daemon = Daemon::start(d, &img, &mnt, &["--workers", "4"]);
+    let _daemon = Daemon::serve(d, &img, &mnt, &["--workers", "4"]);
     std::thread::scope(|s| {
         for t in 0..8usize {
             let (name, want) = if t % 2 == 0 {
@@ -497,13 +497,13 @@ fn mmap_of_a_64_mib_file_reads_and_writes_exact_bytes() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (img, mut image) = sup::mkfs(d, "famfs.img", 4 * GIB);
+    let (img, mut image) = mkfs(d, "famfs.img", 4 * GIB);
     let size = 64 * MIB as usize;
     let data = pattern(size, 33);
-    let id = sup::put(&mut image, "big.bin", &data);
+    let id = put(&mut image, "big.bin", &data);
     drop(image);
     let mnt = mnt_dir(d, "mnt");
-    let mut daemon = Daemon::start(d, &img, &mnt, &[]);
+    let mut daemon = Daemon::serve(d, &img, &mnt, &[]);
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -543,11 +543,11 @@ fn stale_mount_of_a_killed_daemon_is_cleared_by_the_next_start() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (img, mut image) = sup::mkfs(d, "famfs.img", 4 * GIB);
-    sup::put(&mut image, "f.txt", b"still here\n");
+    let (img, mut image) = mkfs(d, "famfs.img", 4 * GIB);
+    put(&mut image, "f.txt", b"still here\n");
     drop(image);
     let mnt = mnt_dir(d, "mnt");
-    let mut first = Daemon::start(d, &img, &mnt, &[]);
+    let mut first = Daemon::serve(d, &img, &mnt, &[]);
     assert_eq!(std::fs::read(mnt.join("f.txt")).unwrap(), b"still here\n");
     first.kill9();
     // The connection is dead: statfs (never cached by the kernel) fails with ENOTCONN.
@@ -563,8 +563,8 @@ fn stale_mount_of_a_killed_daemon_is_cleared_by_the_next_start() {
         (-1, Some(libc::ENOTCONN)),
         "stale: {e}"
     );
-    assert!(sup::is_mounted(&mnt), "the dead mount is still listed");
-    let second = Daemon::start(d, &img, &mnt, &[]);
+    assert!(is_mounted(&mnt), "the dead mount is still listed");
+    let second = Daemon::serve(d, &img, &mnt, &[]);
     second
         .wait_stderr("cleared a stale mount")
         .expect("the second daemon says it cleared the stale mount");

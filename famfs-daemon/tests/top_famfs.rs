@@ -15,123 +15,42 @@
 //!   same path with one extent in one image and three in another → `fmap bytes` and `fmap extents`
 //!   REGRESSION and exit 1, the exact report; the reverse comparison is no regression, exit 0.
 
-mod server_support;
-mod top_support;
+// Test code: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
 
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader, Read},
+    io::Read,
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use famfs_daemon::{
     famfs::{Fmap, StripeSpec},
-    top::{
-        collector::{self, FilesQuery},
-        fmt::fmt_secs,
-        model::{FileRow, Snapshot},
+    http::{
+        api::{FileRow, Snapshot},
+        client::Client,
     },
+    join::{FileQuery, FileSort},
+    top::collector,
+    util::fmt::fmt_secs,
 };
-use server_support::{GIB, MIB, can_mount, ext, force_unmount, mkfs, pattern, put, uuid_file};
-use top_support::{Tmux, file_rows};
+use support::{
+    GIB, MIB, TRACE, can_mount,
+    daemon::Daemon,
+    image::{ext, mkfs, put},
+    pattern,
+    prometheus::{check_histograms, parse_sample},
+    require_program,
+    tmux::{Tmux, file_rows},
+    trace, wait_for,
+};
 
-const TRACE: &str = env!("CARGO_BIN_EXE_famfs-trace");
+/// How long the daemon may take to settle on a workload round.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A `famfs-daemon run --image IMG --mountpoint MNT` process: waits for its ready line; on drop,
-/// SIGTERM to its PID, a bounded wait (SIGKILL after 15 s), and the mount detached if still there.
-struct FamfsDaemon {
-    child: Option<Child>,
-    addr: SocketAddr,
-    connection: u32,
-    mountpoint: PathBuf,
-}
-
-impl FamfsDaemon {
-    fn start(dir: &Path, image: &Path, mountpoint: &Path, probes: bool) -> FamfsDaemon {
-        let mut cmd = Command::new(server_support::daemon_bin());
-        cmd.arg("run")
-            .args(["--listen", "127.0.0.1:0"])
-            .arg("--image")
-            .arg(image)
-            .arg("--mountpoint")
-            .arg(mountpoint)
-            .env("FAMFS_SYSTEM_UUID_PATH", uuid_file(dir))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if !probes {
-            cmd.arg("--no-probes");
-        }
-        let mut child = cmd.spawn().expect("spawn famfs-daemon run");
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[daemon] {l}");
-            }
-        });
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        let mut d = FamfsDaemon {
-            child: Some(child),
-            addr: "127.0.0.1:0".parse().expect("addr"),
-            connection: 0,
-            mountpoint: mountpoint
-                .canonicalize()
-                .unwrap_or(mountpoint.to_path_buf()),
-        };
-        let end = Instant::now() + DEADLINE;
-        let ready = loop {
-            match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
-                Ok(l) if l.starts_with("famfs-daemon: ready") => break l,
-                Ok(_) => {}
-                Err(_) => panic!("famfs-daemon printed no ready line"),
-            }
-        };
-        let field = |k: &str| {
-            ready
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(k))
-                .unwrap_or_else(|| panic!("no {k} in {ready:?}"))
-                .to_string()
-        };
-        d.addr = field("listen=").parse().expect("listen=");
-        d.connection = field("connection=").parse().expect("connection=");
-        d
-    }
-}
-
-impl Drop for FamfsDaemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on our own child's PID.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let end = Instant::now() + Duration::from_secs(15);
-            loop {
-                match c.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < end => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    _ => {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                        break;
-                    }
-                }
-            }
-        }
-        force_unmount(&self.mountpoint);
-    }
-}
 
 /// One file of a test image and what the workload does with it.
 struct Spec {
@@ -251,12 +170,21 @@ fn workload(mnt: &Path, specs: &[Spec]) {
 }
 
 fn snapshot_of(addr: SocketAddr) -> Option<Snapshot> {
-    let q = FilesQuery {
-        sort: "path",
-        filter: String::new(),
+    let q = FileQuery {
+        sort: FileSort::Path,
+        path: None,
         limit: 1000,
     };
-    collector::fetch_snapshot(addr, &q, Duration::from_secs(10)).ok()
+    let client = Client::new(addr, Duration::from_secs(10)).ok()?;
+    collector::fetch_snapshot(&client, &q).ok()
+}
+
+/// The daemon's `/metrics`, if it answers.
+fn metrics_text(addr: SocketAddr) -> Option<String> {
+    Client::new(addr, Duration::from_secs(10))
+        .ok()?
+        .get("/metrics")
+        .ok()
 }
 
 fn kernel_requests(s: &Snapshot, conn: u32, op: &str) -> u64 {
@@ -269,15 +197,15 @@ fn kernel_requests(s: &Snapshot, conn: u32, op: &str) -> u64 {
 /// The server's and the join's record counters: (requests the server counted, records sent to the
 /// join, records dropped, records the join consumed).
 fn record_counters(addr: SocketAddr) -> Option<(u64, u64, u64, u64)> {
-    let text = collector::http_get(addr, "/metrics", Duration::from_secs(10)).ok()?;
+    let text = metrics_text(addr)?;
     let (mut requests, mut sent, mut dropped, mut joined) = (0, 0, 0, 0);
     for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
     {
-        let s = collector::parse_sample(line).ok()?;
+        let s = parse_sample(line).ok()?;
         let v = s.value as u64;
-        match (s.name, s.label("outcome")) {
+        match (s.name.as_str(), s.label("outcome")) {
             ("famfs_server_requests_total", _) => requests += v,
             ("famfs_server_records_total", Some("sent")) => sent = v,
             ("famfs_server_records_total", Some("dropped")) => dropped = v,
@@ -293,96 +221,43 @@ fn record_counters(addr: SocketAddr) -> Option<(u64, u64, u64, u64)> {
 /// the connection complete (with probes; RELEASE is sent asynchronously after close), and the file
 /// table read while the join had consumed every record the server had answered (so reads and last
 /// accesses are final too).
-fn wait_settled(d: &FamfsDaemon, specs: &[Spec], round: u64, probes: bool) -> Snapshot {
+fn wait_settled(d: &Daemon, specs: &[Spec], round: u64, probes: bool) -> Snapshot {
     let want_paths: BTreeSet<&str> = specs.iter().map(|s| s.path).collect();
     let total: u64 = specs.iter().map(|s| s.opens * round).sum();
     let mut last = String::new();
-    let end = Instant::now() + DEADLINE;
-    loop {
+    let settled = wait_for(DEADLINE, || {
         let c0 = record_counters(d.addr);
         let snap = snapshot_of(d.addr);
         let c1 = record_counters(d.addr);
-        if let (Some(c0), Some(s), Some(c1)) = (c0, snap, c1) {
-            let (requests, sent, dropped, joined) = c0;
-            let quiet = c0 == c1 && dropped == 0 && requests == sent && joined == sent;
-            let paths: BTreeSet<&str> = s.files.iter().map(|f| f.path.as_str()).collect();
-            let files_ok = paths == want_paths
-                && specs.iter().all(|sp| {
-                    s.files.iter().any(|f| {
-                        f.path == sp.path
-                            && f.opens == sp.opens * round
-                            && (!probes || f.open_latency_count == f.opens)
-                    })
-                });
-            let kernel: Vec<u64> = ["OPEN", "FLUSH", "RELEASE"]
-                .iter()
-                .map(|op| kernel_requests(&s, d.connection, op))
-                .collect();
-            let kernel_ok = !probes || kernel.iter().all(|&n| n == total);
-            if quiet && files_ok && kernel_ok {
-                return s;
-            }
-            last = format!(
-                "counters {c0:?} then {c1:?}; kernel OPEN/FLUSH/RELEASE {kernel:?} (want {total}); files {:#?}",
-                s.files
-            );
-        }
-        assert!(
-            Instant::now() < end,
-            "the daemon did not settle on round {round}: {last}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Every histogram series of the daemon's `/metrics`: buckets cumulative (never decreasing) and the
-/// `+Inf` bucket equal to `_count`. Returns the names of the histogram families seen.
-fn check_histograms(addr: SocketAddr) -> BTreeSet<String> {
-    use std::collections::BTreeMap;
-    let text = collector::http_get(addr, "/metrics", Duration::from_secs(10)).expect("/metrics");
-    // (family, labels without le) → (bucket values in order, count)
-    let mut series: BTreeMap<(String, String), (Vec<u64>, Option<u64>)> = BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let s = collector::parse_sample(line).expect("sample");
-        let labels: Vec<String> = s
-            .labels
+        let (Some(c0), Some(s), Some(c1)) = (c0, snap, c1) else {
+            return None;
+        };
+        let (requests, sent, dropped, joined) = c0;
+        let quiet = c0 == c1 && dropped == 0 && requests == sent && joined == sent;
+        let paths: BTreeSet<&str> = s.files.iter().map(|f| f.path.as_str()).collect();
+        let files_ok = paths == want_paths
+            && specs.iter().all(|sp| {
+                s.files.iter().any(|f| {
+                    f.path == sp.path
+                        && f.opens == sp.opens * round
+                        && (!probes || f.open_latency_count == f.opens)
+                })
+            });
+        let kernel: Vec<u64> = ["OPEN", "FLUSH", "RELEASE"]
             .iter()
-            .filter(|(k, _)| *k != "le")
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|op| kernel_requests(&s, d.connection(), op))
             .collect();
-        if let Some(base) = s.name.strip_suffix("_bucket") {
-            let e = series
-                .entry((base.to_string(), labels.join(",")))
-                .or_default();
-            e.0.push(s.value as u64);
-        } else if let Some(base) = s.name.strip_suffix("_count") {
-            series
-                .entry((base.to_string(), labels.join(",")))
-                .or_default()
-                .1 = Some(s.value as u64);
+        let kernel_ok = !probes || kernel.iter().all(|&n| n == total);
+        if quiet && files_ok && kernel_ok {
+            return Some(s);
         }
-    }
-    let mut families = BTreeSet::new();
-    for ((name, labels), (buckets, count)) in &series {
-        if buckets.is_empty() {
-            // A name ending in `_count` without buckets: a counter, not a histogram.
-            continue;
-        }
-        assert!(
-            buckets.windows(2).all(|w| w[0] <= w[1]),
-            "{name}{{{labels}}}: buckets decrease: {buckets:?}"
+        last = format!(
+            "counters {c0:?} then {c1:?}; kernel OPEN/FLUSH/RELEASE {kernel:?} (want {total}); files {:#?}",
+            s.files
         );
-        assert_eq!(
-            buckets.last().copied(),
-            *count,
-            "{name}{{{labels}}}: +Inf bucket vs _count"
-        );
-        families.insert(name.clone());
-    }
-    families
+        None
+    });
+    settled.unwrap_or_else(|| panic!("the daemon did not settle on round {round}: {last}"))
 }
 
 /// p99 of an OPEN latency histogram in the daemon's log2 ns slots (slot i holds 2^i ..= 2^(i+1)-1
@@ -452,13 +327,6 @@ fn without_ages(files: &[FileRow]) -> Vec<FileRow> {
         .collect()
 }
 
-fn trace(args: &[&str]) -> Output {
-    Command::new(TRACE)
-        .args(args)
-        .output()
-        .expect("famfs-trace")
-}
-
 /// Report lines with runs of blanks collapsed (the column widths depend on the longest cell).
 fn report_lines(stdout: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stdout)
@@ -470,14 +338,14 @@ fn report_lines(stdout: &[u8]) -> Vec<String> {
 #[test]
 fn top_and_snapshots_show_real_famfs_files() {
     let test = "top_and_snapshots_show_real_famfs_files";
-    if !can_mount(test) || !top_support::require_program(test, "tmux") {
+    if !can_mount(test) || !require_program(test, "tmux") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let (img, specs) = main_image(dir.path());
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let d = FamfsDaemon::start(dir.path(), &img, &mnt, true);
+    let d = Daemon::builder().serve(dir.path(), &img, &mnt).start();
     let addr = d.addr.to_string();
 
     workload(&mnt, &specs);
@@ -486,7 +354,7 @@ fn top_and_snapshots_show_real_famfs_files() {
     assert!(attached > 0, "no probe attached: {:?}", s1.probes);
     let want = expected_rows(&specs, &s1, 1, "");
     // The exported histograms are well-formed (cumulative once: +Inf equals _count).
-    let families = check_histograms(d.addr);
+    let families = check_histograms(&metrics_text(d.addr).expect("/metrics"));
     for f in [
         "famfs_fuse_request_duration_seconds",
         "famfs_fuse_reply_size_bytes",
@@ -497,6 +365,22 @@ fn top_and_snapshots_show_real_famfs_files() {
     // Every OPEN was timed by the kernel, so every row has a p99.
     assert!(want.iter().all(|r| r[2] != "-"), "{want:?}");
 
+    let (live, want_filtered) = check_live_view(&d, &specs, &s1, &want, attached);
+    check_once_frames(&addr, &want, &want_filtered, live);
+    check_snapshots_and_diff(dir.path(), &d, &mnt, &specs, &s1);
+}
+
+/// The live view in a real terminal (tmux): the rows of `want` in order, the OPEN row of the
+/// mount's connection, filtering, and the screen restored on `q`. Returns the live rows and the
+/// rows expected under the `/datasets/` filter.
+fn check_live_view(
+    d: &Daemon,
+    specs: &[Spec],
+    s1: &Snapshot,
+    want: &[Row],
+    attached: usize,
+) -> (Vec<Vec<String>>, Vec<Row>) {
+    let addr = d.addr.to_string();
     // The live view in a real terminal.
     let tmux = Tmux::start("famfs");
     tmux.type_line(&format!(
@@ -518,7 +402,7 @@ fn top_and_snapshots_show_real_famfs_files() {
         assert!(is_age(&r[7]), "LAST {:?} is not an age", r[7]);
     }
     // The kernel's OPEN row for the mount's connection: total 21, no errors.
-    let conn = d.connection.to_string();
+    let conn = d.connection().to_string();
     let open_row: Vec<&str> = screen
         .lines()
         .find(|l| l.starts_with("│OPEN "))
@@ -539,7 +423,7 @@ fn top_and_snapshots_show_real_famfs_files() {
         s.contains(" sort: opens  filter: /datasets/_  (Enter apply, Esc cancel)")
     });
     tmux.key("Enter");
-    let want_filtered = expected_rows(&specs, &s1, 1, "/datasets/");
+    let want_filtered = expected_rows(specs, s1, 1, "/datasets/");
     assert_eq!(want_filtered.len(), 2);
     let screen = tmux.wait_screen("only the /datasets/ rows", |s| {
         first7(file_rows(s)) == want_filtered
@@ -557,12 +441,17 @@ fn top_and_snapshots_show_real_famfs_files() {
     assert_eq!(tmux.pane_var("cursor_flag"), "1");
     drop(tmux);
 
+    (live, want_filtered)
+}
+
+/// `top --once`: the same rows and values as the live view, and the filter.
+fn check_once_frames(addr: &str, want: &[Row], want_filtered: &[Row], live: Vec<Vec<String>>) {
     // `top --once`: the same rows, the same values.
     let out = trace(&[
         "top",
         "--once",
         "--addr",
-        &addr,
+        addr,
         "--sort",
         "opens",
         "--interval",
@@ -579,7 +468,7 @@ fn top_and_snapshots_show_real_famfs_files() {
         "top",
         "--once",
         "--addr",
-        &addr,
+        addr,
         "--sort",
         "opens",
         "--filter",
@@ -591,10 +480,14 @@ fn top_and_snapshots_show_real_famfs_files() {
     ]);
     let frame = String::from_utf8(out.stdout).unwrap();
     assert_eq!(first7(file_rows(&frame)), want_filtered, "{frame}");
+}
 
+/// `snapshot`, a second identical round, `snapshot` again, and `diff` of the two.
+fn check_snapshots_and_diff(dir: &Path, d: &Daemon, mnt: &Path, specs: &[Spec], s1: &Snapshot) {
+    let addr = d.addr.to_string();
     // snapshot → a second, identical round → snapshot; diff.
-    let before = dir.path().join("before.json");
-    let after = dir.path().join("after.json");
+    let before = dir.join("before.json");
+    let after = dir.join("after.json");
     let snap = |p: &Path| {
         let out = trace(&["snapshot", "--addr", &addr, "-o", p.to_str().unwrap()]);
         assert!(out.status.success(), "{out:?}");
@@ -607,8 +500,8 @@ fn top_and_snapshots_show_real_famfs_files() {
     };
     let sb = snap(&before);
     assert_eq!(without_ages(&sb.files), without_ages(&s1.files));
-    workload(&mnt, &specs);
-    let s2 = wait_settled(&d, &specs, 2, true);
+    workload(mnt, specs);
+    let s2 = wait_settled(d, specs, 2, true);
     let sa = snap(&after);
     assert_eq!(without_ages(&sa.files), without_ages(&s2.files));
     // The snapshots hold the files by path with their exact counts and fmap sizes.
@@ -723,7 +616,7 @@ fn diff_reports_fmap_growth_between_two_images() {
     for (img, name, spec) in [(&img_a, "a", specs(56, 1)), (&img_b, "b", specs(104, 3))] {
         let mnt = d.join(format!("mnt-{name}"));
         std::fs::create_dir(&mnt).unwrap();
-        let daemon = FamfsDaemon::start(d, img, &mnt, false);
+        let daemon = Daemon::builder().serve(d, img, &mnt).probes(false).start();
         // Both files read back byte for byte through the mount (three extents included).
         workload(&mnt, &spec);
         let s = wait_settled(&daemon, &spec, 1, false);

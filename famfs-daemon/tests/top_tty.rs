@@ -2,36 +2,31 @@
 //! - `famfs-trace top` in a real terminal (tmux, fixed 120x40 window, private tmux server): the header
 //!   and panels appear, `s` changes the sort label, a dead daemon is reported and retried, `q` exits
 //!   with status 0 and the shell's screen is back (alternate screen left, cursor shown);
-//! - the collector's parsers on the `/metrics` and `/api/v1/probes` text of a daemon tracing a real
-//!   FUSE mount, cross-checked value by value against the text, and `top --once` on that daemon;
+//! - the `/api/v1/snapshot` that `top` reads (JSON) from a daemon tracing a real FUSE mount,
+//!   cross-checked value by value against that daemon's `/metrics` text and `/api/v1/probes`, and
+//!   `top --once` on that daemon;
 //! - `famfs-trace snapshot` twice and `famfs-trace diff`: 0 on identical snapshots, 1 with the expected
 //!   line on a constructed PMD-fallback regression, 2 on a file that is not a snapshot.
 
-mod common;
-mod top_support;
+// Test code: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{
-    fs,
-    net::TcpListener,
-    path::Path,
-    process::{Command, Output},
-    time::Duration,
+mod support;
+
+use std::{fs, path::Path, process::Command, time::Duration};
+
+use famfs_daemon::{
+    http::{
+        api::{ProbeRow, Snapshot},
+        client::Client,
+    },
+    join::{FileQuery, FileSort},
+    top::collector,
 };
-
-use common::*;
-use famfs_daemon::top::{
-    collector::{self, FilesQuery},
-    model::Snapshot,
+use support::{
+    DEADLINE, TRACE, daemon::Daemon, free_port, http::get_json, mounts::SquashMount, pattern,
+    prometheus::metric, require_program, require_root, tmux::Tmux, trace, wait_for,
 };
-use top_support::Tmux;
-
-const TRACE: &str = env!("CARGO_BIN_EXE_famfs-trace");
-const DEADLINE: Duration = Duration::from_secs(30);
-
-fn dead_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 #[test]
 fn top_runs_in_a_real_terminal_and_restores_it() {
@@ -74,7 +69,7 @@ fn top_runs_in_a_real_terminal_and_restores_it() {
     assert_eq!(tmux.pane_var("pane_current_command"), "bash");
 
     // A daemon that is not there: the reason is shown and polling goes on until q.
-    let port = dead_port();
+    let port = free_port();
     tmux.type_line(&format!(
         "clear; {TRACE} top --addr 127.0.0.1:{port} --interval 200ms; echo TOP-EXIT=$?"
     ));
@@ -92,7 +87,7 @@ fn top_runs_in_a_real_terminal_and_restores_it() {
 
 #[test]
 fn top_once_against_a_dead_daemon_exits_1() {
-    let port = dead_port();
+    let port = free_port();
     let out = Command::new(TRACE)
         .args(["top", "--once", "--interval", "0s", "--width", "120"])
         .args(["--addr", &format!("127.0.0.1:{port}")])
@@ -112,7 +107,8 @@ fn top_once_against_a_dead_daemon_exits_1() {
 }
 
 /// A squashfuse mount with two files read three times each; the daemon traces only its connection.
-/// Returns when the kernel has seen every OPEN and RELEASE (RELEASE is sent asynchronously).
+/// Returns when the kernel has sent every OPEN and RELEASE (RELEASE asynchronously, after close) and
+/// seen each answered.
 fn traced_mount(t: &str) -> Option<(SquashMount, Daemon)> {
     let files = [("a", pattern(100, 1)), ("d/b", pattern(5000, 2))];
     let sq = SquashMount::new(t, &files)?;
@@ -123,24 +119,27 @@ fn traced_mount(t: &str) -> Option<(SquashMount, Daemon)> {
         }
     }
     let c = sq.conn.to_string();
+    // Quiet means completed, not only queued: `_requests_total` counts what the kernel sent, the
+    // latency histogram's `_count` what was answered (a RELEASE's reply can lag its send).
     let settled = wait_for(DEADLINE, || {
         let m = daemon.metrics();
-        let n = |op| {
-            metric(
-                &m,
-                "famfs_fuse_requests_total",
-                &[("connection", &c), ("opcode", op)],
-            )
+        let n = |name, op| metric(&m, name, &[("connection", &c), ("opcode", op)]);
+        let done = |op| {
+            n("famfs_fuse_requests_total", op) == Some(6.0)
+                && n("famfs_fuse_request_duration_seconds_count", op) == Some(6.0)
         };
-        (n("OPEN") == Some(6.0) && n("RELEASE") == Some(6.0)).then_some(())
+        (done("OPEN") && done("RELEASE")).then_some(())
     });
-    assert!(settled.is_some(), "OPEN/RELEASE counts did not reach 6");
+    assert!(
+        settled.is_some(),
+        "OPEN/RELEASE counts (sent and answered) did not reach 6"
+    );
     Some((sq, daemon))
 }
 
 #[test]
-fn collector_parses_real_daemon_text() {
-    let t = "collector_parses_real_daemon_text";
+fn the_snapshot_top_reads_matches_the_metrics_text() {
+    let t = "the_snapshot_top_reads_matches_the_metrics_text";
     if !require_root(t) {
         return;
     }
@@ -148,9 +147,18 @@ fn collector_parses_real_daemon_text() {
         return;
     };
     let c = sq.conn.to_string();
+    // What `top` reads: the whole snapshot over HTTP, as JSON.
+    let q = FileQuery {
+        sort: FileSort::Opens,
+        path: None,
+        limit: 10,
+    };
+    let client = Client::new(daemon.addr, Duration::from_secs(10)).unwrap();
+    let s = collector::fetch_snapshot(&client, &q).unwrap();
+    // The mount is quiet (traced_mount waited for every OPEN and RELEASE): /metrics now shows the
+    // same kernel counters.
     let text = daemon.metrics();
-    let m = collector::parse_metrics(&text).expect("parse real /metrics");
-    let ours: Vec<_> = m
+    let ours: Vec<_> = s
         .opcodes
         .iter()
         .filter(|o| o.connection == sq.conn)
@@ -199,12 +207,26 @@ fn collector_parses_real_daemon_text() {
     }
     let open = ours.iter().find(|o| o.opcode == "OPEN").unwrap();
     assert_eq!((open.requests, open.latency.count), (6, 6));
+    // The DAX fault totals are the text's (none on this host's FUSE mount, but every cell must agree).
+    for (size, class) in [("pte", s.faults.pte), ("pmd", s.faults.pmd)] {
+        for (result, n) in [
+            ("ok", class.ok),
+            ("fallback", class.fallback),
+            ("error", class.error),
+        ] {
+            let l = [("size", size), ("result", result)];
+            assert_eq!(
+                metric(&text, "famfs_dax_faults_total", &l),
+                Some(n as f64),
+                "{l:?}"
+            );
+        }
+    }
 
-    // Probes: the JSON table agrees with famfs_probe_attached.
-    let (code, pj) = daemon.get("/api/v1/probes");
-    assert_eq!(code, 200);
-    let probes = collector::parse_probes(&pj).expect("parse real /api/v1/probes");
+    // Probes: the snapshot's table is /api/v1/probes, and agrees with famfs_probe_attached.
+    let probes: Vec<ProbeRow> = get_json(daemon.addr, "/api/v1/probes");
     assert!(!probes.is_empty());
+    assert_eq!(s.probes, probes);
     for p in &probes {
         let v = metric(
             &text,
@@ -219,21 +241,6 @@ fn collector_parses_real_daemon_text() {
         );
         assert_eq!(p.reason.is_some(), !p.attached(), "{}", p.program);
     }
-
-    // The whole snapshot over HTTP.
-    let q = FilesQuery {
-        sort: "opens",
-        filter: String::new(),
-        limit: 10,
-    };
-    let s = collector::fetch_snapshot(daemon.addr, &q, Duration::from_secs(10)).unwrap();
-    assert_eq!(s.probes, probes);
-    let open = s
-        .opcodes
-        .iter()
-        .find(|o| o.connection == sq.conn && o.opcode == "OPEN")
-        .unwrap();
-    assert_eq!(open.requests, 6);
 
     // `top --once` shows the same row: OPEN on our connection, 6 requests, no errors.
     let out = Command::new(TRACE)
@@ -252,13 +259,6 @@ fn collector_parses_real_daemon_text() {
         .collect();
     assert_eq!(&row[..5], ["OPEN", c.as_str(), "-", "6", "0"], "{frame}");
     assert!(frame.contains("probes "), "{frame}");
-}
-
-fn trace(args: &[&str]) -> Output {
-    Command::new(TRACE)
-        .args(args)
-        .output()
-        .expect("famfs-trace")
 }
 
 fn edit(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {

@@ -37,6 +37,10 @@ const APT_PACKAGES: &[&str] = &[
     "squashfs-tools",
     "prometheus",
     "tmux",
+    // tests/privilege.rs: `systemd-analyze verify`/`security` of the shipped unit, and strace of the
+    // daemon run with the unit's restrictions (setpriv is util-linux, always present).
+    "systemd",
+    "strace",
     // The VM lane: qemu on the host, mke2fs copied into the guest. (The guest's kernel, busybox and
     // kmod are `apt-get download`ed into target/vm-cache and unpacked, never installed.)
     "qemu-system-x86",
@@ -136,9 +140,15 @@ fn setup() -> Result<()> {
             ]),
         )?;
     }
-    // Debian packages.
+    // Debian packages (plus Node.js and npm when the machine has no npm of its own: the machine image
+    // ships Node.js 20 with npm 11, whose package conflicts with Debian's `npm`). Dashboard JSON is
+    // type-checked against Grafana's published schema (@grafana/schema + tsc, npm ci'd into
+    // target/grafana-schema by tests/rules.rs).
+    let has_npm = quiet(Command::new("npm").arg("--version")).unwrap_or(false);
+    let node_packages: &[&str] = if has_npm { &[] } else { &["nodejs", "npm"] };
     let missing: Vec<&str> = APT_PACKAGES
         .iter()
+        .chain(node_packages)
         .copied()
         .filter(|p| {
             !Command::new("dpkg-query")

@@ -1,12 +1,14 @@
 //! Command-line front ends. `famfs-daemon` (run the daemon, image tools) and `famfs-trace` (operator
-//! tools: probe table, ...). Owns argument parsing and process lifecycle (signals, readiness line);
-//! everything it runs lives in the other modules.
+//! tools: probe table, ...). Owns argument parsing and dispatch only: what the daemon runs and its
+//! lifecycle (signals, readiness line) are `daemon`'s, the views `top`'s and `regress`'s.
 
+pub mod connect;
 pub mod demo;
 pub mod image_cmd;
 pub mod probes_cmd;
 pub mod run;
 pub mod selftest_cmd;
+pub mod snapshot_cmd;
 pub mod top_cmd;
 
 use std::net::SocketAddr;
@@ -53,9 +55,9 @@ pub enum TraceCmd {
     /// Live terminal view of a running daemon: requests per opcode, DAX faults, per-file table.
     Top(top_cmd::TopArgs),
     /// Save the daemon's per-file, per-opcode, fault and probe state to a JSON file.
-    Snapshot(top_cmd::SnapshotArgs),
+    Snapshot(snapshot_cmd::SnapshotArgs),
     /// Compare two snapshots; exit 1 if something regressed past the threshold.
-    Diff(top_cmd::DiffArgs),
+    Diff(snapshot_cmd::DiffArgs),
 }
 
 /// Parse a `host:port` listen address with a message that names the flag.

@@ -1,41 +1,17 @@
 //! `famfs-trace probes`: load every probe on the running kernel and print the table (or its JSON). Owns
-//! only the table layout; the rows and their spelling are `probes::status`.
+//! only the command; the rows, their spelling and the table layout are `probes::status`.
 
 use std::{io::Write, process::ExitCode};
 
 use clap::Args;
 
-use crate::probes::{ProbeConfig, ProbeStatus, Probes};
+use crate::probes::{ProbeConfig, Probes, render_table};
 
 #[derive(Debug, Args)]
 pub struct ProbesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Render the probe table as aligned text.
-pub fn render_table(status: &[ProbeStatus]) -> String {
-    let width = |min: usize, f: &dyn Fn(&ProbeStatus) -> usize| {
-        status.iter().map(f).max().unwrap_or(0).max(min)
-    };
-    let w_prog = width(7, &|s| s.program.len());
-    let w_kind = width(4, &|s| s.kind.as_str().len());
-    let w_tgt = width(6, &|s| s.target.len());
-    let mut out = format!(
-        "{:<w_prog$}  {:<w_kind$}  {:<w_tgt$}  STATE\n",
-        "PROGRAM", "KIND", "TARGET"
-    );
-    for s in status {
-        out.push_str(&format!(
-            "{:<w_prog$}  {:<w_kind$}  {:<w_tgt$}  {}\n",
-            s.program,
-            s.kind.as_str(),
-            s.target,
-            s.state
-        ));
-    }
-    out
 }
 
 pub fn run(args: ProbesArgs) -> anyhow::Result<ExitCode> {
@@ -55,7 +31,7 @@ pub fn run(args: ProbesArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probes::{ProbeKind, ProbeState};
+    use crate::probes::{ProbeKind, ProbeState, ProbeStatus};
 
     #[test]
     fn table_aligns_columns_to_the_widest_cell() {

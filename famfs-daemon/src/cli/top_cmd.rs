@@ -1,28 +1,17 @@
-//! `famfs-trace top`, `famfs-trace snapshot` and `famfs-trace diff`: argument parsing, files and exit
-//! codes for the operator views. The view itself lives in `crate::top`, the comparison in
-//! `crate::regress`.
+//! `famfs-trace top`: argument parsing and exit codes of the live view. The view itself lives in
+//! `crate::top`.
 //!
-//! Exit codes: `top --once` 0, or 1 when the daemon did not answer; `snapshot` 0, or 1 on any error;
-//! `diff` 0 (no regression), 1 (a regression above the threshold), 2 (a snapshot could not be read).
+//! Exit codes: `top --once` 0, or 1 when the daemon did not answer. Must not talk to the daemon or the
+//! terminal itself beyond choosing the frame width.
 
-use std::{
-    io::{IsTerminal, Write},
-    path::{Path, PathBuf},
-    process::ExitCode,
-    time::Duration,
-};
+use std::{io::IsTerminal, io::Write, process::ExitCode, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 
 use crate::{
-    regress,
-    top::{
-        self, TopConfig,
-        app::SortKey,
-        collector::{self, FilesQuery},
-        model::{SNAPSHOT_FORMAT, Snapshot},
-    },
+    join::FileSort,
+    top::{self, TopConfig},
 };
 
 /// Parse `500ms`, `1s`, `2.5s`, `1m`.
@@ -44,21 +33,21 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v * scale))
 }
 
-fn parse_sort(s: &str) -> Result<SortKey, String> {
-    SortKey::parse(s)
+/// Parse a `--sort` value (the daemon's sort key names).
+pub fn parse_sort(s: &str) -> Result<FileSort, String> {
+    FileSort::parse(s).ok_or_else(|| format!("--sort {s:?}: {}", FileSort::expected()))
 }
 
 #[derive(Debug, Args)]
 pub struct TopArgs {
-    /// Daemon HTTP address.
-    #[arg(long, default_value = super::DEFAULT_LISTEN)]
-    pub addr: String,
+    #[command(flatten)]
+    pub connect: super::connect::ConnectArgs,
     /// Poll interval (500ms, 1s, 2.5s, 1m).
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
     pub interval: Duration,
     /// File table order: last_access, opens, faults, fmap_bytes or path (`s` cycles).
     #[arg(long, default_value = "last_access", value_parser = parse_sort)]
-    pub sort: SortKey,
+    pub sort: FileSort,
     /// Show only files whose path contains this (`/` edits).
     #[arg(long, default_value = "")]
     pub filter: String,
@@ -74,13 +63,14 @@ pub struct TopArgs {
 }
 
 pub fn top(args: TopArgs) -> Result<ExitCode> {
-    let addr = collector::resolve(&args.addr).map_err(anyhow::Error::msg)?;
+    let (addr, security) = args.connect.resolve()?;
     if args.interval < Duration::from_millis(100) && !args.once {
         bail!("--interval {:?}: at least 100ms", args.interval);
     }
     let cfg = TopConfig {
         addr,
-        addr_text: args.addr.clone(),
+        security,
+        addr_text: args.connect.addr.clone(),
         interval: args.interval,
         sort: args.sort,
         filter: args.filter.clone(),
@@ -111,120 +101,6 @@ pub fn top(args: TopArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Debug, Args)]
-pub struct SnapshotArgs {
-    /// Daemon HTTP address.
-    #[arg(long, default_value = super::DEFAULT_LISTEN)]
-    pub addr: String,
-    /// Where to write the snapshot (JSON); `-` for stdout.
-    #[arg(short, long)]
-    pub output: PathBuf,
-    /// Request timeout.
-    #[arg(long, default_value = "10s", value_parser = parse_interval)]
-    pub timeout: Duration,
-}
-
-pub fn snapshot(args: SnapshotArgs) -> Result<ExitCode> {
-    let addr = collector::resolve(&args.addr).map_err(anyhow::Error::msg)?;
-    let q = FilesQuery {
-        sort: "path",
-        filter: String::new(),
-        limit: 1 << 40,
-    };
-    let snap = collector::fetch_snapshot(addr, &q, args.timeout)
-        .with_context(|| format!("reading the daemon at {}", args.addr))?;
-    let json = serde_json::to_string_pretty(&snap)? + "\n";
-    if args.output.as_os_str() == "-" {
-        std::io::stdout().lock().write_all(json.as_bytes())?;
-    } else {
-        write_atomically(&args.output, json.as_bytes())?;
-        eprintln!(
-            "famfs-trace: snapshot of {}: {} files, {} opcode series -> {}",
-            args.addr,
-            snap.files.len(),
-            snap.opcodes.len(),
-            args.output.display()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .with_context(|| format!("-o {}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("renaming {} to {}", tmp.display(), path.display())
-    })
-}
-
-/// Read a snapshot file; errors name the file, and the line and column of bad JSON.
-pub fn load_snapshot(path: &Path) -> Result<Snapshot, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let s: Snapshot = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "{}: line {} column {}: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        )
-    })?;
-    if s.format != SNAPSHOT_FORMAT {
-        return Err(format!(
-            "{}: format {:?}, expected {SNAPSHOT_FORMAT:?} (written by `famfs-trace snapshot`?)",
-            path.display(),
-            s.format
-        ));
-    }
-    Ok(s)
-}
-
-#[derive(Debug, Args)]
-pub struct DiffArgs {
-    /// Snapshot taken before the change.
-    pub before: PathBuf,
-    /// Snapshot taken after the change.
-    pub after: PathBuf,
-    /// Growth that counts as a regression: relative for latencies, sizes and retries; in
-    /// percentage points for ratios (PMD fallback, errors).
-    #[arg(long, default_value = "10%", value_parser = regress::parse_threshold)]
-    pub threshold: f64,
-    /// List unchanged values too.
-    #[arg(long)]
-    pub all: bool,
-}
-
-pub fn diff(args: DiffArgs) -> Result<ExitCode> {
-    let load = |p: &Path| load_snapshot(p);
-    let (before, after) = match (load(&args.before), load(&args.after)) {
-        (Ok(b), Ok(a)) => (b, a),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("famfs-trace: error: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let report = regress::compare(&before, &after, args.threshold);
-    let mut out = std::io::stdout().lock();
-    out.write_all(report.render(args.all).as_bytes())?;
-    out.flush()?;
-    Ok(if report.regressions() > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,22 +120,11 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_files_are_checked() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("s.json");
-        std::fs::write(&p, "{\"format\": \"other\"}").unwrap();
-        assert!(load_snapshot(&p).unwrap_err().contains("format \"other\""));
-        std::fs::write(&p, "{\n  \"format\": 3\n}").unwrap();
-        assert!(
-            load_snapshot(&p)
-                .unwrap_err()
-                .contains("s.json: line 2 column")
+    fn sort_keys() {
+        assert_eq!(parse_sort("fmap_bytes"), Ok(FileSort::FmapBytes));
+        assert_eq!(
+            parse_sort("size").unwrap_err(),
+            "--sort \"size\": expected last_access, opens, faults, fmap_bytes or path"
         );
-        let s = Snapshot {
-            format: SNAPSHOT_FORMAT.into(),
-            ..Default::default()
-        };
-        write_atomically(&p, serde_json::to_string(&s).unwrap().as_bytes()).unwrap();
-        assert_eq!(load_snapshot(&p).unwrap(), s);
     }
 }

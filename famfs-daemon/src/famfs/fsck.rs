@@ -16,11 +16,10 @@ use super::{
         ALLOC_UNIT, ENTRY_SIZE, FormatError, Geometry, LogHeader, SB_OFF_OMF_MINOR, SB_SIZE,
         Superblock, format_uuid, omf_minor_for,
     },
-    image::slot_bytes,
     log,
-    replay::{DECODE_CHUNK, Namespace, NsStats, Severity},
+    replay::{Namespace, NsStats, Severity},
     role::{Role, role_for},
-    store::Store,
+    store::{Store, StoreError},
 };
 
 /// One problem.
@@ -162,7 +161,7 @@ pub fn fsck(store: &Store, host: Option<&[u8; 16]>) -> FsckReport {
             return r;
         }
     };
-    let sb = match Superblock::decode(head) {
+    let sb = match Superblock::decode(&head) {
         Ok(sb) => sb,
         Err(e) => {
             r.push_format(&e);
@@ -211,34 +210,24 @@ pub fn fsck(store: &Store, host: Option<&[u8; 16]>) -> FsckReport {
     };
     r.header = Some(hdr);
     let mut ns = Namespace::new(&geo, role);
+    let io_finding = |e: StoreError, offset: u64| Finding {
+        code: "IO",
+        severity: Severity::Error,
+        index: None,
+        offset: Some(offset),
+        message: e.to_string(),
+    };
     // The header passed H3, so next_index ≤ slots and the log region fits in dd_size ≤ store length.
-    // Read and replay the used part only, a chunk at a time: the log may be terabytes long.
-    let end = hdr.next_index.min(geo.slots);
-    let mut stopped = None;
-    while ns.next_index() < end && stopped.is_none() {
-        let from = ns.next_index();
-        let to = end.min(from + DECODE_CHUNK);
-        let bytes = match slot_bytes(store, &geo, from, to) {
-            Ok(b) => b,
-            Err(e) => {
-                r.findings.push(Finding {
-                    code: "IO",
-                    severity: Severity::Error,
-                    index: Some(from),
-                    offset: Some(geo.entry_offset(from)),
-                    message: e.to_string(),
-                });
-                return r;
-            }
-        };
-        let out = ns.apply_slots(from, to, bytes, false);
-        r.entries_played += out.applied;
-        stopped = out.stopped;
-        if out.applied == 0 && stopped.is_none() {
-            break;
+    // The log is read in windows: memory stays bounded whatever the header claims.
+    let out = match log::play(store, &geo, &mut ns, hdr.next_index, false) {
+        Ok(o) => o,
+        Err(e) => {
+            r.findings.push(io_finding(e, geo.log_offset));
+            return r;
         }
-    }
-    for a in ns.anomalies().iter().chain(stopped.as_ref()) {
+    };
+    r.entries_played = out.applied;
+    for a in ns.anomalies().iter().chain(out.stopped.as_ref()) {
         r.findings.push(Finding {
             code: a.code(),
             severity: a.severity(),
@@ -264,7 +253,7 @@ pub fn fsck(store: &Store, host: Option<&[u8; 16]>) -> FsckReport {
 fn torn_tail(store: &Store, geo: &Geometry, hdr: &LogHeader) -> Option<Finding> {
     let mut dirty = 0u64;
     for i in hdr.next_index..geo.slots {
-        match store.read(geo.entry_offset(i), ENTRY_SIZE as u64) {
+        match store.read_array::<ENTRY_SIZE>(geo.entry_offset(i)) {
             Ok(slot) if slot.iter().any(|&b| b != 0) => dirty += 1,
             _ => break,
         }

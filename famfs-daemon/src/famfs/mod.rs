@@ -5,7 +5,8 @@
 //! * [`format`]: constants, structures, checked decoders and byte-exact encoders, CRCs (S1-S5, H1-H3,
 //!   E1, E3, F1-F3 checks that need only the bytes and the geometry), one file per on-media structure;
 //!   the one owner of every byte offset (e.g. the log header's `next_index`, which the server polls);
-//! * [`store`]: the memory-mapped image file or DAX device (every access bounds-checked, flush = msync);
+//! * [`store`]: the image file, block device (pread/pwrite) or DAX device (mapped), opened once, every
+//!   access bounds-checked, flush = fdatasync;
 //! * [`replay`]: log replay into the [`Namespace`] (deterministic inode ids, incremental, anomalies with
 //!   their log index: E2, D1, D2, F4; the anomaly types in `replay/anomaly.rs`);
 //! * [`alloc`]: the allocated 2 MiB units as an interval map rebuilt from the log, and the

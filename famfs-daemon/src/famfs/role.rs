@@ -124,9 +124,7 @@ pub fn random_uuid() -> std::io::Result<[u8; 16]> {
     use std::io::Read;
     let mut u = [0u8; 16];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut u)?;
-    u[6] = (u[6] & 0x0f) | 0x40;
-    u[8] = (u[8] & 0x3f) | 0x80;
-    Ok(u)
+    Ok(super::format::uuid_v4_from(u))
 }
 
 /// MASTER when the host UUID equals the superblock's `ts_system_uuid` byte for byte, CLIENT otherwise

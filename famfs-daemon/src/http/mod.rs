@@ -1,10 +1,25 @@
-//! The HTTP face of the daemon (hyper): `/metrics`, `/healthz`, `/api/v1/probes`, `/api/v1/files`.
+//! The HTTP face of the daemon (hyper): `/metrics`, `/healthz`, `/api/v1/probes`, `/api/v1/files`,
+//! `/api/v1/snapshot`; the API's schema ([`api`]) and the one HTTP client the client code uses
+//! ([`client`]).
 //!
-//! Owns routing, content negotiation, and protection against slow or abusive clients (header read
-//! timeout, a whole-connection deadline, a connection limit). Must not compute anything itself: it asks
-//! the [`Views`] it was given, which must answer from in-memory state without blocking on the FUSE server.
+//! The server side owns routing, content negotiation and JSON encoding (here), the web configuration
+//! (`--web-config-file`: TLS, basic auth, extra headers; [`webconfig`], [`auth`]) and protection against
+//! slow or abusive clients (header read timeout, a whole-connection deadline, a global and a per-client
+//! connection cap, back-off after accept errors; `conn`). Must not compute anything itself: it asks the
+//! [`Views`] it was given, which must answer from in-memory state without blocking on the FUSE server.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+pub mod api;
+pub mod auth;
+pub mod client;
+mod conn;
+#[cfg(test)]
+mod testpki;
+pub mod webconfig;
+
+pub use conn::{ACCEPT_BACKOFF, Backoff, client_key};
+pub use webconfig::WebConfig;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use http_body_util::Full;
@@ -12,21 +27,21 @@ use hyper::{
     Request, Response, StatusCode,
     body::{Bytes, Incoming},
     header,
-    service::service_fn,
 };
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 
-use crate::metrics::Format;
+use crate::{join::FileQuery, metrics::Format};
 
 /// What the HTTP layer can show. Implemented by the daemon's state.
 pub trait Views: Send + Sync + 'static {
     /// Metrics in the requested wire format.
     fn metrics(&self, format: Format) -> Result<String, String>;
-    /// Probe table as JSON.
-    fn probes_json(&self) -> String;
-    /// Per-file snapshot as JSON; `query` is the raw query string (sort, limit, path filter).
-    fn files_json(&self, query: Option<&str>) -> Result<String, String>;
+    /// The probe table.
+    fn probes(&self) -> Result<Vec<api::ProbeRow>, String>;
+    /// The file table, as `query` selects and orders it.
+    fn files(&self, query: &FileQuery) -> Result<Vec<api::FileRow>, String>;
+    /// Everything the operator views read at once; the files as `query` selects them.
+    fn snapshot(&self, query: &FileQuery) -> Result<api::Snapshot, String>;
     /// `None` when healthy, else why not.
     fn unhealthy(&self) -> Option<String>;
 }
@@ -35,6 +50,10 @@ pub trait Views: Send + Sync + 'static {
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Connections open at once from one client (IPv4 address or IPv6 /64).
+    pub max_connections_per_client: usize,
+    /// How long a client may take to send a request's headers (the TLS handshake included), and stay
+    /// idle between requests.
     pub header_read_timeout: Duration,
     /// A connection is closed after this long, whatever it is doing (kills idle keep-alives and trickling clients).
     pub connection_deadline: Duration,
@@ -44,6 +63,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 64,
+            max_connections_per_client: 8,
             header_read_timeout: Duration::from_secs(5),
             connection_deadline: Duration::from_secs(60),
         }
@@ -58,9 +78,30 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"internal error\n"))))
 }
 
+const JSON: &str = "application/json";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// A view's answer as JSON: 200, or 500 with the view's reason.
+fn json<T: serde::Serialize>(answer: Result<T, String>) -> Response<Full<Bytes>> {
+    match answer.and_then(|v| serde_json::to_string(&v).map_err(|e| format!("encoding JSON: {e}")))
+    {
+        Ok(body) => respond(StatusCode::OK, JSON, body),
+        Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
+    }
+}
+
+/// A view of the file table: 400 when the query string is bad.
+fn file_view<T: serde::Serialize>(
+    query: Option<&str>,
+    view: impl FnOnce(&FileQuery) -> Result<T, String>,
+) -> Response<Full<Bytes>> {
+    match api::parse_file_query(query) {
+        Ok(q) => json(view(&q)),
+        Err(e) => respond(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")),
+    }
+}
+
 fn route(views: &dyn Views, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    const JSON: &str = "application/json";
-    const TEXT: &str = "text/plain; charset=utf-8";
     if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
         return respond(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -84,11 +125,9 @@ fn route(views: &dyn Views, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             None => respond(StatusCode::OK, TEXT, "ok\n".into()),
             Some(why) => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{why}\n")),
         },
-        "/api/v1/probes" => respond(StatusCode::OK, JSON, views.probes_json()),
-        "/api/v1/files" => match views.files_json(req.uri().query()) {
-            Ok(body) => respond(StatusCode::OK, JSON, body),
-            Err(e) => respond(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")),
-        },
+        api::PROBES_PATH => json(views.probes()),
+        api::FILES_PATH => file_view(req.uri().query(), |q| views.files(q)),
+        api::SNAPSHOT_PATH => file_view(req.uri().query(), |q| views.snapshot(q)),
         other => respond(
             StatusCode::NOT_FOUND,
             TEXT,
@@ -104,177 +143,11 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
         .with_context(|| format!("binding the HTTP listener on {addr}"))
 }
 
-/// Serve until the returned future is dropped.
-pub async fn serve(listener: TcpListener, views: Arc<dyn Views>, limits: Limits) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                log::warn!("HTTP accept failed: {e}");
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            log::warn!(
-                "HTTP connection from {peer} refused: {} connections open",
-                limits.max_connections
-            );
-            drop(stream);
-            continue;
-        };
-        let views = views.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let views = views.clone();
-                async move { Ok::<_, Infallible>(route(views.as_ref(), &req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .serve_connection(TokioIo::new(stream), svc);
-            match tokio::time::timeout(limits.connection_deadline, conn).await {
-                Ok(Err(e)) => log::debug!("HTTP connection from {peer}: {e}"),
-                Err(_) => log::debug!("HTTP connection from {peer} closed at its deadline"),
-                Ok(Ok(())) => {}
-            }
-            drop(permit);
-        });
-    }
+/// Serve until the returned future is dropped, with `web`'s TLS and authentication (plain HTTP without
+/// authentication for [`WebConfig::default`]).
+pub async fn serve(listener: TcpListener, views: Arc<dyn Views>, limits: Limits, web: WebConfig) {
+    conn::accept_loop(listener, views, limits, web).await;
 }
 
 #[cfg(test)]
-mod tests {
-    //! The client limits against real sockets on loopback: a client that never sends its headers is
-    //! disconnected, connections past the limit are refused, and neither stalls a well-behaved client.
-
-    use std::{
-        io::{Read, Write},
-        net::TcpStream,
-    };
-
-    use super::*;
-
-    struct Fixed;
-
-    impl Views for Fixed {
-        fn metrics(&self, _format: Format) -> Result<String, String> {
-            Ok("famfs_test 1\n".into())
-        }
-        fn probes_json(&self) -> String {
-            "[]".into()
-        }
-        fn files_json(&self, _query: Option<&str>) -> Result<String, String> {
-            Ok("[]".into())
-        }
-        fn unhealthy(&self) -> Option<String> {
-            None
-        }
-    }
-
-    /// A guard against a hang, not a timing assertion: every read below is expected to finish at once
-    /// or when the server closes the socket.
-    const HANG_GUARD: Duration = Duration::from_secs(20);
-
-    fn connect(addr: SocketAddr) -> TcpStream {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(HANG_GUARD)).expect("timeout");
-        s
-    }
-
-    /// Read until the server closes; `Err` if it did not within the hang guard.
-    fn read_to_close(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        s.read_to_end(&mut out)?;
-        Ok(out)
-    }
-
-    fn get(addr: SocketAddr, path: &str) -> String {
-        let mut s = connect(addr);
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .expect("send");
-        String::from_utf8(read_to_close(&mut s).expect("response")).expect("utf-8")
-    }
-
-    fn start(limits: Limits) -> (tokio::runtime::Runtime, SocketAddr) {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = rt
-            .block_on(bind("127.0.0.1:0".parse().expect("addr")))
-            .expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        rt.spawn(serve(listener, Arc::new(Fixed), limits));
-        (rt, addr)
-    }
-
-    #[test]
-    fn silent_and_excess_clients_are_cut_off_without_stalling_others() {
-        let (_rt, addr) = start(Limits {
-            max_connections: 2,
-            header_read_timeout: Duration::from_millis(300),
-            connection_deadline: Duration::from_secs(30),
-        });
-        // One client that sends half a request line and then nothing: it holds a permit until the
-        // header timeout closes it.
-        let mut silent = connect(addr);
-        silent.write_all(b"GET /met").expect("partial");
-        // Meanwhile a normal client is served in full.
-        let r = get(addr, "/metrics");
-        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-        assert!(r.ends_with("famfs_test 1\n"), "{r}");
-        // The silent client is disconnected by the server (EOF, perhaps after an error response),
-        // not left hanging.
-        let got = read_to_close(&mut silent).expect("the server closed the silent client");
-        let text = String::from_utf8_lossy(&got);
-        assert!(
-            text.is_empty() || text.starts_with("HTTP/1.1 408"),
-            "unexpected reply to a silent client: {text:?}"
-        );
-
-        // Two idle connections take both permits; a third is refused (closed with no response)...
-        let mut idle: Vec<TcpStream> = (0..2).map(|_| connect(addr)).collect();
-        for s in &mut idle {
-            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-                .expect("partial");
-        }
-        // The server takes the two in accept order; make sure both were accepted (each holds a
-        // permit) before the third arrives: a completed request on each proves it.
-        for s in &mut idle {
-            s.write_all(b"\r\n").expect("end of headers");
-            let mut buf = [0u8; 12];
-            s.read_exact(&mut buf).expect("status line");
-            assert_eq!(&buf, b"HTTP/1.1 200");
-        }
-        let mut third = connect(addr);
-        let _ = third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        let refused = read_to_close(&mut third).unwrap_or_default();
-        assert!(
-            refused.is_empty(),
-            "a connection past the limit was served: {:?}",
-            String::from_utf8_lossy(&refused)
-        );
-        // ...and once they go away, service resumes.
-        drop(idle);
-        let deadline = std::time::Instant::now() + HANG_GUARD;
-        loop {
-            let mut s = connect(addr);
-            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            let r = read_to_close(&mut s).unwrap_or_default();
-            if r.starts_with(b"HTTP/1.1 200") {
-                break;
-            }
-            // The permits are released when the server notices the closed sockets; retry until then.
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the server never recovered its connection permits"
-            );
-            std::thread::yield_now();
-        }
-    }
-}
+mod tests;

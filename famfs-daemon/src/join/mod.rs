@@ -4,36 +4,50 @@
 //! Keys: requests join on (mount epoch, connection, unique) — `unique` restarts per mount and connection
 //! numbers are reused, so a kernel event belongs to the current epoch only if it happened after that
 //! epoch's INIT; faults join on (device == connection, inode == the server's st_ino).
-//! Owns: [`Join`] (pure state, no I/O, no locks of its own) and [`FileStats`]. Must not read kernel maps
-//! or sockets itself; callers feed it. The hot path (`ingest_*`) allocates only when a new file or a
-//! new pending request appears, never per repeated event.
+//! Owns: [`Join`] (pure state, no I/O, no locks of its own), [`FileStats`], the per-file table shared
+//! with the readers ([`FileState`] behind [`SharedFileState`], written only by the join), the file
+//! table's query (sort keys, limit, path filter) and the worker thread that feeds the join, including
+//! the kernel's per-file fault counters on the join's own tick ([`JoinWorker`]). `Join` itself does no
+//! I/O; the worker reads the probes' ring buffer and map snapshots. Must not import `metrics`, `http`
+//! or any view. The hot path (`ingest_*`) allocates only when a new file or a new pending request
+//! appears, never per repeated event.
 
 mod files;
+mod state;
 mod worker;
 
 use std::collections::HashMap;
 
-use famfs_common::{event, hist::LAT_SLOTS, hist::log2_slot};
+use famfs_common::{event, fault::FaultKey, hist::LAT_SLOTS, hist::log2_slot};
 
-pub use files::{FileQuery, FileSort, FileView, fold_for_series, query, query_at};
-pub use worker::JoinWorker;
+pub use files::{FileQuery, FileSort, SortFields, fold_for_series, query};
+pub use state::{FileState, SharedFileState, StatePoisoned};
+pub use worker::{FAULT_TICK, FaultSource, JoinInputs, JoinWorker};
+
+use crate::probes::FaultRow;
+
+/// DAX fault counts by `[size][result]`: size 0 = PTE (4 KiB), 1 = PMD (2 MiB); result 0 = ok,
+/// 1 = fallback, 2 = error.
+pub type FaultMatrix = [[u64; 3]; 2];
+
+/// The [`FaultMatrix`] cell of a kernel fault key (unknown sizes and results clamp to PMD and error).
+pub fn fault_cell(key: &FaultKey) -> (usize, usize) {
+    (usize::from(key.size).min(1), usize::from(key.result).min(2))
+}
+
+/// The kernel's fault rows summed over every device and file.
+pub fn fault_totals(rows: &[FaultRow]) -> FaultMatrix {
+    let mut m = [[0; 3]; 2];
+    for r in rows {
+        let (s, c) = fault_cell(&r.key);
+        m[s][c] += r.stats.count;
+    }
+    m
+}
 
 pub use crate::fuse::RequestRecord;
 
-/// Static facts about a file, from the server's namespace.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FileInfo {
-    pub path: String,
-    pub size: u64,
-    pub fmap_bytes: u32,
-    pub fmap_extents: u32,
-}
-
-/// Resolves a nodeid (== st_ino) of the current mount to its file facts; `None` for directories and
-/// unknown ids. Called once per newly seen file, never per event.
-pub trait Catalog {
-    fn file(&self, nodeid: u64) -> Option<FileInfo>;
-}
+pub use crate::server::{Catalog, FileInfo};
 
 /// Per-file statistics.
 #[derive(Clone, Debug)]
@@ -55,9 +69,8 @@ pub struct FileStats {
     pub read_bytes: u64,
     pub writes: u64,
     pub write_bytes: u64,
-    /// DAX faults from the last kernel snapshot: [size][result] (size 0 = PTE, 1 = PMD; result
-    /// 0 = ok, 1 = fallback, 2 = error).
-    pub faults: [[u64; 3]; 2],
+    /// DAX faults from the last kernel snapshot the join applied.
+    pub faults: FaultMatrix,
     pub fault_lat_slots: [u64; LAT_SLOTS],
     pub fault_lat_sum_ns: u64,
     pub page_cache_faults: u64,
@@ -338,26 +351,50 @@ impl Join {
     }
 
     /// Replace the per-file fault counters with a kernel snapshot (the kernel maps are cumulative).
+    /// A file whose DAX fault count grew since the last snapshot was accessed at `now_ns`. The join's
+    /// worker calls this on its own tick; nothing else needs to.
     pub fn apply_fault_snapshot(&mut self, snap: &crate::probes::ProbeSnapshot, now_ns: u64) {
-        for f in self.files.values_mut() {
-            f.faults = [[0; 3]; 2];
-            f.fault_lat_slots = [0; LAT_SLOTS];
-            f.fault_lat_sum_ns = 0;
-            f.page_cache_faults = 0;
+        /// One file's DAX faults in a snapshot.
+        struct Faults {
+            counts: FaultMatrix,
+            lat_slots: [u64; LAT_SLOTS],
+            lat_sum_ns: u64,
         }
+        let mut fresh: HashMap<u64, Faults> = HashMap::new();
         for r in snap.faults.iter().filter(|r| r.key.dev == self.connection) {
-            let Some(f) = self.files.get_mut(&r.key.ino) else {
+            if !self.files.contains_key(&r.key.ino) {
                 continue;
-            };
-            let before: u64 = f.faults.iter().flatten().sum();
-            f.faults[(r.key.size as usize).min(1)][(r.key.result as usize).min(2)] += r.stats.count;
-            for (a, b) in f.fault_lat_slots.iter_mut().zip(r.stats.lat_slots.iter()) {
+            }
+            let e = fresh.entry(r.key.ino).or_insert(Faults {
+                counts: [[0; 3]; 2],
+                lat_slots: [0; LAT_SLOTS],
+                lat_sum_ns: 0,
+            });
+            let (size, result) = fault_cell(&r.key);
+            e.counts[size][result] += r.stats.count;
+            for (a, b) in e.lat_slots.iter_mut().zip(r.stats.lat_slots.iter()) {
                 *a += b;
             }
-            f.fault_lat_sum_ns += r.stats.lat_sum_ns;
-            if f.faults.iter().flatten().sum::<u64>() > before {
-                f.last_access_ns = f.last_access_ns.max(now_ns);
+            e.lat_sum_ns += r.stats.lat_sum_ns;
+        }
+        for (ino, f) in &mut self.files {
+            let before: u64 = f.faults.iter().flatten().sum();
+            match fresh.remove(ino) {
+                Some(n) => {
+                    if n.counts.iter().flatten().sum::<u64>() > before {
+                        f.last_access_ns = f.last_access_ns.max(now_ns);
+                    }
+                    f.faults = n.counts;
+                    f.fault_lat_slots = n.lat_slots;
+                    f.fault_lat_sum_ns = n.lat_sum_ns;
+                }
+                None => {
+                    f.faults = [[0; 3]; 2];
+                    f.fault_lat_slots = [0; LAT_SLOTS];
+                    f.fault_lat_sum_ns = 0;
+                }
             }
+            f.page_cache_faults = 0;
         }
         for (k, n) in snap
             .filemap

@@ -1,7 +1,7 @@
 //! Join unit tests with synthetic records: exact matching in both arrival orders, epochs, retries,
 //! folding, queries.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use famfs_common::event::{Event, KIND_REQ_END};
 
@@ -168,33 +168,12 @@ fn folding_keeps_the_most_recent_and_breaks_ties_by_path() {
 }
 
 #[test]
-fn queries_parse_and_filter() {
-    assert_eq!(FileQuery::parse(None).unwrap(), FileQuery::default());
-    let q = FileQuery::parse(Some("sort=opens&limit=1&path=dir%2F")).unwrap();
-    assert_eq!(
-        q,
-        FileQuery {
-            sort: FileSort::Opens,
-            limit: 1,
-            path: Some("dir/".into())
-        }
-    );
-    assert!(
-        FileQuery::parse(Some("sort=size"))
-            .unwrap_err()
-            .contains("sort=size")
-    );
-    assert!(
-        FileQuery::parse(Some("limit=x"))
-            .unwrap_err()
-            .contains("limit=x")
-    );
-    assert!(
-        FileQuery::parse(Some("colour=red"))
-            .unwrap_err()
-            .contains("colour")
-    );
-
+fn queries_filter_sort_and_limit() {
+    let q = FileQuery {
+        sort: FileSort::Opens,
+        limit: 1,
+        path: Some("dir/".into()),
+    };
     let c = cat();
     let mut j = Join::new(CONN, EPOCH, 0, 0);
     j.ingest_server(&rec(2, 14, 3), &c);
@@ -203,7 +182,27 @@ fn queries_parse_and_filter() {
     j.ingest_server(&rec(8, 14, 2), &c);
     let v = query(j.files(), &q);
     assert_eq!(v.len(), 1);
-    assert_eq!((v[0].path.as_str(), v[0].opens), ("dir/b", 2));
+    assert_eq!((v[0].info.path.as_str(), v[0].opens), ("dir/b", 2));
+}
+
+#[test]
+fn sort_keys_have_one_spelling_and_cycle() {
+    for k in FileSort::ALL {
+        assert_eq!(FileSort::parse(k.as_str()), Some(k));
+    }
+    assert_eq!(FileSort::parse("size"), None);
+    assert_eq!(
+        FileSort::expected(),
+        "expected last_access, opens, faults, fmap_bytes or path"
+    );
+    let mut k = FileSort::default();
+    let mut seen = Vec::new();
+    for _ in 0..FileSort::ALL.len() {
+        seen.push(k);
+        k = k.next();
+    }
+    assert_eq!(seen, FileSort::ALL);
+    assert_eq!(k, FileSort::LastAccess);
 }
 
 #[test]
@@ -244,36 +243,151 @@ fn unique_zero_quirk_pairs_by_server_receive_time() {
     );
 }
 
+/// A kernel whose fault maps the test sets: file 2 of [`CONN`] with `pte` PTE faults and `pc`
+/// page-cache faults.
+struct Kernel(std::sync::Mutex<(u64, u64)>);
+
+impl FaultSource for Kernel {
+    fn fault_snapshot(&self) -> Option<crate::probes::ProbeSnapshot> {
+        use famfs_common::fault::{FaultKey, FaultStats, FileKey, RESULT_OK, SIZE_PTE};
+        let (pte, pc) = *self.0.lock().ok()?;
+        Some(crate::probes::ProbeSnapshot {
+            faults: vec![crate::probes::FaultRow {
+                key: FaultKey {
+                    dev: CONN,
+                    size: SIZE_PTE,
+                    result: RESULT_OK,
+                    write: 0,
+                    _pad: 0,
+                    ino: 2,
+                },
+                stats: FaultStats {
+                    count: pte,
+                    ..FaultStats::ZERO
+                },
+            }],
+            filemap: vec![(
+                FileKey {
+                    dev: CONN,
+                    _pad: 0,
+                    ino: 2,
+                },
+                pc,
+            )],
+            ..Default::default()
+        })
+    }
+}
+
+/// A worker over a fresh state for [`CONN`]; file 2 is opened once (so the join tracks it).
+fn worker_with(kernel: Arc<Kernel>) -> (SharedFileState, JoinWorker) {
+    let state = SharedFileState::new(FileState {
+        join: Join::new(CONN, EPOCH, 0, 0),
+        fs_uuid: "u".into(),
+        max_series: 10,
+    });
+    let (tx, rx) = std::sync::mpsc::sync_channel(8);
+    tx.send(rec(10, 14, 2)).unwrap();
+    drop(tx);
+    let w = JoinWorker::start(
+        state.clone(),
+        JoinInputs {
+            events: None,
+            records: rx,
+            catalog: Arc::new(cat()),
+            faults: Some(kernel),
+        },
+    )
+    .unwrap();
+    (state, w)
+}
+
+fn faults_of_file_2(state: &SharedFileState) -> Option<(u64, u64, u64)> {
+    let st = state.read().unwrap();
+    let f = st.join.file(2)?;
+    Some((f.opens, f.faults[0][0], f.page_cache_faults))
+}
+
 #[test]
-fn file_views_carry_open_latency_slots_and_last_access_age() {
-    let c = cat();
+fn the_worker_applies_kernel_fault_counts_on_its_own_tick() {
+    let kernel = Arc::new(Kernel(std::sync::Mutex::new((5, 3))));
+    let (state, w) = worker_with(kernel.clone());
+    // Nothing but the worker reads the kernel here: the counts arrive on its tick (a deadline guards
+    // against a hang; the tick is FAULT_TICK).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while faults_of_file_2(&state) != Some((1, 5, 3)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            faults_of_file_2(&state)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The kernel counts on; the next tick follows them (the maps are cumulative: replaced, not added).
+    *kernel.0.lock().unwrap() = (7, 4);
+    while faults_of_file_2(&state) != Some((1, 7, 4)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            faults_of_file_2(&state)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    w.stop();
+}
+
+#[test]
+fn the_worker_applies_the_last_kernel_counts_when_it_stops() {
+    let kernel = Arc::new(Kernel(std::sync::Mutex::new((1, 1))));
+    let (state, w) = worker_with(kernel.clone());
+    // Whatever ticks ran so far, stopping reads the kernel one last time.
+    *kernel.0.lock().unwrap() = (9, 6);
+    w.stop();
+    assert_eq!(faults_of_file_2(&state), Some((1, 9, 6)));
+}
+
+#[test]
+fn only_new_dax_faults_make_a_file_recent() {
+    use famfs_common::fault::{FaultKey, FaultStats, RESULT_OK, SIZE_PTE};
+    let snap = |count: u64| crate::probes::ProbeSnapshot {
+        faults: vec![crate::probes::FaultRow {
+            key: FaultKey {
+                dev: CONN,
+                size: SIZE_PTE,
+                result: RESULT_OK,
+                write: 0,
+                _pad: 0,
+                ino: 2,
+            },
+            stats: FaultStats {
+                count,
+                ..FaultStats::ZERO
+            },
+        }],
+        ..Default::default()
+    };
     let mut j = Join::new(CONN, EPOCH, 0, 0);
-    // Two OPENs of file 2: kernel latencies 3000 ns (slot 11) and 5000 ns (slot 12).
-    j.ingest_server(&rec(10, 14, 2), &c);
-    j.ingest_kernel(&kev(10, 14, 3000, 100));
-    j.ingest_server(&rec(12, 14, 2), &c);
-    j.ingest_kernel(&kev(12, 14, 5000, 200));
-    let q = FileQuery::parse(Some("sort=path")).unwrap();
-    // Last access is the second reply (2012 ns); the view is made at 1_000_002_012 ns.
-    let v = query_at(j.files(), &q, 1_000_002_012);
-    assert_eq!(v.len(), 1);
-    let mut slots = vec![0u64; 13];
-    slots[11] = 1;
-    slots[12] = 1;
-    assert_eq!(v[0].open_latency_count, 2);
-    assert_eq!(v[0].open_latency_log2_ns, slots);
-    assert_eq!(v[0].last_access_ns, 2012);
-    assert_eq!(v[0].last_access_age_seconds, Some(1.0));
-    let json = serde_json::to_value(&v[0]).unwrap();
-    assert_eq!(json["open_latency_log2_ns"].as_array().unwrap().len(), 13);
-    assert_eq!(json["last_access_age_seconds"], 1.0);
-    // Without a clock there is no age, and the field is left out of the JSON.
-    let plain = FileView::of(j.file(2).unwrap());
-    assert_eq!(plain.last_access_age_seconds, None);
-    assert!(
-        serde_json::to_value(&plain)
-            .unwrap()
-            .get("last_access_age_seconds")
-            .is_none()
+    assert!(j.track(2, &cat()));
+    j.apply_fault_snapshot(&snap(4), 1_000);
+    assert_eq!(
+        j.file(2).map(|f| (f.faults[0][0], f.last_access_ns)),
+        Some((4, 1_000))
+    );
+    // The same cumulative count later: no new fault, no new access.
+    j.apply_fault_snapshot(&snap(4), 2_000);
+    assert_eq!(
+        j.file(2).map(|f| (f.faults[0][0], f.last_access_ns)),
+        Some((4, 1_000))
+    );
+    j.apply_fault_snapshot(&snap(5), 3_000);
+    assert_eq!(
+        j.file(2).map(|f| (f.faults[0][0], f.last_access_ns)),
+        Some((5, 3_000))
+    );
+    // Gone from the kernel's map (evicted): zero, and still last accessed at 3000.
+    j.apply_fault_snapshot(&crate::probes::ProbeSnapshot::default(), 4_000);
+    assert_eq!(
+        j.file(2).map(|f| (f.faults[0][0], f.last_access_ns)),
+        Some((0, 3_000))
     );
 }

@@ -1,15 +1,26 @@
 //! Per-file metric families from the join, with bounded cardinality: the `max_series` most recently
 //! active files get their own `{fs_uuid, path}` series, the rest are summed into `path="__other__"` and
-//! counted in `famfs_file_series_folded`. Also the join's health counters.
+//! counted in `famfs_file_series_folded`; `path` is the path, its hash or (no per-file families at all)
+//! as [`FileLabels`] says. Also the join's health counters. Reads a [`FileState`] borrowed shared; must
+//! not change it.
 
-use famfs_common::hist::LAT_SLOTS;
+use famfs_common::{
+    hist::LAT_SLOTS,
+    metric_names::{
+        FILE_DAX_FAULT_DURATION, FILE_DAX_FAULTS, FILE_FMAP, FILE_FMAP_EXTENTS, FILE_GET_FMAP,
+        FILE_GET_FMAP_ERRORS, FILE_GET_FMAP_RETRIES, FILE_LAST_ACCESS_TIMESTAMP,
+        FILE_OPEN_DURATION, FILE_OPEN_ERRORS, FILE_OPENS, FILE_PAGE_CACHE_FAULTS, FILE_READ,
+        FILE_READS, FILE_SERIES_FOLDED, FILE_SIZE, FILE_WRITES, FILE_WRITTEN, JOIN_EVENTS, Metric,
+    },
+};
 use prometheus_client::{
     encoding::{DescriptorEncoder, NoLabelSet},
     metrics::MetricType,
     registry::Unit,
 };
 
-use crate::join::{FileStats, Join, fold_for_series};
+use super::{FileLabels, path_hash};
+use crate::join::{FileState, FileStats, Join, JoinHealth, fold_for_series};
 
 /// Slot boundaries (log2 ns, exclusive upper bound 2^(i+1)) kept for per-file histograms: about 1 µs to
 /// 1 s in factors of 4, so 500 files × 12 buckets stays affordable.
@@ -137,125 +148,138 @@ fn rows(join: &Join, max_series: usize) -> (Vec<Row>, usize) {
     (out, rest.len())
 }
 
-/// Encode the per-file families and join health. `mono_to_unix` converts CLOCK_MONOTONIC ns to Unix
-/// seconds.
-pub fn encode(
-    join: &Join,
-    fs_uuid: &str,
-    max_series: usize,
-    mono_to_unix: impl Fn(u64) -> f64,
-    encoder: &mut DescriptorEncoder,
-) -> Result<(), std::fmt::Error> {
-    let (rows, folded) = rows(join, max_series);
-    let labels: Vec<[(&str, &str); 2]> = rows
-        .iter()
-        .map(|r| [("fs_uuid", fs_uuid), ("path", r.path.as_str())])
-        .collect();
+/// One per-file counter or gauge: its name, help, unit, type and value.
+struct Simple {
+    metric: Metric,
+    help: &'static str,
+    unit: Option<&'static Unit>,
+    kind: MetricType,
+    value: fn(&Row) -> u64,
+}
 
-    macro_rules! counter {
-        ($name:literal, $help:literal, $unit:expr, $field:ident) => {{
-            let mut m = encoder.encode_descriptor($name, $help, $unit, MetricType::Counter)?;
-            for (r, l) in rows.iter().zip(&labels) {
-                m.encode_family(l)?
-                    .encode_counter::<NoLabelSet, _, u64>(&r.$field, None)?;
-            }
-        }};
+const fn counter(metric: Metric, help: &'static str, value: fn(&Row) -> u64) -> Simple {
+    Simple {
+        metric,
+        help,
+        unit: None,
+        kind: MetricType::Counter,
+        value,
     }
-    macro_rules! gauge {
-        ($name:literal, $help:literal, $unit:expr, $field:ident) => {{
-            let mut m = encoder.encode_descriptor($name, $help, $unit, MetricType::Gauge)?;
-            for (r, l) in rows.iter().zip(&labels) {
-                m.encode_family(l)?.encode_gauge(&(r.$field as i64))?;
-            }
-        }};
-    }
-    counter!(
-        "file_opens",
-        "OPEN requests per file (server-side)",
-        None,
-        opens
-    );
-    counter!(
-        "file_open_errors",
+}
+
+/// The per-file counters and gauges, in the order they are exported.
+const SIMPLE: [Simple; 13] = [
+    counter(FILE_OPENS, "OPEN requests per file (server-side)", |r| {
+        r.opens
+    }),
+    counter(
+        FILE_OPEN_ERRORS,
         "OPEN requests per file answered with an error",
-        None,
-        open_errors
-    );
-    counter!(
-        "file_get_fmap",
-        "famfs GET_FMAP requests per file",
-        None,
-        get_fmap
-    );
-    counter!(
-        "file_get_fmap_retries",
+        |r| r.open_errors,
+    ),
+    counter(FILE_GET_FMAP, "famfs GET_FMAP requests per file", |r| {
+        r.get_fmap
+    }),
+    counter(
+        FILE_GET_FMAP_RETRIES,
         "GET_FMAP requests per file whose kernel buffer was too small (needed-size reply, then a retry)",
-        None,
-        retries
-    );
-    counter!(
-        "file_get_fmap_errors",
+        |r| r.retries,
+    ),
+    counter(
+        FILE_GET_FMAP_ERRORS,
         "GET_FMAP requests per file answered with an error (a famfs kernel then fails the open)",
-        None,
-        fmap_errors
-    );
-    gauge!(
-        "file_fmap",
-        "Serialized fmap size per file (the GET_FMAP reply body)",
-        Some(&Unit::Bytes),
-        fmap_bytes
-    );
-    gauge!(
-        "file_fmap_extents",
-        "Extents (or strips) in the file's fmap",
-        None,
-        extents
-    );
-    gauge!(
-        "file_size",
-        "File size per the famfs log",
-        Some(&Unit::Bytes),
-        size
-    );
-    counter!(
-        "file_reads",
+        |r| r.fmap_errors,
+    ),
+    Simple {
+        metric: FILE_FMAP,
+        help: "Serialized fmap size per file (the GET_FMAP reply body)",
+        unit: Some(&Unit::Bytes),
+        kind: MetricType::Gauge,
+        value: |r| r.fmap_bytes,
+    },
+    Simple {
+        metric: FILE_FMAP_EXTENTS,
+        help: "Extents (or strips) in the file's fmap",
+        unit: None,
+        kind: MetricType::Gauge,
+        value: |r| r.extents,
+    },
+    Simple {
+        metric: FILE_SIZE,
+        help: "File size per the famfs log",
+        unit: Some(&Unit::Bytes),
+        kind: MetricType::Gauge,
+        value: |r| r.size,
+    },
+    counter(
+        FILE_READS,
         "READ requests per file (stock-kernel data path)",
-        None,
-        reads
-    );
-    counter!(
-        "file_read",
-        "Bytes read per file through READ (stock path)",
-        Some(&Unit::Bytes),
-        read_bytes
-    );
-    counter!(
-        "file_writes",
-        "WRITE requests per file (stock path)",
-        None,
-        writes
-    );
-    counter!(
-        "file_written",
-        "Bytes written per file through WRITE (stock path)",
-        Some(&Unit::Bytes),
-        write_bytes
-    );
-    counter!(
-        "file_page_cache_faults",
+        |r| r.reads,
+    ),
+    Simple {
+        metric: FILE_READ,
+        help: "Bytes read per file through READ (stock path)",
+        unit: Some(&Unit::Bytes),
+        kind: MetricType::Counter,
+        value: |r| r.read_bytes,
+    },
+    counter(FILE_WRITES, "WRITE requests per file (stock path)", |r| {
+        r.writes
+    }),
+    Simple {
+        metric: FILE_WRITTEN,
+        help: "Bytes written per file through WRITE (stock path)",
+        unit: Some(&Unit::Bytes),
+        kind: MetricType::Counter,
+        value: |r| r.write_bytes,
+    },
+    counter(
+        FILE_PAGE_CACHE_FAULTS,
         "Page-cache faults per file (stock path mmap)",
-        None,
-        page_cache
-    );
+        |r| r.page_cache,
+    ),
+];
 
+/// The rows of one scrape with their `{fs_uuid, path}` labels.
+struct Table<'a> {
+    rows: &'a [Row],
+    labels: Vec<[(&'static str, &'a str); 2]>,
+}
+
+impl Table<'_> {
+    fn iter(&self) -> impl Iterator<Item = (&Row, &[(&'static str, &str); 2])> {
+        self.rows.iter().zip(&self.labels)
+    }
+}
+
+fn gauge_value(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn encode_simple(t: &Table<'_>, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    for s in &SIMPLE {
+        let mut m = encoder.encode_descriptor(s.metric.base, s.help, s.unit, s.kind)?;
+        for (r, l) in t.iter() {
+            let v = (s.value)(r);
+            let mut e = m.encode_family(l)?;
+            match s.kind {
+                MetricType::Gauge => e.encode_gauge(&gauge_value(v))?,
+                _ => e.encode_counter::<NoLabelSet, _, u64>(&v, None)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn encode_latencies(t: &Table<'_>, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     let mut buckets = Vec::with_capacity(COARSE.len() + 1);
     let mut m = encoder.encode_descriptor(
-        "file_open_duration",
+        FILE_OPEN_DURATION.base,
         "Kernel-observed OPEN latency per file (queue to reply), joined on (epoch, connection, unique)",
         Some(&Unit::Seconds),
         MetricType::Histogram,
     )?;
-    for (r, l) in rows.iter().zip(&labels) {
+    for (r, l) in t.iter() {
         let count = coarse_buckets(&r.open_slots, &mut buckets);
         m.encode_family(l)?.encode_histogram::<NoLabelSet>(
             r.open_sum_ns as f64 * 1e-9,
@@ -265,12 +289,12 @@ pub fn encode(
         )?;
     }
     let mut m = encoder.encode_descriptor(
-        "file_dax_faults",
+        FILE_DAX_FAULTS.base,
         "Direct-access faults per file by size (pte 4 KiB, pmd 2 MiB) and result, joined on (device, inode)",
         None,
         MetricType::Counter,
     )?;
-    for (r, l) in rows.iter().zip(&labels) {
+    for (r, l) in t.iter() {
         for (s, size) in ["pte", "pmd"].iter().enumerate() {
             for (c, res) in ["ok", "fallback", "error"].iter().enumerate() {
                 let ll = [l[0], l[1], ("size", *size), ("result", *res)];
@@ -280,12 +304,12 @@ pub fn encode(
         }
     }
     let mut m = encoder.encode_descriptor(
-        "file_dax_fault_duration",
+        FILE_DAX_FAULT_DURATION.base,
         "Direct-access fault latency per file",
         Some(&Unit::Seconds),
         MetricType::Histogram,
     )?;
-    for (r, l) in rows.iter().zip(&labels) {
+    for (r, l) in t.iter() {
         let count = coarse_buckets(&r.fault_slots, &mut buckets);
         m.encode_family(l)?.encode_histogram::<NoLabelSet>(
             r.fault_sum_ns as f64 * 1e-9,
@@ -294,32 +318,12 @@ pub fn encode(
             None,
         )?;
     }
-    let mut m = encoder.encode_descriptor(
-        "file_last_access_timestamp",
-        "Unix time of the last request or fault seen for the file",
-        Some(&Unit::Seconds),
-        MetricType::Gauge,
-    )?;
-    for (r, l) in rows.iter().zip(&labels) {
-        let t = if r.last_access_ns == 0 {
-            0.0
-        } else {
-            mono_to_unix(r.last_access_ns)
-        };
-        m.encode_family(l)?.encode_gauge(&t)?;
-    }
-    let mut m = encoder.encode_descriptor(
-        "file_series_folded",
-        "Files folded into path=\"__other__\" because --max-file-series was reached",
-        None,
-        MetricType::Gauge,
-    )?;
-    m.encode_family(&[("fs_uuid", fs_uuid)])?
-        .encode_gauge(&(folded as i64))?;
+    Ok(())
+}
 
-    let h = join.health;
+fn encode_health(h: &JoinHealth, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     let mut m = encoder.encode_descriptor(
-        "join_events",
+        JOIN_EVENTS.base,
         "Join inputs and outcomes: records/events seen, matched, unmatched (expired), late, foreign, stale",
         None,
         MetricType::Counter,
@@ -340,6 +344,60 @@ pub fn encode(
             .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
     }
     Ok(())
+}
+
+/// Encode the per-file families and join health of `st` (read only). `mono_to_unix` converts
+/// CLOCK_MONOTONIC ns to Unix seconds.
+pub fn encode(
+    st: &FileState,
+    labels: FileLabels,
+    mono_to_unix: impl Fn(u64) -> f64,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    if labels == FileLabels::None {
+        return encode_health(&st.join.health, encoder);
+    }
+    let (mut rows, folded) = rows(&st.join, st.max_series);
+    let fs_uuid = st.fs_uuid.as_str();
+    if labels == FileLabels::Hash {
+        // Only the kept rows: `__other__` is the last row when files were folded.
+        let kept = rows.len() - usize::from(folded > 0);
+        for r in &mut rows[..kept] {
+            r.path = path_hash(fs_uuid, &r.path);
+        }
+    }
+    let t = Table {
+        rows: &rows,
+        labels: rows
+            .iter()
+            .map(|r| [("fs_uuid", fs_uuid), ("path", r.path.as_str())])
+            .collect(),
+    };
+    encode_simple(&t, encoder)?;
+    encode_latencies(&t, encoder)?;
+    let mut m = encoder.encode_descriptor(
+        FILE_LAST_ACCESS_TIMESTAMP.base,
+        "Unix time of the last request or fault seen for the file",
+        Some(&Unit::Seconds),
+        MetricType::Gauge,
+    )?;
+    for (r, l) in t.iter() {
+        let t = if r.last_access_ns == 0 {
+            0.0
+        } else {
+            mono_to_unix(r.last_access_ns)
+        };
+        m.encode_family(l)?.encode_gauge(&t)?;
+    }
+    let mut m = encoder.encode_descriptor(
+        FILE_SERIES_FOLDED.base,
+        "Files folded into path=\"__other__\" because --max-file-series was reached",
+        None,
+        MetricType::Gauge,
+    )?;
+    m.encode_family(&[("fs_uuid", fs_uuid)])?
+        .encode_gauge(&gauge_value(folded as u64))?;
+    encode_health(&st.join.health, encoder)
 }
 
 #[cfg(test)]

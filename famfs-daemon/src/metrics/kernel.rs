@@ -1,4 +1,5 @@
-//! Collector for the kernel-side aggregates: FUSE request families, probe status, health and self-cost.
+//! Collector for the kernel-side aggregates: FUSE request families, probe status, health and self-cost,
+//! and (read only, as the join last left them) the per-file families. Must not write to the join.
 
 use std::{
     borrow::Cow,
@@ -9,6 +10,12 @@ use famfs_common::{
     counters,
     fault::{self, FaultStats},
     hist::{LAT_SLOTS, SIZE_SLOTS},
+    metric_names::{
+        DAX_FAULT_DURATION, DAX_FAULTS, FUSE_REPLY_SIZE, FUSE_REQUEST_DURATION,
+        FUSE_REQUEST_ERRORS, FUSE_REQUESTS, KERNEL_FUNCTION_CALLS, KERNEL_FUNCTION_DURATION,
+        PAGE_CACHE_FAULTS, PROBE_ATTACHED, PROBE_EVENTS, PROBE_RECURSION_MISSES, PROBE_RUN_TIME,
+        PROBE_RUNS,
+    },
 };
 use prometheus_client::{
     collector::Collector,
@@ -17,20 +24,31 @@ use prometheus_client::{
     registry::Unit,
 };
 
-use super::FileState;
-use crate::probes::{ProbeKind, ProbeSnapshot, ProbeState, Probes};
+use crate::{
+    join::{SharedFileState, fault_cell},
+    probes::{ProbeKind, ProbeSnapshot, ProbeState, Probes},
+};
 
-/// Encodes, on every scrape, one probe snapshot: the kernel families and, through the join, the
-/// per-file families.
+/// Encodes, on every scrape, one probe snapshot (the kernel families) and the join's per-file table as
+/// the join last left it (read only).
 #[derive(Debug)]
 pub struct KernelCollector {
     probes: Option<Arc<Mutex<Probes>>>,
-    files: Option<Arc<Mutex<FileState>>>,
+    files: Option<SharedFileState>,
+    file_labels: super::FileLabels,
 }
 
 impl KernelCollector {
-    pub fn new(probes: Option<Arc<Mutex<Probes>>>, files: Option<Arc<Mutex<FileState>>>) -> Self {
-        Self { probes, files }
+    pub fn new(
+        probes: Option<Arc<Mutex<Probes>>>,
+        files: Option<SharedFileState>,
+        file_labels: super::FileLabels,
+    ) -> Self {
+        Self {
+            probes,
+            files,
+            file_labels,
+        }
     }
 }
 
@@ -68,16 +86,15 @@ impl Collector for KernelCollector {
             None => (ProbeSnapshot::default(), Vec::new()),
         };
         if let Some(files) = &self.files
-            && let Ok(mut st) = files.lock()
+            && let Ok(st) = files.read()
         {
             let now = crate::util::monotonic_ns();
-            st.join.apply_fault_snapshot(&snap, now);
             let unix_now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0);
             let to_unix = |mono: u64| unix_now - now.saturating_sub(mono) as f64 * 1e-9;
-            super::files::encode(&st.join, &st.fs_uuid, st.max_series, to_unix, &mut encoder)?;
+            super::files::encode(&st, self.file_labels, to_unix, &mut encoder)?;
         }
 
         let mut labels: Vec<[(&'static str, Cow<'static, str>); 2]> =
@@ -90,7 +107,7 @@ impl Collector for KernelCollector {
         }
 
         let mut m = encoder.encode_descriptor(
-            "fuse_requests",
+            FUSE_REQUESTS.base,
             "FUSE requests queued by the kernel (fuse_request_send), by connection and opcode",
             None,
             MetricType::Counter,
@@ -100,7 +117,7 @@ impl Collector for KernelCollector {
                 .encode_counter::<NoLabelSet, _, u64>(&r.stats.sent, None)?;
         }
         let mut m = encoder.encode_descriptor(
-            "fuse_request_errors",
+            FUSE_REQUEST_ERRORS.base,
             "FUSE requests answered with an error, by connection and opcode",
             None,
             MetricType::Counter,
@@ -112,7 +129,7 @@ impl Collector for KernelCollector {
 
         let mut buckets = Vec::with_capacity(LAT_SLOTS.max(SIZE_SLOTS) + 1);
         let mut m = encoder.encode_descriptor(
-            "fuse_request_duration",
+            FUSE_REQUEST_DURATION.base,
             "Kernel-observed FUSE request latency, queue to reply (fuse_request_send to _end)",
             Some(&Unit::Seconds),
             MetricType::Histogram,
@@ -127,7 +144,7 @@ impl Collector for KernelCollector {
             )?;
         }
         let mut m = encoder.encode_descriptor(
-            "fuse_reply_size",
+            FUSE_REPLY_SIZE.base,
             "FUSE reply length (reply header len), by connection and opcode",
             Some(&Unit::Bytes),
             MetricType::Histogram,
@@ -145,7 +162,7 @@ impl Collector for KernelCollector {
         encode_faults(&snap, &mut encoder, &mut buckets)?;
 
         let mut m = encoder.encode_descriptor(
-            "probe_attached",
+            PROBE_ATTACHED.base,
             "1 if the probe is attached on this kernel, 0 if unavailable",
             None,
             MetricType::Gauge,
@@ -167,7 +184,7 @@ impl Collector for KernelCollector {
             m.encode_family(&l)?.encode_gauge(&v)?;
         }
         let mut m = encoder.encode_descriptor(
-            "probe_events",
+            PROBE_EVENTS.base,
             "Probe health events: send/end seen, unmatched ends, full maps, filtered",
             None,
             MetricType::Counter,
@@ -180,7 +197,7 @@ impl Collector for KernelCollector {
             .encode_counter::<NoLabelSet, _, u64>(&snap.expired_inflight, None)?;
 
         let mut m = encoder.encode_descriptor(
-            "probe_runs",
+            PROBE_RUNS.base,
             "Times each eBPF program ran (kernel BPF statistics, enabled while the daemon runs)",
             None,
             MetricType::Counter,
@@ -190,7 +207,7 @@ impl Collector for KernelCollector {
                 .encode_counter::<NoLabelSet, _, u64>(&p.run_count, None)?;
         }
         let mut m = encoder.encode_descriptor(
-            "probe_run_time",
+            PROBE_RUN_TIME.base,
             "CPU time spent in each eBPF program (kernel BPF statistics)",
             Some(&Unit::Seconds),
             MetricType::Counter,
@@ -200,7 +217,7 @@ impl Collector for KernelCollector {
                 .encode_counter::<NoLabelSet, _, f64>(&(p.run_time_ns as f64 * 1e-9), None)?;
         }
         let mut m = encoder.encode_descriptor(
-            "probe_recursion_misses",
+            PROBE_RECURSION_MISSES.base,
             "Runs the kernel skipped because a BPF program was already running on that CPU (events the probe never saw)",
             None,
             MetricType::Counter,
@@ -240,8 +257,8 @@ fn encode_faults(
     let mut by_class = [[0u64; 3]; 2];
     let mut lat = [FaultStats::ZERO; 2];
     for r in &snap.faults {
-        let s = (r.key.size as usize).min(1);
-        by_class[s][(r.key.result as usize).min(2)] += r.stats.count;
+        let (s, c) = fault_cell(&r.key);
+        by_class[s][c] += r.stats.count;
         lat[s].count += r.stats.count;
         lat[s].lat_sum_ns += r.stats.lat_sum_ns;
         for (a, b) in lat[s].lat_slots.iter_mut().zip(r.stats.lat_slots.iter()) {
@@ -249,7 +266,7 @@ fn encode_faults(
         }
     }
     let mut m = encoder.encode_descriptor(
-        "dax_faults",
+        DAX_FAULTS.base,
         "DAX page faults (fs_dax tracepoints) by size (pte = 4 KiB, pmd = 2 MiB) and result",
         None,
         MetricType::Counter,
@@ -265,7 +282,7 @@ fn encode_faults(
         }
     }
     let mut m = encoder.encode_descriptor(
-        "dax_fault_duration",
+        DAX_FAULT_DURATION.base,
         "DAX page fault latency (fault start to done) by size",
         Some(&Unit::Seconds),
         MetricType::Histogram,
@@ -283,7 +300,7 @@ fn encode_faults(
         }
     }
     let mut m = encoder.encode_descriptor(
-        "page_cache_faults",
+        PAGE_CACHE_FAULTS.base,
         "Page-cache faults (filemap:mm_filemap_fault) on FUSE and other anonymous-device filesystems, by device",
         None,
         MetricType::Counter,
@@ -294,7 +311,7 @@ fn encode_faults(
             .encode_counter::<NoLabelSet, _, u64>(n, None)?;
     }
     let mut m = encoder.encode_descriptor(
-        "kernel_function_calls",
+        KERNEL_FUNCTION_CALLS.base,
         "Calls of famfs/FUSE/DAX kernel functions seen by the optional fentry or kprobe probes",
         None,
         MetricType::Counter,
@@ -304,7 +321,7 @@ fn encode_faults(
             .encode_counter::<NoLabelSet, _, u64>(&f.stats.calls, None)?;
     }
     let mut m = encoder.encode_descriptor(
-        "kernel_function_duration",
+        KERNEL_FUNCTION_DURATION.base,
         "Latency of famfs/FUSE/DAX kernel functions (entry to return)",
         Some(&Unit::Seconds),
         MetricType::Histogram,

@@ -1,9 +1,12 @@
 //! Prometheus metrics: one `famfs_`-prefixed registry, encoded as OpenMetrics or Prometheus text.
 //!
-//! Owns metric names, help texts, label sets and the rebuilding of kernel log2 slots into cumulative
-//! histogram buckets, the bounded per-file families (`files`) and the FUSE server's own counters (`server`). Kernel aggregates are read at scrape time through [`crate::probes::Probes::snapshot`]
-//! (no per-event user-space work). Must not do any I/O besides that read, and must not hold the probe
-//! lock longer than the snapshot.
+//! Owns help texts, label sets and the rebuilding of kernel log2 slots into cumulative histogram
+//! buckets, the bounded per-file families (`files`) and how they name files ([`FileLabels`]:
+//! `--file-labels path|hash|none`), and the FUSE server's own counters (`server`).
+//! Metric names come from `famfs_common::metric_names` (`.base` here). Kernel aggregates are read at
+//! scrape time through [`crate::probes::Probes::snapshot`] (no per-event user-space work); the join's
+//! per-file table is only read ([`SharedFileState::read`]): a scrape changes nothing. Must not do any
+//! I/O besides that read, and must not hold the probe lock longer than the snapshot.
 
 mod files;
 mod kernel;
@@ -17,19 +20,50 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{join::Join, probes::Probes};
+use famfs_common::metric_names::BUILD_INFO;
 
-/// The join's per-file table as the metrics see it.
-#[derive(Debug)]
-pub struct FileState {
-    pub join: Join,
-    pub fs_uuid: String,
-    /// `--max-file-series`: files beyond this (least recently active) fold into `path="__other__"`.
-    pub max_series: usize,
-}
+use crate::{join::SharedFileState, probes::Probes};
 
 pub use kernel::{KernelCollector, opcode_label};
 pub use server::ServerCollector;
+
+/// How the per-file families name their file (`--file-labels`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FileLabels {
+    /// `path="/dir/file"` (the default).
+    #[default]
+    Path,
+    /// `path="<16 hex digits>"`: [`path_hash`] of the path, stable across restarts, different per
+    /// filesystem; `__other__` stays as it is.
+    Hash,
+    /// No per-file families at all; the aggregate families (requests, faults, join health) remain.
+    None,
+}
+
+impl std::str::FromStr for FileLabels {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "path" => Ok(FileLabels::Path),
+            "hash" => Ok(FileLabels::Hash),
+            "none" => Ok(FileLabels::None),
+            _ => Err(format!("{s:?}: expected path, hash or none")),
+        }
+    }
+}
+
+/// The `path` label of a file under `--file-labels hash`: the first 16 hex digits of
+/// SHA-256(`fs_uuid` NUL `path`). Salted by the filesystem's UUID, so one name does not give the same
+/// label on two filesystems; whoever can guess a path and read `fs_uuid` can still confirm the guess.
+pub fn path_hash(fs_uuid: &str, path: &str) -> String {
+    let mut buf = Vec::with_capacity(fs_uuid.len() + 1 + path.len());
+    buf.extend_from_slice(fs_uuid.as_bytes());
+    buf.push(0);
+    buf.extend_from_slice(path.as_bytes());
+    let d = ring::digest::digest(&ring::digest::SHA256, &buf);
+    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Wire format of a scrape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,9 +107,15 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
-    pub fn new(
+    pub fn new(probes: Option<Arc<Mutex<Probes>>>, files: Option<SharedFileState>) -> Metrics {
+        Metrics::with_file_labels(probes, files, FileLabels::Path)
+    }
+
+    /// [`Metrics::new`] with the per-file families labelled as `labels` says.
+    pub fn with_file_labels(
         probes: Option<Arc<Mutex<Probes>>>,
-        files: Option<Arc<Mutex<FileState>>>,
+        files: Option<SharedFileState>,
+        labels: FileLabels,
     ) -> Metrics {
         let mut registry = Registry::with_prefix("famfs");
         let build = Family::<BuildLabels, Gauge>::default();
@@ -86,11 +126,11 @@ impl Metrics {
             })
             .set(1);
         registry.register(
-            "build_info",
+            BUILD_INFO.base,
             "Build and kernel of the running daemon (value 1)",
             build,
         );
-        registry.register_collector(Box::new(KernelCollector::new(probes, files)));
+        registry.register_collector(Box::new(KernelCollector::new(probes, files, labels)));
         Metrics { registry }
     }
 
@@ -125,3 +165,6 @@ fn kernel_release() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
 }
+
+#[cfg(test)]
+mod tests;

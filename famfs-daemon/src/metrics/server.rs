@@ -7,6 +7,10 @@
 
 use std::{borrow::Cow, sync::Arc};
 
+use famfs_common::metric_names::{
+    SERVER_MALFORMED_REQUESTS, SERVER_RECORDS, SERVER_REPLY_FAILURES, SERVER_REQUEST_ERRORS,
+    SERVER_REQUESTS, SERVER_WORKERS,
+};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, NoLabelSet},
@@ -42,7 +46,7 @@ impl Collector for ServerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.stats;
         let mut m = encoder.encode_descriptor(
-            "server_requests",
+            SERVER_REQUESTS.base,
             "FUSE requests the server answered (or consumed, for FORGET), by opcode",
             None,
             MetricType::Counter,
@@ -56,7 +60,7 @@ impl Collector for ServerCollector {
                 .encode_counter::<NoLabelSet, _, u64>(&s.requests_other(), None)?;
         }
         let mut m = encoder.encode_descriptor(
-            "server_request_errors",
+            SERVER_REQUEST_ERRORS.base,
             "FUSE requests the server answered with an error, by opcode",
             None,
             MetricType::Counter,
@@ -70,14 +74,14 @@ impl Collector for ServerCollector {
                 .encode_counter::<NoLabelSet, _, u64>(&s.errors_other(), None)?;
         }
         let mut m = encoder.encode_descriptor(
-            "server_malformed_requests",
+            SERVER_MALFORMED_REQUESTS.base,
             "Requests rejected as malformed (short, wrong length, bad body)",
             None,
             MetricType::Counter,
         )?;
         m.encode_counter::<NoLabelSet, _, u64>(&s.malformed(), None)?;
         let mut m = encoder.encode_descriptor(
-            "server_records",
+            SERVER_RECORDS.base,
             "Per-request records for the join: sent, or dropped because its queue was full",
             None,
             MetricType::Counter,
@@ -87,7 +91,7 @@ impl Collector for ServerCollector {
         m.encode_family(&[("outcome", "dropped")])?
             .encode_counter::<NoLabelSet, _, u64>(&s.records_dropped(), None)?;
         let mut m = encoder.encode_descriptor(
-            "server_reply_failures",
+            SERVER_REPLY_FAILURES.base,
             "Replies the kernel did not take: interrupted (request aborted meanwhile) or failed",
             None,
             MetricType::Counter,
@@ -97,7 +101,7 @@ impl Collector for ServerCollector {
         m.encode_family(&[("reason", "failed")])?
             .encode_counter::<NoLabelSet, _, u64>(&s.reply_failures(), None)?;
         let mut m = encoder.encode_descriptor(
-            "server_workers",
+            SERVER_WORKERS.base,
             "Server worker threads, and how many serve on their own cloned /dev/fuse fd",
             None,
             MetricType::Gauge,

@@ -24,7 +24,7 @@ pub use config::{KfuncMode, ProbeConfig, RequestPairing};
 pub use events::EventReader;
 pub use loader::Probes;
 pub use snapshot::{FaultRow, FnRow, ProbeSnapshot, ProgramCost, RequestRow};
-pub use status::{ProbeKind, ProbeState, ProbeStatus};
+pub use status::{ProbeKind, ProbeState, ProbeStatus, render_table};
 
 /// The eBPF object built by build.rs from `famfs-ebpf`.
 pub static EBPF_OBJECT: &[u8] =

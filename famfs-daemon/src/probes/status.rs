@@ -1,6 +1,7 @@
 //! The probe table's rows: how each probe hooks into the kernel ([`ProbeKind`]), whether it attached
 //! ([`ProbeState`]) and the row itself ([`ProbeStatus`]). Owns the spelling of kinds and states in the
-//! JSON, the `famfs-trace probes` table and the selftest lines. Must not load or attach anything.
+//! JSON, the `famfs-trace probes` table (and its layout, [`render_table`]) and the selftest lines.
+//! Must not load or attach anything.
 
 use std::fmt;
 
@@ -64,6 +65,30 @@ pub struct ProbeStatus {
     pub purpose: &'static str,
     #[serde(flatten)]
     pub state: ProbeState,
+}
+
+/// Render the probe table as aligned text.
+pub fn render_table(status: &[ProbeStatus]) -> String {
+    let width = |min: usize, f: &dyn Fn(&ProbeStatus) -> usize| {
+        status.iter().map(f).max().unwrap_or(0).max(min)
+    };
+    let w_prog = width(7, &|s| s.program.len());
+    let w_kind = width(4, &|s| s.kind.as_str().len());
+    let w_tgt = width(6, &|s| s.target.len());
+    let mut out = format!(
+        "{:<w_prog$}  {:<w_kind$}  {:<w_tgt$}  STATE\n",
+        "PROGRAM", "KIND", "TARGET"
+    );
+    for s in status {
+        out.push_str(&format!(
+            "{:<w_prog$}  {:<w_kind$}  {:<w_tgt$}  {}\n",
+            s.program,
+            s.kind.as_str(),
+            s.target,
+            s.state
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -6,12 +6,12 @@
 //! A value regresses when it grows past the threshold: relatively (after > before × (1 + t)) for
 //! latencies, sizes and retries, in absolute percentage points for ratios (fallback, errors), and from
 //! zero to anything for any of them. Counts that only measure the workload (requests, faults by size)
-//! are reported, never judged. Pure: takes two [`Snapshot`]s, returns a [`Report`]; reading files and
-//! exit codes belong to the CLI.
+//! are reported, never judged. Pure: takes two [`Snapshot`]s (the HTTP API's schema, as `famfs-trace
+//! snapshot` saved them), returns a [`Report`]; reading files and exit codes belong to the CLI.
 
-use crate::top::{
-    fmt::{fmt_bytes, fmt_secs},
-    model::{FileRow, OpcodeStats, Snapshot},
+use crate::{
+    http::api::{FileRow, OpcodeStats, Snapshot},
+    util::fmt::{fmt_bytes, fmt_secs},
 };
 
 /// How a value is shown and judged.

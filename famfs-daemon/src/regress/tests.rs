@@ -2,7 +2,7 @@
 //! falling back, slower opens, GET_FMAP retries appearing), thresholds at their edges.
 
 use super::*;
-use crate::top::model::{FaultClass, FaultCounts, Histogram};
+use crate::http::api::{FaultClass, FaultCounts, Histogram, SNAPSHOT_FORMAT};
 
 /// Histogram over log2 ns bounds (2 ns .. 2^20 ns) with `n` observations in (2^(k-1), 2^k] ns.
 fn lat(n: u64, k: usize, sum: f64) -> Histogram {
@@ -33,7 +33,7 @@ fn file(path: &str, slot: usize, mean: f64) -> FileRow {
 
 fn before() -> Snapshot {
     Snapshot {
-        format: crate::top::model::SNAPSHOT_FORMAT.into(),
+        format: SNAPSHOT_FORMAT.into(),
         files: vec![file("a", 12, 6e-6), file("old", 12, 6e-6)],
         opcodes: vec![OpcodeStats {
             connection: 40,

@@ -1,209 +1,160 @@
-//! The data path's view of the device: one shared raw memory map (`memmap2::MmapRaw`) of the image
-//! file or DAX device, through which READ copies out and WRITE copies in.
+//! The data path's view of the device: a handle on the image's one open descriptor
+//! ([`Store`], shared with the metadata side), through which READ copies out and WRITE
+//! copies in; and the record of recent I/O failures that `/healthz` reports.
 //!
-//! Owns: the mapping, bounds checks against the object's current length, flushes (msync of a range).
-//! Must not interpret bytes (no famfs structures here) or resolve file offsets (the server does, with
-//! the file's fmap).
+//! Owns: turning store failures into errnos for the FUSE reply (`EIO`; `ENOSPC`/`EDQUOT` when the
+//! image's filesystem is full), the last I/O failure (what, where, when), flushes. Must not interpret
+//! bytes (no famfs structures here) or resolve file offsets (the server does, with the file's fmap).
 //!
-//! Why a raw map and copies: the mapping is shared memory that other processes (and, on CXL, other
-//! hosts) may write at any time, so handing out `&[u8]` into it would assert an immutability Rust
-//! cannot guarantee. Every access is a `ptr::copy_nonoverlapping` between the mapping and a buffer we
-//! own, under a bounds check. A regular image file truncated behind our back could still fault between
-//! the length check and the copy; [`DataMap::recheck`] (called by the log watcher) narrows that window.
+//! No access raises SIGBUS on an image file or block device: the store uses `pread`/`pwrite`, so a
+//! truncated image, a device read error or a full filesystem under a sparse image comes back as an
+//! error code for that one request (see `famfs/store.rs` for device DAX, where a media error still
+//! raises SIGBUS). Hot path: no allocation; a failure takes a small lock to record itself.
 
-use std::{
-    fs::{File, OpenOptions},
-    io,
-    os::unix::fs::FileTypeExt,
-    path::Path,
-    sync::atomic::{AtomicU64, Ordering},
+use std::sync::{
+    Mutex, PoisonError,
+    atomic::{AtomicU64, Ordering},
 };
 
-use memmap2::{MmapOptions, MmapRaw};
+use super::volume::{Store, StoreError};
+use crate::util::monotonic_ns;
 
-/// An access outside the mapped and currently valid range.
+/// Which request failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OutOfRange {
-    pub off: u64,
-    pub len: u64,
-    pub valid: u64,
+pub enum IoOp {
+    Read,
+    Write,
+    Flush,
 }
 
-impl std::fmt::Display for OutOfRange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} bytes at device offset {:#x} are outside the {:#x} valid bytes of the image",
-            self.len, self.off, self.valid
-        )
+impl IoOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoOp::Read => "READ",
+            IoOp::Write => "WRITE",
+            IoOp::Flush => "flush",
+        }
     }
 }
 
-/// A shared read/write (or read-only) raw mapping of `len` bytes of the device.
-pub struct DataMap {
-    map: MmapRaw,
-    file: File,
-    regular: bool,
-    writable: bool,
-    /// Bytes that may be touched: the mapping length, less if a regular file shrank.
-    valid: AtomicU64,
+/// The last I/O failure: enough to say what and where, without allocating on the failing request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoFault {
+    pub op: IoOp,
+    pub ino: u64,
+    /// Device byte offset.
+    pub dev_off: u64,
+    /// The errno answered to the kernel.
+    pub errno: i32,
+    /// `util::monotonic_ns` at the failure.
+    pub at_ns: u64,
 }
 
-impl std::fmt::Debug for DataMap {
+/// The data path over the image's descriptor.
+pub struct DataPath {
+    store: Store,
+    faults: AtomicU64,
+    last: Mutex<Option<IoFault>>,
+}
+
+impl std::fmt::Debug for DataPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataMap")
-            .field("len", &self.map.len())
-            .field("writable", &self.writable)
-            .field("valid", &self.valid.load(Ordering::Relaxed))
+        f.debug_struct("DataPath")
+            .field("store", &self.store)
+            .field("faults", &self.faults.load(Ordering::Relaxed))
             .finish()
     }
 }
 
-impl DataMap {
-    /// Map the first `len` bytes of `path` (an image file or a device), shared, read-write unless
-    /// `writable` is false.
-    pub fn open(path: &Path, len: u64, writable: bool) -> io::Result<DataMap> {
-        let what = |op: &str, e: io::Error| {
-            io::Error::new(e.kind(), format!("{}: {op}: {e}", path.display()))
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .open(path)
-            .map_err(|e| what("open", e))?;
-        let ft = file.metadata().map_err(|e| what("fstat", e))?.file_type();
-        let regular = ft.is_file();
-        if !(regular || ft.is_block_device() || ft.is_char_device()) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{}: not a regular file, block device or DAX device",
-                    path.display()
-                ),
-            ));
-        }
-        let n = usize::try_from(len).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{}: {len:#x} bytes do not fit the address space",
-                    path.display()
-                ),
-            )
-        })?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{}: empty image", path.display()),
-            ));
-        }
-        let mut opts = MmapOptions::new();
-        opts.len(n);
-        let map = if writable {
-            opts.map_raw(&file)
-        } else {
-            opts.map_raw_read_only(&file)
-        }
-        .map_err(|e| what("mmap", e))?;
-        Ok(DataMap {
-            map,
-            file,
-            regular,
-            writable,
-            valid: AtomicU64::new(len),
-        })
-    }
-
-    pub fn len(&self) -> u64 {
-        self.map.len() as u64
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.len() == 0
-    }
-
-    pub fn is_writable(&self) -> bool {
-        self.writable
-    }
-
-    /// Bytes currently accessible.
-    pub fn valid_len(&self) -> u64 {
-        self.valid.load(Ordering::Acquire)
-    }
-
-    /// Re-read a regular file's length (fstat) and shrink the accessible range if it was truncated.
-    pub fn recheck(&self) -> io::Result<u64> {
-        if self.regular {
-            let now = self.file.metadata()?.len().min(self.len());
-            self.valid.store(now, Ordering::Release);
-        }
-        Ok(self.valid_len())
-    }
-
-    fn check(&self, off: u64, len: usize) -> Result<usize, OutOfRange> {
-        let valid = self.valid_len();
-        let len64 = len as u64;
-        match off.checked_add(len64) {
-            Some(end) if end <= valid => Ok(off as usize),
-            _ => Err(OutOfRange {
-                off,
-                len: len64,
-                valid,
-            }),
-        }
-    }
-
-    /// Copy `dst.len()` bytes at device offset `off` into `dst`.
-    pub fn read_into(&self, off: u64, dst: &mut [u8]) -> Result<(), OutOfRange> {
-        let at = self.check(off, dst.len())?;
-        // SAFETY: `check` proved `[off, off + dst.len())` lies inside the mapping (valid ≤ map length),
-        // so the source range is mapped for the lifetime of `self.map`. `dst` is our own exclusive
-        // buffer and cannot overlap the mapping. The mapped bytes may be changed concurrently by other
-        // processes; we only copy them into owned memory and never create a reference to them.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.map.as_ptr().add(at), dst.as_mut_ptr(), dst.len());
-        }
-        Ok(())
-    }
-
-    /// Copy `src` to device offset `off`. Fails on a read-only map.
-    pub fn write_from(&self, off: u64, src: &[u8]) -> Result<(), WriteError> {
-        if !self.writable {
-            return Err(WriteError::ReadOnly);
-        }
-        let at = self.check(off, src.len()).map_err(WriteError::Range)?;
-        // SAFETY: as in `read_into`, the destination range is inside a writable shared mapping that
-        // lives as long as `self`; `src` is a distinct buffer. Concurrent writers of the same bytes (a
-        // shared-memory filesystem has no byte-range locking) can interleave, but no Rust reference
-        // into the mapping exists, so no aliasing rule is broken.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.map.as_mut_ptr().add(at), src.len());
-        }
-        Ok(())
-    }
-
-    /// An 8-byte little-endian value at `off` (e.g. the log header's `next_index`).
-    pub fn read_u64(&self, off: u64) -> Result<u64, OutOfRange> {
-        let mut b = [0u8; 8];
-        self.read_into(off, &mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-
-    /// Make `[off, off + len)` durable (msync of the covering pages).
-    pub fn flush(&self, off: u64, len: u64) -> io::Result<()> {
-        if !self.writable {
-            return Ok(());
-        }
-        let at = self
-            .check(off, usize::try_from(len).unwrap_or(usize::MAX))
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        self.map.flush_range(at, len as usize)
+/// The errno a failed store access answers: the image's filesystem being full is passed through
+/// (the writer can act on it), everything else is `EIO`.
+pub fn errno_of(e: &StoreError) -> i32 {
+    match e.raw_os_error() {
+        Some(c @ (libc::ENOSPC | libc::EDQUOT)) => c,
+        _ => libc::EIO,
     }
 }
 
-/// Why a write through the map failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WriteError {
-    ReadOnly,
-    Range(OutOfRange),
+impl DataPath {
+    /// The data path over `store` (a handle on the image's descriptor; writable unless the server
+    /// is read-only).
+    pub fn new(store: Store) -> DataPath {
+        DataPath {
+            store,
+            faults: AtomicU64::new(0),
+            last: Mutex::new(None),
+        }
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self.store.is_writable()
+    }
+
+    /// The image's path (for messages).
+    pub fn path(&self) -> &std::path::Path {
+        self.store.path()
+    }
+
+    /// Bytes currently accessible (the image's length, lowered if it shrank).
+    pub fn len(&self) -> u64 {
+        self.store.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+
+    /// Re-read a regular file's length (fstat); returns the accessible length.
+    pub fn recheck(&self) -> Result<u64, StoreError> {
+        self.store.refresh()
+    }
+
+    /// Copy `dst.len()` bytes at device offset `off` into `dst`.
+    pub fn read_into(&self, off: u64, dst: &mut [u8]) -> Result<(), StoreError> {
+        self.store.read_into(off, dst)
+    }
+
+    /// Copy `src` to device offset `off`.
+    pub fn write_from(&self, off: u64, src: &[u8]) -> Result<(), StoreError> {
+        self.store.write_at(off, src)
+    }
+
+    /// An 8-byte little-endian value at `off` (e.g. the log header's `next_index`).
+    pub fn read_u64(&self, off: u64) -> Result<u64, StoreError> {
+        self.store.read_array::<8>(off).map(u64::from_le_bytes)
+    }
+
+    /// Make the ranges durable (one fdatasync for an image file or block device).
+    pub fn flush(
+        &self,
+        ranges: impl IntoIterator<Item = (u64, u64)> + Clone,
+    ) -> Result<(), StoreError> {
+        if !self.store.is_writable() {
+            return Ok(());
+        }
+        self.store.flush_ranges(ranges)
+    }
+
+    /// Record a failure answered with `errno`.
+    pub fn record_fault(&self, op: IoOp, ino: u64, dev_off: u64, errno: i32) {
+        self.faults.fetch_add(1, Ordering::Relaxed);
+        let f = IoFault {
+            op,
+            ino,
+            dev_off,
+            errno,
+            at_ns: monotonic_ns(),
+        };
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(f);
+    }
+
+    /// Failures so far.
+    pub fn faults(&self) -> u64 {
+        self.faults.load(Ordering::Relaxed)
+    }
+
+    /// The most recent failure.
+    pub fn last_fault(&self) -> Option<IoFault> {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }

@@ -7,15 +7,23 @@
 //!   children in creation order, which only ever grows at the end), GETXATTR (ENODATA).
 //! * famfs: GET_FMAP (the media fmap translated to the wire; the session applies the dialect's size
 //!   rules) and GET_DAXDEV (index 0 only).
-//! * Stock-kernel data path: OPEN/READ/WRITE/FLUSH/FSYNC/RELEASE through a shared map of the device
-//!   ([`data::DataMap`]) and the file's extents; writes stay within the fixed file size.
+//! * Stock-kernel data path: OPEN/READ/WRITE/FLUSH/FSYNC/RELEASE with positional I/O on the image's
+//!   descriptor ([`data::DataPath`]) through the file's extents; writes stay within the fixed file
+//!   size. `.meta/.superblock` and `.meta/.log` are read-only through the mount (open for writing
+//!   and WRITE: EPERM, for root too: only the log's own rules may change them).
+//! * One open: [`FamfsFs::open`] opens the image once (`O_NOFOLLOW`); the metadata side (a read-only
+//!   handle) and the data path share that descriptor.
 //! * Client role: [`FamfsFs::refresh`] applies entries other writers appended and invalidates the
-//!   kernel's view of what changed; [`LogWatcher`] calls it on a timer and on demand (SIGHUP).
+//!   kernel's view of what changed; [`LogWatcher`] calls it on a timer and on demand (SIGHUP). It
+//!   rechecks the image's size before it reads the log.
+//! * Health ([`FamfsFs::health`], for `/healthz`): an image that shrank below the filesystem's size,
+//!   recent I/O failures, and a filesystem that was re-created or whose log went back under us
+//!   ("stale": from then on READ, WRITE and GET_FMAP answer EIO rather than use the old extent maps).
 //!
 //! Layout: this file holds the shared state ([`FamfsFs`]) and what both paths need (attributes,
 //! entries, flushing); `ops` is the [`Filesystem`] implementation (one method per opcode), `refresh`
 //! the client role ([`FamfsFs::refresh`], [`LogWatcher`]), `volume` the glue to the format library,
-//! `data` the shared map of the device.
+//! `data` the data path over the image's descriptor, `health` the health state.
 //!
 //! Owns the filesystem semantics only. Must not do wire encoding or INIT (that is `fuse`), parse media
 //! bytes (that is `famfs`, reached only through `volume`), or touch probes and the join beyond
@@ -24,7 +32,9 @@
 //!
 //! [`Filesystem`]: crate::fuse::Filesystem
 
+mod catalog;
 pub mod data;
+mod health;
 mod ops;
 mod refresh;
 pub mod volume;
@@ -46,13 +56,14 @@ use crate::{
         abi::{Attr, EntryOut},
         stats::RateLimit,
     },
-    join::{Catalog, FileInfo},
     util::monotonic_ns,
 };
 
-use data::DataMap;
-use volume::{Node, NodeKind, Volume};
+use data::DataPath;
+use health::Health;
+use volume::{Node, NodeKind, Store, StoreError, Volume};
 
+pub use catalog::{Catalog, FileInfo};
 pub use refresh::LogWatcher;
 #[cfg(any(test, feature = "sim"))]
 pub use refresh::RefreshHook;
@@ -66,7 +77,7 @@ pub const NAME_MAX: u32 = 79;
 /// How the server behaves.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Refuse writes (the map is read-only too).
+    /// Refuse writes (the image is opened read-only too).
     pub read_only: bool,
     /// Daxdev path for GET_DAXDEV index 0; `None`: the superblock's `dd_daxdev`.
     pub daxdev: Option<PathBuf>,
@@ -98,10 +109,17 @@ pub enum ServerError {
         #[source]
         source: volume::VolumeError,
     },
-    #[error("{0}")]
-    Data(#[from] std::io::Error),
+    /// Opening the image, or re-reading its length (the message names it).
+    #[error(transparent)]
+    Open(#[from] StoreError),
     #[error("the namespace lock is poisoned (a worker panicked)")]
     Poisoned,
+    #[error(
+        "{path}: the image is {len:#x} bytes, smaller than the filesystem's {need:#x} (dd_size): it shrank after it was opened; files stored past its end answer EIO and the log is not read until it is whole again"
+    )]
+    Shrunk { path: String, len: u64, need: u64 },
+    #[error("{0}")]
+    Stale(String),
 }
 
 /// Counters of the client role (refreshes from the log).
@@ -136,7 +154,10 @@ struct Inner {
     /// Test builds: called after each chunk of a refresh was read, with the shared lock held.
     #[cfg(any(test, feature = "sim"))]
     refresh_hook: Mutex<Option<RefreshHook>>,
-    data: DataMap,
+    data: DataPath,
+    health: Health,
+    /// The filesystem's size (`dd_size`): the image must be at least this long.
+    dev_size: u64,
     daxdev: PathBuf,
     read_only: bool,
     ttl: (u64, u32),
@@ -169,15 +190,28 @@ fn split_duration(d: Duration) -> (u64, u32) {
 }
 
 impl FamfsFs {
-    /// Open the image at `path`, replay its log and map its data.
+    /// Open the image at `path` once (`O_NOFOLLOW`: a symbolic link is refused; read-write unless
+    /// `cfg.read_only`) and serve it: see [`FamfsFs::from_store`].
     pub fn open(path: &Path, cfg: &ServerConfig) -> Result<FamfsFs, ServerError> {
-        let vol = Volume::open(path, cfg.system_uuid_path.as_deref()).map_err(|source| {
-            ServerError::Image {
+        let store = Store::open(path, !cfg.read_only)?;
+        FamfsFs::from_store(store, cfg)
+    }
+
+    /// Serve the image behind `store`: replay its log through a read-only handle on it, and use
+    /// `store` itself for file data (so both use the one descriptor).
+    pub fn from_store(store: Store, cfg: &ServerConfig) -> Result<FamfsFs, ServerError> {
+        let path = store.path().to_path_buf();
+        let vol = Volume::open(store.read_only_view(), cfg.system_uuid_path.as_deref()).map_err(
+            |source| ServerError::Image {
                 path: path.display().to_string(),
                 source,
-            }
-        })?;
-        let data = DataMap::open(path, vol.device_len(), !cfg.read_only)?;
+            },
+        )?;
+        let data = if cfg.read_only {
+            DataPath::new(store.read_only_view())
+        } else {
+            DataPath::new(store)
+        };
         let daxdev = cfg
             .daxdev
             .clone()
@@ -189,6 +223,8 @@ impl FamfsFs {
             inner: Arc::new(Inner {
                 next_index_off: vol.next_index_offset(),
                 fs_uuid: vol.fs_uuid(),
+                dev_size: vol.dev_size(),
+                health: Health::default(),
                 vol: RwLock::new(vol),
                 refresh_gate: Mutex::new(()),
                 #[cfg(any(test, feature = "sim"))]
@@ -308,23 +344,41 @@ impl FamfsFs {
         }
     }
 
-    /// msync the extents of `ino` if it was written since the last flush.
+    /// Make the extents of `ino` durable if it was written since the last flush.
     fn flush_file(&self, ino: u64) -> Result<(), Errno> {
         let vol = self.vol()?;
         if !vol.take_dirty(ino) {
             return Ok(());
         }
         let (_, fmap) = Self::file(&vol, ino)?;
-        for (off, len) in volume::extents(fmap) {
-            if let Err(e) = self.inner.data.flush(off, len) {
-                vol.mark_dirty(ino);
-                self.warn(format_args!(
-                    "msync of inode {ino} [{off:#x}, +{len:#x}): {e}"
-                ));
-                return Err(Errno::EIO);
-            }
+        if let Err(e) = self.inner.data.flush(volume::extents(fmap)) {
+            vol.mark_dirty(ino);
+            let errno = data::errno_of(&e);
+            let first = volume::extents(fmap).next().map_or(0, |(o, _)| o);
+            self.inner
+                .data
+                .record_fault(data::IoOp::Flush, ino, first, errno);
+            self.warn(format_args!("flush of inode {ino}: {e}"));
+            return Err(Errno(errno));
         }
         Ok(())
+    }
+
+    /// The data-path failure `e` of request `op` on `ino` at device offset `dev`: recorded for
+    /// `/healthz`, logged (rate-limited), answered with its errno.
+    fn io_fault(&self, op: data::IoOp, ino: u64, fo: u64, dev: u64, e: &StoreError) -> Errno {
+        let errno = data::errno_of(e);
+        self.inner.data.record_fault(op, ino, dev, errno);
+        let answer = match errno {
+            libc::ENOSPC => "ENOSPC",
+            libc::EDQUOT => "EDQUOT",
+            _ => "EIO",
+        };
+        self.warn(format_args!(
+            "{} inode {ino} at file offset {fo:#x}: {e}: answered {answer}",
+            op.as_str()
+        ));
+        Errno(errno)
     }
 }
 

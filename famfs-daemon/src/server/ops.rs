@@ -9,8 +9,8 @@ use std::{ffi::OsStr, os::unix::ffi::OsStrExt, path::Path};
 
 use super::{
     BLKSIZE, FamfsFs, NAME_MAX,
-    data::WriteError,
-    volume::{self, Node, NodeKind, Volume, WIRE_EXTENTS_INLINE},
+    data::IoOp,
+    volume::{self, LOG_INO, Node, NodeKind, SUPERBLOCK_INO, Volume, WIRE_EXTENTS_INLINE},
 };
 use crate::fuse::{
     DirentBuf, DirentPlusBuf, Errno, Filesystem, FmapReply, Request, WireExtent,
@@ -20,6 +20,11 @@ use crate::fuse::{
     },
     dt,
 };
+
+/// `.meta/.superblock` and `.meta/.log`: read-only through the mount.
+fn is_meta_file(ino: u64) -> bool {
+    ino == SUPERBLOCK_INO || ino == LOG_INO
+}
 
 /// Walk directory `ino` of `vol` from listing offset `offset`: ".", "..", then the children in
 /// creation order; offset `k + 1` resumes after entry `k`, so offsets stay stable while entries are
@@ -217,6 +222,10 @@ impl Filesystem for FamfsFs {
         if self.inner.read_only && acc != libc::O_RDONLY {
             return Err(Errno::EROFS);
         }
+        if is_meta_file(ino) && acc != libc::O_RDONLY {
+            // The superblock and the log change only through the log's own rules (image tools).
+            return Err(Errno::EPERM);
+        }
         // Page cache on, dropped at every open (no KEEP_CACHE): another host may have written the
         // shared memory since.
         Ok(OpenOut::default())
@@ -243,6 +252,9 @@ impl Filesystem for FamfsFs {
     ) -> Result<&'a [u8], Errno> {
         let vol = self.vol()?;
         let (size, fmap) = Self::file(&vol, ino)?;
+        if self.is_stale() {
+            return Err(Errno::EIO);
+        }
         let off = arg.offset;
         if off >= size {
             return Ok(&buf[..0]);
@@ -259,8 +271,7 @@ impl Filesystem for FamfsFs {
             };
             let n = (avail.min((want - done) as u64)) as usize;
             if let Err(e) = self.inner.data.read_into(dev, &mut buf[done..done + n]) {
-                self.warn(format_args!("READ inode {ino} at {fo:#x}: {e}: EIO"));
-                return Err(Errno::EIO);
+                return Err(self.io_fault(IoOp::Read, ino, fo, dev, &e));
             }
             done += n;
         }
@@ -277,8 +288,14 @@ impl Filesystem for FamfsFs {
         if self.inner.read_only {
             return Err(Errno::EROFS);
         }
+        if is_meta_file(ino) {
+            return Err(Errno::EPERM);
+        }
         let vol = self.vol()?;
         let (size, fmap) = Self::file(&vol, ino)?;
+        if self.is_stale() {
+            return Err(Errno::EIO);
+        }
         let off = arg.offset;
         if data.is_empty() {
             return Ok(0);
@@ -298,17 +315,22 @@ impl Filesystem for FamfsFs {
                 return Err(Errno::EIO);
             };
             let n = (avail.min((want - done) as u64)) as usize;
-            match self.inner.data.write_from(dev, &data[done..done + n]) {
-                Ok(()) => {}
-                Err(WriteError::ReadOnly) => return Err(Errno::EROFS),
-                Err(WriteError::Range(e)) => {
-                    self.warn(format_args!("WRITE inode {ino} at {fo:#x}: {e}: EIO"));
-                    return Err(Errno::EIO);
+            if let Err(e) = self.inner.data.write_from(dev, &data[done..done + n]) {
+                if matches!(e, volume::StoreError::ReadOnly) {
+                    return Err(Errno::EROFS);
                 }
+                let errno = self.io_fault(IoOp::Write, ino, fo, dev, &e);
+                if done == 0 {
+                    return Err(errno);
+                }
+                // What was written before the failure is reported (a short write); the writer's
+                // next write at the following offset gets the error.
+                break;
             }
             done += n;
         }
         vol.mark_dirty(ino);
+        let want = done;
         // `want` ≤ data.len(), which the session bounded by a u32 request field.
         Ok(want as u32)
     }
@@ -337,6 +359,10 @@ impl Filesystem for FamfsFs {
             Some(_) => return Err(Errno::ENOENT),
             None => return Err(Errno::EINVAL),
         };
+        if self.is_stale() {
+            // The map describes a filesystem that is gone: a kernel must not map its file with it.
+            return Err(Errno::EIO);
+        }
         let mut buf = [WireExtent::default(); WIRE_EXTENTS_INLINE];
         let mut spill = Vec::new();
         let wire = volume::wire_fmap(fmap, size, &mut buf, &mut spill).map_err(|e| {

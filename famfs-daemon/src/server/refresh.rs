@@ -16,15 +16,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{FamfsFs, RefreshReport, RefreshSummary, ServerError, volume::Volume};
+use super::{
+    FamfsFs, RefreshReport, RefreshSummary, ServerError,
+    volume::{Volume, VolumeError},
+};
 use crate::fuse::Notifier;
 
 impl FamfsFs {
     /// Apply log entries appended since the last refresh (by another process or host) and tell the
     /// kernel what changed: `inval_entry(parent, name)` for every new name and `inval_inode(parent)`
-    /// for every directory that gained one. Without `force`, first compares the log header's
-    /// `next_index` (one 8-byte read of the map) with the namespace and returns at once when nothing
-    /// was appended. Notifications are sent after the namespace lock is released.
+    /// for every directory that gained one.
+    ///
+    /// First the image's size is rechecked (fstat): an image shorter than the filesystem is not read
+    /// at all ([`ServerError::Shrunk`], `/healthz` degraded). Then, without `force`, the log header's
+    /// `next_index` (one 8-byte read) is compared with the namespace and the call returns at once when
+    /// nothing was appended. A filesystem found re-created, or a log that went back, makes the extent
+    /// maps stale for good ([`ServerError::Stale`], then and from then on without reading anything;
+    /// logged once, when it happens).
+    /// Notifications are sent after the namespace lock is released.
     pub fn refresh(
         &self,
         notifier: Option<&Notifier>,
@@ -32,15 +41,27 @@ impl FamfsFs {
     ) -> Result<RefreshSummary, ServerError> {
         let st = &self.inner.refresh_stats;
         st.polls.fetch_add(1, Ordering::Relaxed);
+        if let Some(why) = self.stale_reason() {
+            return Err(ServerError::Stale(why.to_string()));
+        }
+        let len = self.inner.data.recheck().map_err(|e| {
+            st.errors.fetch_add(1, Ordering::Relaxed);
+            ServerError::Open(e)
+        })?;
+        if self.note_image_len(len) {
+            st.errors.fetch_add(1, Ordering::Relaxed);
+            return Err(ServerError::Shrunk {
+                path: self.inner.data.path().display().to_string(),
+                len,
+                need: self.inner.dev_size,
+            });
+        }
         if !force {
             let on_media = self.inner.data.read_u64(self.inner.next_index_off).ok();
             let vol = self.vol().map_err(|_| ServerError::Poisoned)?;
             if on_media == Some(vol.next_index()) && !vol.is_stopped() {
                 return Ok(RefreshSummary::default());
             }
-        }
-        if let Err(e) = self.inner.data.recheck() {
-            self.warn(format_args!("fstat of the image: {e}"));
         }
         let report = self.replay_new().inspect_err(|_| {
             st.errors.fetch_add(1, Ordering::Relaxed);
@@ -96,13 +117,21 @@ impl FamfsFs {
             path: vol.path().display().to_string(),
             source,
         };
-        {
-            let mut vol = self.vol_mut()?;
-            vol.recheck_len().map_err(|e| image_err(&vol, e))?;
-        }
+        // The image's length was rechecked by the caller (the data path and the volume share it).
         let mut pending = {
             let vol = self.vol().map_err(|_| ServerError::Poisoned)?;
-            vol.begin_refresh().map_err(|e| image_err(&vol, e))?
+            match vol.begin_refresh() {
+                Ok(p) => p,
+                // The filesystem is not the one whose extent maps we hold: stale for good.
+                Err(
+                    source @ (VolumeError::Reformatted { .. } | VolumeError::LogRegressed { .. }),
+                ) => {
+                    let why = format!("{}: {source}", vol.path().display());
+                    drop(vol);
+                    return Err(ServerError::Stale(self.mark_stale(&why)));
+                }
+                Err(e) => return Err(image_err(&vol, e)),
+            }
         };
         loop {
             let t = Instant::now();
@@ -203,6 +232,9 @@ impl LogWatcher {
                             }
                         }
                         Ok(_) => {}
+                        // Said once when it happens (stale maps; a shrunk image, and when it is
+                        // whole again); every later poll repeats it.
+                        Err(ServerError::Stale(_) | ServerError::Shrunk { .. }) => {}
                         Err(e) => {
                             let msg = e.to_string();
                             if last_err.as_deref() != Some(msg.as_str()) {

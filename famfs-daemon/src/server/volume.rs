@@ -11,8 +11,9 @@
 //! ([`famfs::Namespace::id_bound`]) and grows when a refresh adds inodes, never by the superblock's
 //! `log_len` (a crafted one may claim billions of slots).
 //!
-//! Refresh steps, so a server can keep serving while it replays: [`Volume::recheck_len`] (`&mut`, one
-//! fstat), [`Volume::begin_refresh`] and [`Volume::read_chunk`] (`&self`: the log I/O and the CRC
+//! Refresh steps, so a server can keep serving while it replays: [`Volume::recheck_len`] (one fstat;
+//! the image's one descriptor is shared with the data path, so the server's own recheck there serves
+//! too), [`Volume::begin_refresh`] and [`Volume::read_chunk`] (`&self`: the log I/O and the CRC
 //! checks, under a shared lock), [`Volume::apply_chunk`] (`&mut`: applies at most
 //! [`DECODE_CHUNK`] decoded entries, no I/O). [`Volume::refresh`] runs them all.
 
@@ -30,7 +31,8 @@ use crate::{
 };
 
 pub use crate::famfs::{
-    FIRST_LOG_INO, LOG_INO, META_DIR_INO, ROOT_INO, SUPERBLOCK_INO, replay::DECODE_CHUNK,
+    FIRST_LOG_INO, LOG_INO, META_DIR_INO, ROOT_INO, SUPERBLOCK_INO, Store, StoreError,
+    replay::DECODE_CHUNK,
 };
 
 /// Simple extents / strips a wire fmap can hold without allocating (V3 kernels accept at most 32).
@@ -135,11 +137,13 @@ impl std::fmt::Debug for Volume {
 }
 
 impl Volume {
-    /// Open the image read-only (metadata is only read; file data goes through the server's own map)
-    /// and replay its log. `system_uuid_path`: this host's UUID file (master or client role).
-    pub fn open(path: &Path, system_uuid_path: Option<&Path>) -> Result<Volume, ImageError> {
-        let image = Image::open_with(
-            path,
+    /// Replay the log of the image behind `store` (a read-only handle on the server's one open of
+    /// the image: metadata is only read; file data goes through the server's data path).
+    /// `system_uuid_path`: this host's UUID file (master or client role).
+    pub fn open(store: Store, system_uuid_path: Option<&Path>) -> Result<Volume, ImageError> {
+        let path = store.path().to_path_buf();
+        let image = Image::from_store(
+            store,
             &ImageOptions {
                 writable: false,
                 system_uuid_path: system_uuid_path.map(Path::to_path_buf),
@@ -148,7 +152,7 @@ impl Volume {
         )?;
         let mut v = Volume {
             image,
-            path: path.to_path_buf(),
+            path,
             subdirs: Vec::new(),
             lookups: Vec::new(),
             dirty: Vec::new(),
@@ -238,6 +242,11 @@ impl Volume {
     /// Bytes of the backing object (what the data map covers).
     pub fn device_len(&self) -> u64 {
         self.image.store().len()
+    }
+
+    /// The filesystem's size (`dd_size`): the image must be at least this long.
+    pub fn dev_size(&self) -> u64 {
+        self.image.geometry().dev_size
     }
 
     pub fn fs_uuid(&self) -> String {
@@ -334,8 +343,9 @@ impl Volume {
         }
     }
 
-    /// Refresh step 1 (`&mut`, one fstat): re-check the image's length.
-    pub fn recheck_len(&mut self) -> Result<u64, ImageError> {
+    /// Refresh step 1 (one fstat): re-check the image's length (every handle on the image's
+    /// descriptor sees the new length).
+    pub fn recheck_len(&self) -> Result<u64, ImageError> {
         self.image.recheck_len()
     }
 
@@ -464,7 +474,7 @@ pub fn resolve(fmap: &Fmap, off: u64, size: u64) -> Option<(u64, u64)> {
 }
 
 /// Every extent of `fmap` as `(device offset, length)` (for flushing a file's data).
-pub fn extents(fmap: &Fmap) -> impl Iterator<Item = (u64, u64)> + '_ {
+pub fn extents(fmap: &Fmap) -> impl Iterator<Item = (u64, u64)> + Clone + '_ {
     fmap.extents().iter().map(|e| (e.offset, e.len))
 }
 

@@ -4,73 +4,15 @@
 //!
 //! Pure: no I/O, no locks, no clock reads (time comes in as arguments). Sorting and filtering happen
 //! here, once per new snapshot or key press, never per drawn frame: the renderer only reads
-//! [`App::order`].
+//! [`App::order`]. The sort keys and their order are the daemon's ([`FileSort`]).
 
 use std::time::{Duration, Instant};
 
-use super::{
-    collector::{FilesQuery, Rates, Update},
-    model::{FileRow, Snapshot},
+use super::collector::{Rates, Update};
+use crate::{
+    http::api::{FileRow, Snapshot},
+    join::{FileQuery, FileSort},
 };
-
-/// Sort keys of the file table (the daemon's `sort=` names).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortKey {
-    LastAccess,
-    Opens,
-    Faults,
-    FmapBytes,
-    Path,
-}
-
-impl SortKey {
-    pub const ALL: [SortKey; 5] = [
-        SortKey::LastAccess,
-        SortKey::Opens,
-        SortKey::Faults,
-        SortKey::FmapBytes,
-        SortKey::Path,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SortKey::LastAccess => "last_access",
-            SortKey::Opens => "opens",
-            SortKey::Faults => "faults",
-            SortKey::FmapBytes => "fmap_bytes",
-            SortKey::Path => "path",
-        }
-    }
-
-    /// Parse a `--sort` value.
-    pub fn parse(s: &str) -> Result<SortKey, String> {
-        SortKey::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                format!("--sort {s:?}: expected last_access, opens, faults, fmap_bytes or path")
-            })
-    }
-
-    /// The next key in the `s` cycle.
-    pub fn next(self) -> SortKey {
-        let i = SortKey::ALL.iter().position(|k| *k == self).unwrap_or(0);
-        SortKey::ALL[(i + 1) % SortKey::ALL.len()]
-    }
-
-    /// The daemon's order for this key: descending by the key, ties by path (last access: most
-    /// recent first; path: ascending).
-    pub fn compare(self, a: &FileRow, b: &FileRow) -> std::cmp::Ordering {
-        let by_path = || a.path.cmp(&b.path);
-        match self {
-            SortKey::LastAccess => b.last_access_ns.cmp(&a.last_access_ns).then_with(by_path),
-            SortKey::Opens => b.opens.cmp(&a.opens).then_with(by_path),
-            SortKey::Faults => b.faults().cmp(&a.faults()).then_with(by_path),
-            SortKey::FmapBytes => b.fmap_bytes.cmp(&a.fmap_bytes).then_with(by_path),
-            SortKey::Path => by_path(),
-        }
-    }
-}
 
 /// Whether keys drive the view or edit the filter.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,7 +57,7 @@ pub enum Action {
 pub enum Effect {
     None,
     /// Ask the collector for this file query.
-    Query(FilesQuery),
+    Query(FileQuery),
     Quit,
 }
 
@@ -126,7 +68,7 @@ pub struct App {
     pub interval: Duration,
     /// `limit=` of the file query.
     pub limit: usize,
-    pub sort: SortKey,
+    pub sort: FileSort,
     /// Applied filter (path substring; empty: none).
     pub filter: String,
     pub mode: Mode,
@@ -154,7 +96,7 @@ impl App {
     pub fn new(
         addr: String,
         interval: Duration,
-        sort: SortKey,
+        sort: FileSort,
         filter: String,
         limit: usize,
     ) -> App {
@@ -181,11 +123,11 @@ impl App {
     }
 
     /// The file query matching the current sort and filter.
-    pub fn query(&self) -> FilesQuery {
-        FilesQuery {
-            sort: self.sort.name(),
-            filter: self.filter.clone(),
+    pub fn query(&self) -> FileQuery {
+        FileQuery {
+            sort: self.sort,
             limit: self.limit,
+            path: (!self.filter.is_empty()).then(|| self.filter.clone()),
         }
     }
 
@@ -243,7 +185,7 @@ impl App {
         );
         let key = self.sort;
         self.order
-            .sort_by(|&a, &b| key.compare(&files[a], &files[b]));
+            .sort_by(|&a, &b| key.compare(&files[a].sort_fields(), &files[b].sort_fields()));
         self.selected = self.selected.min(self.order.len().saturating_sub(1));
     }
 
@@ -315,7 +257,7 @@ mod tests {
         let mut a = App::new(
             "127.0.0.1:1".into(),
             Duration::from_secs(1),
-            SortKey::Opens,
+            FileSort::Opens,
             String::new(),
             100,
         );
@@ -346,31 +288,25 @@ mod tests {
         ]);
         assert_eq!(paths(&a), ["c", "a", "b"]);
         let eff = a.handle(Action::CycleSort);
-        assert_eq!(a.sort, SortKey::Faults);
+        assert_eq!(a.sort, FileSort::Faults);
         assert_eq!(
             eff,
-            Effect::Query(FilesQuery {
-                sort: "faults",
-                filter: String::new(),
+            Effect::Query(FileQuery {
+                sort: FileSort::Faults,
+                path: None,
                 limit: 100
             })
         );
         a.handle(Action::CycleSort);
         assert_eq!(paths(&a), ["a", "c", "b"]);
         a.handle(Action::CycleSort);
-        assert_eq!(a.sort, SortKey::Path);
+        assert_eq!(a.sort, FileSort::Path);
         assert_eq!(paths(&a), ["a", "b", "c"]);
         a.handle(Action::CycleSort);
-        assert_eq!(a.sort, SortKey::LastAccess);
+        assert_eq!(a.sort, FileSort::LastAccess);
         assert_eq!(paths(&a), ["b", "c", "a"]);
         a.handle(Action::CycleSort);
-        assert_eq!(a.sort, SortKey::Opens);
-        assert_eq!(SortKey::parse("fmap_bytes"), Ok(SortKey::FmapBytes));
-        assert!(
-            SortKey::parse("size")
-                .unwrap_err()
-                .contains("--sort \"size\"")
-        );
+        assert_eq!(a.sort, FileSort::Opens);
     }
 
     #[test]
@@ -395,9 +331,9 @@ mod tests {
         let eff = a.handle(Action::FilterApply);
         assert_eq!(
             eff,
-            Effect::Query(FilesQuery {
-                sort: "opens",
-                filter: "data".into(),
+            Effect::Query(FileQuery {
+                sort: FileSort::Opens,
+                path: Some("data".into()),
                 limit: 100
             })
         );
@@ -441,7 +377,7 @@ mod tests {
     #[test]
     fn faults_sort_counts_error_faults_like_the_daemon() {
         use crate::{
-            join::{FileQuery, FileSort, Join, query_at},
+            join::{Join, query},
             probes::{FaultRow, ProbeSnapshot},
         };
         use famfs_common::fault::{
@@ -493,12 +429,15 @@ mod tests {
             sort: FileSort::Faults,
             ..Default::default()
         };
-        let views = query_at(join.files(), &q, 0);
+        let views: Vec<FileRow> = query(join.files(), &q)
+            .into_iter()
+            .map(|f| FileRow::of(f, 0))
+            .collect();
         let daemon: Vec<&str> = views.iter().map(|v| v.path.as_str()).collect();
         assert_eq!(daemon, ["/2", "/3", "/4", "/1"]);
-        // What `top` reads from /api/v1/files, in another order, sorted by `top`'s own key.
+        // What `top` reads from /api/v1/files, in another order, sorted by `top` with the same key.
         let json = serde_json::to_string(&views).unwrap();
-        let mut rows = super::super::collector::parse_files(&json).unwrap();
+        let mut rows: Vec<FileRow> = serde_json::from_str(&json).unwrap();
         assert_eq!(
             rows.iter()
                 .map(|r| (r.path.as_str(), r.faults_error, r.faults()))
@@ -507,7 +446,7 @@ mod tests {
         );
         rows.reverse();
         let mut a = app_with(rows);
-        a.sort = SortKey::Faults;
+        a.sort = FileSort::Faults;
         a.reorder();
         assert_eq!(paths(&a), daemon);
     }

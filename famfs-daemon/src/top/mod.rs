@@ -1,16 +1,14 @@
 //! `famfs-trace top`: a live terminal view of a running daemon, built like bpftop: the [`collector`]
-//! polls the daemon's HTTP API on its own thread and computes rates, [`app`] holds the view state,
-//! [`render`] draws it (generic over the ratatui backend), [`input`] maps keys to actions. This file
-//! owns the terminal (raw mode, alternate screen, restored on drop and on panic) and the event loop,
-//! and the one-frame `--once` mode. [`model`] is the snapshot data shared with `regress`.
+//! polls the daemon's `/api/v1/snapshot` on its own thread and computes rates, [`app`] holds the view
+//! state, [`render`] draws it (generic over the ratatui backend), [`input`] maps keys to actions. This
+//! file owns the terminal (raw mode, alternate screen, restored on drop and on panic) and the event
+//! loop, and the one-frame `--once` mode. The data it shows is `http::api`'s schema.
 //!
-//! Must not touch the daemon's state: it only reads its HTTP endpoints.
+//! Must not touch the daemon's state: it only reads its HTTP API (JSON).
 
 pub mod app;
 pub mod collector;
-pub mod fmt;
 pub mod input;
-pub mod model;
 pub mod render;
 
 use std::{
@@ -37,17 +35,24 @@ use ratatui::{
     layout::Rect,
 };
 
-use app::{App, Effect, SortKey};
-use collector::{Collector, FilesQuery, Update};
+use app::{App, Effect};
+use collector::{Collector, Update};
+
+use crate::{
+    http::client::{Client, ClientSecurity},
+    join::{FileQuery, FileSort},
+};
 
 /// Settings of one `top` run.
 #[derive(Clone, Debug)]
 pub struct TopConfig {
     pub addr: SocketAddr,
+    /// TLS and credentials for the daemon (plain HTTP by default).
+    pub security: ClientSecurity,
     /// As the operator typed it (shown in the header).
     pub addr_text: String,
     pub interval: Duration,
-    pub sort: SortKey,
+    pub sort: FileSort,
     pub filter: String,
     pub limit: usize,
 }
@@ -117,8 +122,14 @@ const INPUT_POLL: Duration = Duration::from_millis(100);
 pub fn run_live(cfg: &TopConfig) -> Result<()> {
     let (tx, rx) = mpsc::channel();
     let mut app = cfg.app();
-    let collector = Collector::spawn(cfg.addr, cfg.interval, app.query(), tx)
-        .context("starting the polling thread")?;
+    let collector = Collector::spawn(
+        cfg.addr,
+        cfg.security.clone(),
+        cfg.interval,
+        app.query(),
+        tx,
+    )
+    .context("starting the polling thread")?;
     let guard = TerminalGuard::enter().context("taking the terminal (is stdout a terminal?)")?;
     let mut term: Terminal<CrosstermBackend<Stdout>> =
         Terminal::new(CrosstermBackend::new(io::stdout())).context("setting up the terminal")?;
@@ -189,11 +200,11 @@ pub fn frame_text(app: &App, width: u16) -> Result<String> {
 /// zero) and return the frame as text and whether the daemon answered.
 pub fn run_once(cfg: &TopConfig, width: u16) -> Result<(String, bool)> {
     let mut app = cfg.app();
-    let q: FilesQuery = app.query();
-    let timeout = cfg
-        .interval
-        .clamp(Duration::from_millis(500), Duration::from_secs(5));
-    let first = collector::fetch_snapshot(cfg.addr, &q, timeout);
+    let q: FileQuery = app.query();
+    let client = Client::new(cfg.addr, collector::timeout_for(cfg.interval))
+        .context("starting the HTTP client")?
+        .with_security(cfg.security.clone());
+    let first = collector::fetch_snapshot(&client, &q);
     let t0 = Instant::now();
     let update = match first {
         Err(e) => Update::Unreachable {
@@ -208,7 +219,7 @@ pub fn run_once(cfg: &TopConfig, width: u16) -> Result<(String, bool)> {
         Ok(s0) => {
             // The sampling interval itself, not a synchronisation.
             std::thread::sleep(cfg.interval);
-            match collector::fetch_snapshot(cfg.addr, &q, timeout) {
+            match collector::fetch_snapshot(&client, &q) {
                 Err(e) => Update::Unreachable {
                     reason: e.to_string(),
                     at: Instant::now(),

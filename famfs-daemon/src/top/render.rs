@@ -15,10 +15,8 @@ use ratatui::{
     widgets::{Block, Cell, Clear, Paragraph, Row, Table},
 };
 
-use super::{
-    app::{App, Link, Mode},
-    fmt::{fmt_age, fmt_bytes, fmt_count, fmt_opt_secs, fmt_pct, fmt_rate},
-};
+use super::app::{App, Link, Mode};
+use crate::util::fmt::{fmt_age, fmt_bytes, fmt_count, fmt_opt_secs, fmt_pct, fmt_rate};
 
 /// Where each panel goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,7 +131,7 @@ fn render_header(f: &mut Frame, app: &App, area: Rect) {
             Span::raw(format!("probes {att} attached / {unav} unavailable"))
         });
     }
-    let mut l2 = vec![Span::raw(format!(" sort: {}  ", app.sort.name()))];
+    let mut l2 = vec![Span::raw(format!(" sort: {}  ", app.sort.as_str()))];
     match &app.mode {
         Mode::Filter(draft) => {
             l2.push(Span::styled(

@@ -2,8 +2,11 @@
 //! from the rest of the crate.
 //!
 //! Owns: the monotonic clock shared by the probes and the server ([`monotonic_ns`]) and the one reader of
-//! the kernel's symbol table ([`kallsyms`]). Must not hold state or know about FUSE, famfs or probes.
+//! the kernel's symbol table ([`kallsyms`]), the duration syntax of
+//! the command line ([`duration`]) and number formatting for people ([`fmt`]). Must not hold state or know about FUSE, famfs or probes.
 
+pub mod duration;
+pub mod fmt;
 pub mod kallsyms;
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns` and of the server's request records.

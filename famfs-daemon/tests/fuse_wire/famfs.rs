@@ -10,7 +10,8 @@ use famfs_daemon::fuse::{
 
 use crate::{
     harness::{SimOpts, start},
-    testfs::{BIG_INO, FILE0_INO, INTERLEAVED_INO, MIB2, ROOT},
+    support::MIB2,
+    testfs::{BIG_INO, FILE0_INO, INTERLEAVED_INO, ROOT},
 };
 
 #[test]

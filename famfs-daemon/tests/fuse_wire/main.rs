@@ -14,8 +14,8 @@
 // Test code: a failed unwrap/expect/assertion is the test failing, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod famfs;
 mod harness;

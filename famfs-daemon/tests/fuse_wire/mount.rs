@@ -22,7 +22,11 @@ use famfs_daemon::fuse::{
 };
 
 use crate::{
-    common,
+    support::{
+        can_mount,
+        mounts::{MountGuard, mount_connection},
+        pattern,
+    },
     testfs::{HELLO, NESTED, PATTERN_LEN, TestFs},
 };
 
@@ -74,18 +78,6 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.stop();
     }
-}
-
-/// Root and /dev/fuse, or a SKIP line.
-fn can_mount(test: &str) -> bool {
-    if !common::require_root(test) {
-        return false;
-    }
-    if !Path::new("/dev/fuse").exists() {
-        println!("SKIP: {test}: /dev/fuse is missing");
-        return false;
-    }
-    true
 }
 
 /// Mount the test filesystem at `mnt` and serve it with 4 workers.
@@ -146,7 +138,7 @@ fn real_mount_ls_stat_read_concurrent_readers_unmount() {
     let st_dev = std::fs::metadata(&mnt).unwrap().dev();
     assert_eq!(libc::major(st_dev), 0);
     assert_eq!(libc::minor(st_dev), conn);
-    assert_eq!(common::mount_connection(&mnt), Some(conn));
+    assert_eq!(mount_connection(&mnt), Some(conn));
 
     let ls = Command::new("ls")
         .arg("-1")
@@ -183,7 +175,7 @@ fn real_mount_ls_stat_read_concurrent_readers_unmount() {
 
     // 4 concurrent readers of a direct-I/O file: every read reaches the server.
     let reads_before = session.stats().requests(opcode::READ);
-    let want = common::pattern(PATTERN_LEN, 7);
+    let want = pattern(PATTERN_LEN, 7);
     const ROUNDS: usize = 25;
     std::thread::scope(|s| {
         for _ in 0..4 {
@@ -204,7 +196,7 @@ fn real_mount_ls_stat_read_concurrent_readers_unmount() {
     );
 
     served.stop().expect("session ended cleanly after unmount");
-    assert_eq!(common::mount_connection(&mnt), None, "mount removed");
+    assert_eq!(mount_connection(&mnt), None, "mount removed");
     assert!(session.fs().destroyed.load(Ordering::Relaxed));
     let st = session.stats();
     assert_eq!((st.requests(opcode::INIT), st.malformed()), (1, 0));
@@ -242,16 +234,12 @@ fn real_mount_is_removed_when_the_test_panics() {
         let (_served, session, _rx) = serve(&m2);
         session.wait_negotiated(Duration::from_secs(10)).unwrap();
         let f = std::fs::File::open(m2.join("hello.txt")).unwrap();
-        assert!(common::mount_connection(&m2).is_some());
+        assert!(mount_connection(&m2).is_some());
         drop(f);
         panic!("deliberate failure with the mount up");
     });
     assert!(r.is_err());
-    assert_eq!(
-        common::mount_connection(&mnt),
-        None,
-        "the guard removed the mount"
-    );
+    assert_eq!(mount_connection(&mnt), None, "the guard removed the mount");
 }
 
 #[test]
@@ -264,7 +252,7 @@ fn stale_mount_is_detected_and_detached_before_mounting() {
     std::fs::create_dir(&mnt).unwrap();
     let mnt = mnt.canonicalize().unwrap();
     // Removes whatever is left at `mnt` if an assertion fails (drops before `dir`).
-    let _cleanup = common::MountGuard(mnt.clone());
+    let _cleanup = MountGuard(mnt.clone());
     let (stale, ch) = Mount::new(&mnt, &MountOptions::default()).unwrap();
     // A server that died: its /dev/fuse fd is closed while the mount stays. (Forgetting the Mount
     // skips its detach on drop; `_cleanup` still covers the path.)
@@ -278,5 +266,5 @@ fn stale_mount_is_detected_and_detached_before_mounting() {
     session.wait_negotiated(Duration::from_secs(10)).unwrap();
     assert_eq!(std::fs::read(mnt.join("hello.txt")).unwrap(), HELLO);
     served.stop().unwrap();
-    assert_eq!(common::mount_connection(&mnt), None);
+    assert_eq!(mount_connection(&mnt), None);
 }

@@ -22,7 +22,7 @@ use famfs_daemon::fuse::{
     dt,
 };
 
-use crate::common;
+use crate::support::{MIB2, pattern};
 
 // ---------------------------------------------------------------------------------------------
 // The in-memory test filesystem.
@@ -30,7 +30,6 @@ use crate::common;
 pub const HELLO: &[u8] = b"hello, famfs\n";
 pub const NESTED: &[u8] = b"nested\n";
 pub const PATTERN_LEN: usize = 65_659;
-pub const MIB2: u64 = 0x20_0000;
 
 pub const ROOT: u64 = 1;
 pub const HELLO_INO: u64 = 2;
@@ -90,7 +89,7 @@ pub struct TestFs {
 impl TestFs {
     pub fn new() -> TestFs {
         TestFs {
-            pattern: common::pattern(PATTERN_LEN, 7),
+            pattern: pattern(PATTERN_LEN, 7),
             big: (0..BIG_EXTENTS as u64)
                 .map(|i| WireExtent {
                     devindex: 0,

@@ -14,7 +14,7 @@ use famfs_daemon::{
 use crate::{
     fixture::{DIR, FILE0, HELLO, HELLO_TXT, MANY, MANY_SIZE, ROOT, WIDE, fixture, open_fs},
     harness::{Ops, start},
-    server_support::{self as sup, MIB, MIB2},
+    support::{MIB, MIB2, image::uuid_file, pattern},
 };
 
 #[test]
@@ -73,7 +73,7 @@ fn read_and_write_through_the_extents() {
     assert_eq!(sim.read(HELLO, 0, 4096).unwrap(), want);
     assert_eq!(sim.getattr(HELLO).unwrap().size, n, "size never changes");
     // A write across an extent boundary of `many`.
-    let data = sup::pattern(5000, 77);
+    let data = pattern(5000, 77);
     assert_eq!(sim.write(MANY, 3 * MIB2 - 2500, &data).unwrap(), 5000);
     assert_eq!(sim.read(MANY, 3 * MIB2 - 2500, 5000).unwrap(), data);
     // FLUSH makes it durable (msync); the bytes are in the image where the fmap says.
@@ -114,7 +114,7 @@ fn read_only_server_refuses_writes() {
         &f.path,
         &ServerConfig {
             read_only: true,
-            system_uuid_path: Some(sup::uuid_file(f._dir.path())),
+            system_uuid_path: Some(uuid_file(f._dir.path())),
             ..Default::default()
         },
     )

@@ -1,15 +1,21 @@
 //! The image every server test serves, built with the format library from real log entries (inode
 //! id = 16 + log index): a simple file, an interleaved one, a directory with a 16-extent file and a
-//! 16-strip file, and a small text file, with known contents.
+//! 16-strip file, and a small text file, with known contents. The layouts of the 16-extent and
+//! 16-strip files are `support::image`'s (shared with `join_famfs_sim`), re-exported here.
 
 use std::path::PathBuf;
 
 use famfs_daemon::{
-    famfs::{Extent, Fmap},
+    famfs::Fmap,
     server::{FamfsFs, ServerConfig},
 };
 
-use crate::server_support::{self as sup, MIB, MIB2, ext};
+pub use crate::support::image::{MANY_SIZE, WIDE_SIZE, many_extents, wide_strips};
+use crate::support::{
+    GIB, MIB, MIB2,
+    image::{ext, mkfs, put, uuid_file},
+    pattern,
+};
 
 pub const ROOT: u64 = 1;
 pub const META: u64 = 2;
@@ -29,22 +35,7 @@ pub const WIDE: u64 = 20;
 pub const HELLO: u64 = 21;
 
 pub const HELLO_TXT: &[u8] = b"hello, famfs over FUSE\n";
-pub const MANY_SIZE: u64 = 16 * MIB2 - 100;
-pub const WIDE_SIZE: u64 = 32 * MIB2;
 pub const DAXDEV: &str = "/dev/dax0.0";
-
-pub fn many_extents() -> Vec<Extent> {
-    // Every other 2 MiB unit from 256 MiB: not contiguous, so reads cross extent boundaries.
-    (0..16u64)
-        .map(|k| ext(0x1000_0000 + k * 2 * MIB2, MIB2))
-        .collect()
-}
-
-pub fn wide_strips() -> Vec<Extent> {
-    (0..16u64)
-        .map(|k| ext(0x4000_0000 + k * 4 * MIB2, 2 * MIB2))
-        .collect()
-}
 
 pub struct Fixture {
     pub _dir: tempfile::TempDir,
@@ -56,7 +47,7 @@ pub struct Fixture {
 
 pub fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let (path, mut img) = sup::mkfs(dir.path(), "famfs.img", 4 * sup::GIB);
+    let (path, mut img) = mkfs(dir.path(), "famfs.img", 4 * GIB);
     assert_eq!(
         img.creat("file0", MIB, 0o644, 1000, 1000, None).unwrap(),
         FILE0
@@ -92,12 +83,12 @@ pub fn fixture() -> Fixture {
             .unwrap(),
         WIDE
     );
-    assert_eq!(sup::put(&mut img, "hello.txt", HELLO_TXT), HELLO);
-    let many = sup::pattern(MANY_SIZE as usize, 3);
+    assert_eq!(put(&mut img, "hello.txt", HELLO_TXT), HELLO);
+    let many = pattern(MANY_SIZE as usize, 3);
     img.write_file(MANY, 0, &many).unwrap();
-    let wide_data = sup::pattern(WIDE_SIZE as usize, 9);
+    let wide_data = pattern(WIDE_SIZE as usize, 9);
     img.write_file(WIDE, 0, &wide_data).unwrap();
-    let file0 = sup::pattern(MIB as usize, 5);
+    let file0 = pattern(MIB as usize, 5);
     img.write_file(FILE0, 0, &file0).unwrap();
     Fixture {
         _dir: dir,
@@ -113,7 +104,7 @@ pub fn open_fs(f: &Fixture, daxdev: Option<&str>) -> FamfsFs {
         &f.path,
         &ServerConfig {
             daxdev: daxdev.map(PathBuf::from),
-            system_uuid_path: Some(sup::uuid_file(f._dir.path())),
+            system_uuid_path: Some(uuid_file(f._dir.path())),
             ..Default::default()
         },
     )

@@ -15,7 +15,7 @@ use crate::{
         fixture, many_extents, open_fs, wide_strips,
     },
     harness::start,
-    server_support::MIB2,
+    support::MIB2,
 };
 
 /// The serialized fmap the server must send for a simple file: header + extents.

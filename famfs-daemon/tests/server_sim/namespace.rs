@@ -17,7 +17,7 @@ use crate::{
         WIDE_SIZE, fixture, open_fs,
     },
     harness::{DIALECTS, Ops, Sim, WANT_FLAGS, start},
-    server_support::{MIB, MIB2},
+    support::{MIB, MIB2},
 };
 
 #[test]

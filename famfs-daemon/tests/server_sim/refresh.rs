@@ -20,7 +20,10 @@ use famfs_daemon::{
 use crate::{
     fixture::{DIR, INTERLEAVED, LOG_INO, MANY, MANY_SIZE, ROOT, fixture, open_fs},
     harness::{Ops, start},
-    server_support::{self as sup, MIB},
+    support::{
+        MIB,
+        image::{open_rw, put},
+    },
 };
 
 #[test]
@@ -34,10 +37,10 @@ fn refresh_finds_appended_entries_and_invalidates_the_kernel_view() {
     let s = sim.fs().refresh(Some(&notifier), false).unwrap();
     assert!(!s.replayed);
     // Another writer (here: a second handle on the image) appends a directory and a file.
-    let mut img = sup::open_rw(&f.path);
+    let mut img = open_rw(&f.path);
     img.mkdir("later", 0o755, 0, 0, false).unwrap();
-    let late = sup::put(&mut img, "later/late.txt", b"appended by another writer\n");
-    let late2 = sup::put(&mut img, "late.txt", b"second\n");
+    let late = put(&mut img, "later/late.txt", b"appended by another writer\n");
+    let late2 = put(&mut img, "late.txt", b"second\n");
     assert_eq!((late, late2), (23, 24));
     let s = sim.fs().refresh(Some(&notifier), false).unwrap();
     assert!(s.replayed);
@@ -153,7 +156,7 @@ fn refresh_reads_without_blocking_requests_and_applies_per_chunk() {
     sim.init_offer(0).unwrap();
     // Another writer appends 5,000 directories: three chunks of at most DECODE_CHUNK entries.
     const N: u64 = 5000;
-    let mut img = sup::open_rw(&f.path);
+    let mut img = open_rw(&f.path);
     let geo = *img.geometry();
     let first = img.log_header().next_index;
     let names: Vec<String> = (0..N).map(|k| format!("n{k:05}")).collect();

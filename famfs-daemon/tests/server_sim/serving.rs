@@ -10,7 +10,7 @@ use famfs_daemon::fuse::{
 use crate::{
     fixture::{DAXDEV, DIR, FILE0, Fixture, HELLO, HELLO_TXT, MANY, ROOT, WIDE, fixture, open_fs},
     harness::{Ops, Sim, start},
-    server_support::{MIB, MIB2},
+    support::{MIB, MIB2},
 };
 
 #[test]

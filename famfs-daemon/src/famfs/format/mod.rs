@@ -37,4 +37,4 @@ pub use log_header::{
 };
 pub use path::{PathProblem, RelPath, check_relpath};
 pub use superblock::{Geometry, SB_OFF_CRC, SB_OFF_OMF_MINOR, Superblock, omf_minor_for};
-pub use uuid::{format_uuid, parse_uuid};
+pub use uuid::{format_uuid, parse_uuid, uuid_v4_from};

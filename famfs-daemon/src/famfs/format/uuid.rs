@@ -1,43 +1,28 @@
 //! UUID text: the canonical 8-4-4-4-12 form famfs prints and reads (superblock UUIDs, the host's
-//! `system_uuid` file).
+//! `system_uuid` file), and random version-4 UUIDs for mkfs. Text and layout are the `uuid` crate's.
 //!
-//! Owns: UUID formatting and parsing. Must not touch structures or files.
+//! Owns: UUID formatting, parsing and construction from random bytes. Must not touch structures or
+//! files.
+
+use uuid::{Builder, Uuid};
 
 /// Canonical lowercase 8-4-4-4-12 text of a raw UUID (what `uuid_unparse` prints).
 pub fn format_uuid(u: &[u8; 16]) -> String {
-    let mut s = String::with_capacity(36);
-    for (i, b) in u.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    Uuid::from_bytes(*u).hyphenated().to_string()
 }
 
 /// Parse `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (case-insensitive, surrounding whitespace ignored).
+/// Only the hyphenated form: the other spellings the `uuid` crate accepts (simple, braced, URN) are
+/// not what famfs writes.
 pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     let s = s.trim();
     if s.len() != 36 {
         return None;
     }
-    let mut out = [0u8; 16];
-    let mut n = 0;
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            if bytes[i] != b'-' {
-                return None;
-            }
-            i += 1;
-            continue;
-        }
-        let hi = (bytes[i] as char).to_digit(16)?;
-        let lo = (*bytes.get(i + 1)? as char).to_digit(16)?;
-        *out.get_mut(n)? = (hi * 16 + lo) as u8;
-        n += 1;
-        i += 2;
-    }
-    (n == 16).then_some(out)
+    Uuid::try_parse(s).ok().map(Uuid::into_bytes)
+}
+
+/// A version-4, RFC 4122-variant UUID made from 16 random bytes.
+pub fn uuid_v4_from(random: [u8; 16]) -> [u8; 16] {
+    Builder::from_random_bytes(random).into_uuid().into_bytes()
 }

@@ -131,8 +131,8 @@ impl Image {
                 .map_err(io("zero the log region"))?;
             file.sync_data().map_err(io("fdatasync"))?;
         }
-        drop(file);
-        let store = Store::open(path, true)?;
+        // The same descriptor becomes the store: the image is opened once.
+        let store = Store::from_file(path, file, true)?;
         if let Some(size) = opts.size
             && !ft.is_file()
             && size != store.len()
@@ -162,7 +162,7 @@ impl Image {
 
     /// `log_zeroed`: the log region is already zero and durable (zeroed through the fd).
     fn mkfs_on(
-        mut store: Store,
+        store: Store,
         opts: &MkfsOptions,
         dev_name: &[u8],
         log_zeroed: bool,

@@ -150,7 +150,8 @@ pub fn read_slots(
     Ok(d)
 }
 
-/// [`read_slots`] into `d`, reusing its allocation.
+/// [`read_slots`] into `d`, reusing its allocation (the slots' bytes are read into a buffer of the
+/// chunk's size first).
 pub fn read_slots_into(
     store: &Store,
     geo: &Geometry,
@@ -158,26 +159,46 @@ pub fn read_slots_into(
     to: u64,
     d: &mut Decoded,
 ) -> Result<(), StoreError> {
-    decode_entries_into(geo, from, to, slot_bytes(store, geo, from, to)?, d);
+    let bytes = slot_bytes(store, geo, from, to)?;
+    decode_entries_into(geo, from, to, &bytes, d);
     Ok(())
 }
 
 /// The bytes of log slots `[from, to)` that the store holds (fewer when it is too short), after
 /// dropping stale cache lines (DAX). The caller bounds the range.
-pub fn slot_bytes<'s>(
-    store: &'s Store,
+pub fn slot_bytes(
+    store: &Store,
     geo: &Geometry,
     from: u64,
     to: u64,
-) -> Result<&'s [u8], StoreError> {
+) -> Result<Vec<u8>, StoreError> {
+    let mut buf = Vec::new();
+    slot_bytes_into(store, geo, from, to, &mut buf)?;
+    Ok(buf)
+}
+
+/// [`slot_bytes`] into `buf` (resized to what was read), reusing its allocation.
+pub fn slot_bytes_into(
+    store: &Store,
+    geo: &Geometry,
+    from: u64,
+    to: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(), StoreError> {
     let off = geo.entry_offset(from);
     let want = to.saturating_sub(from).saturating_mul(ENTRY_SIZE as u64);
     let len = want.min(store.len().saturating_sub(off));
+    buf.clear();
     if len == 0 {
-        return Ok(&[]);
+        return Ok(());
     }
+    let n = usize::try_from(len).map_err(|_| StoreError::ReadTooLarge {
+        len,
+        max: usize::MAX as u64,
+    })?;
     store.invalidate(off, len)?;
-    store.read(off, len)
+    buf.resize(n, 0);
+    store.read_into(off, buf)
 }
 
 /// An open famfs filesystem.
@@ -226,7 +247,7 @@ impl Image {
     /// A corrupt entry (E1) does not fail the open: the namespace holds what precedes it and
     /// [`Namespace::stopped`] says where the play stopped.
     pub fn from_store(store: Store, opts: &ImageOptions) -> Result<Image, ImageError> {
-        let sb = Superblock::decode(store.read(0, store.len().min(SB_SIZE as u64))?)?;
+        let sb = Superblock::decode(&store.read(0, store.len().min(SB_SIZE as u64))?)?;
         let geo = Geometry::new(&sb, store.len())?;
         let host = opts.host();
         let role = role::role_for(&sb.system_uuid, host.as_ref());
@@ -304,11 +325,12 @@ impl Image {
         let end = hdr.next_index.min(self.geo.slots);
         let mut out = Refresh::default();
         let mut retried = false;
+        let mut bytes = Vec::new();
         while self.ns.next_index() < end {
             let from = self.ns.next_index();
             let to = end.min(from.saturating_add(DECODE_CHUNK));
-            let bytes = slot_bytes(&self.store, &self.geo, from, to)?;
-            let o = self.ns.apply_slots(from, to, bytes, collect);
+            slot_bytes_into(&self.store, &self.geo, from, to, &mut bytes)?;
+            let o = self.ns.apply_slots(from, to, &bytes, collect);
             out.added.extend(o.added);
             out.anomalies.extend(o.anomalies);
             out.stopped = o.stopped;
@@ -326,9 +348,10 @@ impl Image {
         Ok(out)
     }
 
-    /// First step of a refresh (needs `&mut`, costs one fstat): re-check the backing object's length,
-    /// which a regular file can lose behind our back. Returns the accessible length.
-    pub fn recheck_len(&mut self) -> Result<u64, ImageError> {
+    /// First step of a refresh (one fstat): re-check the backing object's length, which a regular
+    /// file can lose behind our back (every handle on the store sees the new length). Returns the
+    /// accessible length.
+    pub fn recheck_len(&self) -> Result<u64, ImageError> {
         Ok(self.store.refresh()?)
     }
 
@@ -336,7 +359,7 @@ impl Image {
     /// log header (H1-H3, re-read past any stale cache lines) did not go back. Returns the header
     /// whose `next_index` the refresh plays up to.
     pub fn check_log(&self) -> Result<LogHeader, ImageError> {
-        let sb = Superblock::decode(self.store.read(0, self.store.len().min(SB_SIZE as u64))?)?;
+        let sb = Superblock::decode(&self.store.read(0, self.store.len().min(SB_SIZE as u64))?)?;
         if sb.uuid != self.sb.uuid || Geometry::new(&sb, self.store.len())? != self.geo {
             return Err(ImageError::Reformatted {
                 was: format_uuid(&self.sb.uuid),
@@ -700,7 +723,8 @@ impl Image {
                 .resolve(fo, size)
                 .ok_or(ImageError::Unmapped { id, off: fo })?;
             let n = avail.min(want - done);
-            buf[done as usize..(done + n) as usize].copy_from_slice(self.store.read(dev, n)?);
+            self.store
+                .read_into(dev, &mut buf[done as usize..(done + n) as usize])?;
             done += n;
         }
         Ok(want as usize)

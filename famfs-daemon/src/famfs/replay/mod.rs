@@ -452,6 +452,26 @@ impl Namespace {
         self.apply_slots(from, hdr.next_index.min(self.geo.slots), bytes, collect)
     }
 
+    /// [`Namespace::apply_log`] over a window of the log region: `window[0]` is the log region's
+    /// byte `base` (the header's first byte is 0), and entries are applied from
+    /// [`Self::next_index`] up to index `end`. An entry not wholly inside the window stops the play
+    /// as truncated. `collect`: also return the inodes created and the anomalies found.
+    pub fn apply_window(
+        &mut self,
+        window: &[u8],
+        base: u64,
+        end: u64,
+        collect: bool,
+    ) -> ApplyOutcome {
+        let from = self.next_index;
+        let bytes = entry_offset(0, from)
+            .checked_sub(base)
+            .and_then(|r| usize::try_from(r).ok())
+            .and_then(|r| window.get(r..))
+            .unwrap_or(&[]);
+        self.apply_slots(from, end.min(self.geo.slots), bytes, collect)
+    }
+
     /// Decode and apply slots `[first, end)` one at a time from `bytes` (which start at slot
     /// `first`; too few bytes is a truncated log), stopping at the first corrupt one. `first` must be
     /// [`Self::next_index`] (otherwise nothing is applied). `collect`: also return the inodes created

@@ -6,10 +6,13 @@ use std::time::{Duration, Instant};
 use ratatui::{Terminal, backend::TestBackend, style::Modifier};
 
 use super::*;
-use crate::top::{
-    app::{Action, SortKey},
-    collector::{Rates, Update, rates},
-    model::{FaultClass, FaultCounts, FileRow, Histogram, OpcodeStats, ProbeInfo, Snapshot},
+use crate::{
+    http::api::{FaultClass, FaultCounts, FileRow, Histogram, OpcodeStats, ProbeRow, Snapshot},
+    join::FileSort,
+    top::{
+        app::Action,
+        collector::{Rates, Update, rates},
+    },
 };
 
 fn screen(app: &App, w: u16, h: u16) -> Vec<String> {
@@ -18,7 +21,7 @@ fn screen(app: &App, w: u16, h: u16) -> Vec<String> {
     buffer_lines(t.backend().buffer())
 }
 
-fn new_app(sort: SortKey) -> App {
+fn new_app(sort: FileSort) -> App {
     App::new(
         "127.0.0.1:9464".into(),
         Duration::from_secs(1),
@@ -28,11 +31,12 @@ fn new_app(sort: SortKey) -> App {
     )
 }
 
-fn probe(name: &str, attached: bool) -> ProbeInfo {
-    ProbeInfo {
+fn probe(name: &str, attached: bool) -> ProbeRow {
+    ProbeRow {
         program: name.into(),
         kind: "tracepoint".into(),
         target: format!("x:{name}"),
+        purpose: String::new(),
         state: if attached { "attached" } else { "unavailable" }.into(),
         reason: (!attached).then(|| "missing".into()),
     }
@@ -109,7 +113,7 @@ fn snapshot(opens_total: u64, pmd: FaultClass, pte_ok: u64) -> Snapshot {
 
 /// An app after two polls one second apart: OPEN went 10 → 30 (20/s), GETATTR stayed at 4; PMD
 /// attempts 4 → 8 with 1 new fallback (25 %), PTE 100 → 150 (50/s). Shown 1.5 s after the poll.
-fn known_app(sort: SortKey) -> App {
+fn known_app(sort: FileSort) -> App {
     let a = snapshot(
         10,
         FaultClass {
@@ -141,7 +145,7 @@ fn known_app(sort: SortKey) -> App {
 
 #[test]
 fn known_state_exact_screen() {
-    let app = known_app(SortKey::Opens);
+    let app = known_app(FileSort::Opens);
     let s = screen(&app, 100, 18);
     let want = [
         " famfs-trace top   daemon 127.0.0.1:9464  updated 1.5s ago  probes 2 attached / 1 unavailable",
@@ -168,7 +172,7 @@ fn known_state_exact_screen() {
 
 #[test]
 fn empty_data_screen() {
-    let mut app = new_app(SortKey::LastAccess);
+    let mut app = new_app(FileSort::LastAccess);
     let s = screen(&app, 80, 12);
     assert_eq!(
         s[0],
@@ -197,7 +201,7 @@ fn empty_data_screen() {
     ];
     assert_eq!(s, want, "\n{}", s.join("\n"));
     // A tiny terminal does not panic.
-    let mut known = known_app(SortKey::Opens);
+    let mut known = known_app(FileSort::Opens);
     for (w, h) in [(1, 1), (10, 3), (20, 6), (0, 0)] {
         screen(&app, w, h);
         screen(&known, w, h);
@@ -209,7 +213,7 @@ fn empty_data_screen() {
 
 #[test]
 fn daemon_down_keeps_last_data_and_says_why() {
-    let mut app = known_app(SortKey::Opens);
+    let mut app = known_app(FileSort::Opens);
     app.apply(Update::Unreachable {
         reason: "127.0.0.1:9464: connection refused".into(),
         at: Instant::now(),
@@ -223,7 +227,7 @@ fn daemon_down_keeps_last_data_and_says_why() {
     assert!(s[12].starts_with("│data/b.bin "), "{}", s[12]);
 
     // Never reachable: the message and empty panels.
-    let mut app = new_app(SortKey::Opens);
+    let mut app = new_app(FileSort::Opens);
     app.apply(Update::Unreachable {
         reason: "127.0.0.1:1: connection refused".into(),
         at: Instant::now(),
@@ -251,7 +255,7 @@ fn path_column(s: &[String]) -> Vec<String> {
 
 #[test]
 fn sort_order_follows_the_key() {
-    let mut app = known_app(SortKey::Opens);
+    let mut app = known_app(FileSort::Opens);
     let order = |app: &App| path_column(&screen(app, 100, 18));
     assert_eq!(order(&app), ["data/b.bin", "logs/c.log", "data/a.bin"]);
     app.handle(Action::CycleSort);
@@ -269,7 +273,7 @@ fn sort_order_follows_the_key() {
 
 #[test]
 fn selection_scrolls_and_is_highlighted() {
-    let mut app = new_app(SortKey::Path);
+    let mut app = new_app(FileSort::Path);
     let files = (0..50)
         .map(|i| file(&format!("f{i:02}"), 1, 1, 0, 0, 1, 1.0))
         .collect();
@@ -304,7 +308,7 @@ fn selection_scrolls_and_is_highlighted() {
 
 #[test]
 fn help_pause_and_filter_editing_show() {
-    let mut app = known_app(SortKey::Opens);
+    let mut app = known_app(FileSort::Opens);
     app.handle(Action::TogglePause);
     let s = screen(&app, 100, 18);
     assert_eq!(
@@ -349,7 +353,7 @@ fn help_pause_and_filter_editing_show() {
 
 #[test]
 fn full_height_frame_shows_every_row() {
-    let app = known_app(SortKey::Opens);
+    let app = known_app(FileSort::Opens);
     // 2 header + (2 + 3) opcodes + 3 faults + (3 + 3) files.
     assert_eq!(full_height(&app), 16);
     let s = screen(&app, 100, full_height(&app));

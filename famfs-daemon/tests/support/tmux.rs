@@ -1,17 +1,18 @@
-//! Helpers for the `famfs-trace top` terminal tests: a private tmux server with one fixed-size
-//! window running a bare bash, polled with `capture-pane` until a condition holds (a deadline, never
+//! The terminal side of the `famfs-trace top` tests: a private tmux server with one fixed-size window
+//! running a bare bash, polled with `capture-pane` until a condition holds (against a deadline, never
 //! a fixed sleep), killed (and its socket removed) on drop; and the parser of the file table rows
-//! that `top` draws.
-#![allow(dead_code)]
+//! that `top` draws (on a pane or in a `--once` frame). It judges no screen: the tests do.
 
 use std::{
     fs,
     process::{Command, Output},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-/// How long a screen condition may take to come true.
-pub const DEADLINE: Duration = Duration::from_secs(30);
+use super::{DEADLINE, wait_for_every};
+
+/// How often a pane is captured while waiting (each capture starts a tmux client).
+const CAPTURE_STEP: Duration = Duration::from_millis(20);
 
 /// A private tmux server (its own `-L` socket, no config) with one 120x40 session running a bare bash;
 /// killed on drop.
@@ -85,17 +86,16 @@ impl Tmux {
     /// Poll the pane until `ok` holds (deadline [`DEADLINE`]); returns that screen, or panics with
     /// the last one.
     pub fn wait_screen(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let end = Instant::now() + DEADLINE;
-        loop {
+        let mut last = String::new();
+        wait_for_every(DEADLINE, CAPTURE_STEP, || {
             let s = self.screen();
             if ok(&s) {
-                return s;
+                return Some(s);
             }
-            if Instant::now() > end {
-                panic!("waiting for {what}; the pane shows:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            last = s;
+            None
+        })
+        .unwrap_or_else(|| panic!("waiting for {what}; the pane shows:\n{last}"))
     }
 }
 
@@ -108,17 +108,6 @@ impl Drop for Tmux {
             let _ = fs::remove_file(&socket);
         }
     }
-}
-
-/// True when `prog` is on PATH; otherwise prints a SKIP line.
-pub fn require_program(test: &str, prog: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
-        .unwrap_or(false);
-    if !found {
-        println!("SKIP: {test}: `{prog}` is not installed (run `cargo xtask setup`)");
-    }
-    found
 }
 
 /// The rows of the file table in a `top` screen: every line inside the panel after its `PATH`

@@ -1,0 +1,116 @@
+//! What the daemon shows over HTTP: the [`Views`] of a running daemon, answered from in-memory state
+//! (the metrics registry, the probes' maps, the join's per-file table, the FUSE session's liveness).
+//!
+//! Owns which state answers which endpoint. Reads only: the join's table through its read half, the
+//! probes through one snapshot per request. The schema is `http::api`'s, the encoding `http`'s.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
+
+use crate::{
+    http::{
+        Views,
+        api::{FileRow, ProbeRow, Snapshot},
+    },
+    join::{FileQuery, SharedFileState, query},
+    metrics::{Format, Metrics},
+    probes::{ProbeSnapshot, ProbeStatus, Probes},
+    server::FamfsFs,
+};
+
+/// The daemon's state as the HTTP layer sees it.
+pub struct DaemonViews {
+    pub metrics: Metrics,
+    pub probes: Option<Arc<Mutex<Probes>>>,
+    pub files: Option<SharedFileState>,
+    /// Set when the FUSE session ended while the daemon runs (someone unmounted us).
+    pub session_ended: Option<Arc<AtomicBool>>,
+    /// The served filesystem, for its health (a shrunk image, I/O failures, stale maps).
+    pub fs: Option<FamfsFs>,
+}
+
+impl std::fmt::Debug for DaemonViews {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonViews")
+            .field("probes", &self.probes.is_some())
+            .field("files", &self.files.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl DaemonViews {
+    /// The probe table and, if asked, the kernel's aggregates, under one lock.
+    fn probe_state(&self, kernel: bool) -> Result<(Vec<ProbeStatus>, ProbeSnapshot), String> {
+        let Some(p) = &self.probes else {
+            return Ok((Vec::new(), ProbeSnapshot::default()));
+        };
+        let p = p
+            .lock()
+            .map_err(|_| "the probe state is unavailable".to_string())?;
+        let snap = if kernel {
+            p.snapshot()
+        } else {
+            ProbeSnapshot::default()
+        };
+        Ok((p.status().to_vec(), snap))
+    }
+
+    fn probe_rows(status: &[ProbeStatus]) -> Result<Vec<ProbeRow>, String> {
+        status
+            .iter()
+            .map(|s| ProbeRow::of(s).map_err(|e| format!("encoding probe {}: {e}", s.program)))
+            .collect()
+    }
+}
+
+impl Views for DaemonViews {
+    fn metrics(&self, format: Format) -> Result<String, String> {
+        self.metrics
+            .render(format)
+            .map_err(|e| format!("encoding metrics failed: {e}"))
+    }
+
+    fn probes(&self) -> Result<Vec<ProbeRow>, String> {
+        let (status, _) = self.probe_state(false)?;
+        Self::probe_rows(&status)
+    }
+
+    fn files(&self, q: &FileQuery) -> Result<Vec<FileRow>, String> {
+        let Some(files) = &self.files else {
+            return Ok(Vec::new());
+        };
+        let st = files.read().map_err(|e| e.to_string())?;
+        let now = crate::util::monotonic_ns();
+        Ok(query(st.join.files(), q)
+            .into_iter()
+            .map(|f| FileRow::of(f, now))
+            .collect())
+    }
+
+    fn snapshot(&self, q: &FileQuery) -> Result<Snapshot, String> {
+        let (status, kernel) = self.probe_state(true)?;
+        let probes = Self::probe_rows(&status)?;
+        let files = self.files(q)?;
+        Ok(Snapshot::of(files, &kernel, probes, unix_now()))
+    }
+
+    fn unhealthy(&self) -> Option<String> {
+        match &self.session_ended {
+            Some(e) if e.load(Ordering::Acquire) => {
+                Some("the FUSE session ended (the mount is gone)".into())
+            }
+            _ => self.fs.as_ref().and_then(FamfsFs::health),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
