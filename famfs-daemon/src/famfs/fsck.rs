@@ -1,9 +1,10 @@
 //! fsck: every check of §10 over a store, collected as findings (code, severity, log index, byte
 //! offset, message) instead of stopping at the first problem, plus a text and a JSON rendering.
 //!
-//! Order: superblock (S1-S5) → log header (H1-H3) → full replay (E1-E3, F1-F4, D1, D2) → slots past
-//! `next_index` (must be zero; a torn append leaves one behind, reported as a note). Findings of
-//! severity error or warning make the report unclean.
+//! Order: superblock (S1-S5) → log header (H1-H3) → full replay (E1-E3, F1-F4, D1, D2), read a chunk
+//! at a time → the slots from `next_index` on up to the first zero slot (must be zero; a torn append
+//! leaves some behind, reported as a note). Reads and memory follow the entries in use, not `log_len`.
+//! Findings of severity error or warning make the report unclean.
 //!
 //! Owns: the order of the checks, [`FsckReport`] and its renderings. Owns nothing persistent and must
 //! not write to the store; the checks themselves belong to `format` and `replay`.
@@ -235,43 +236,37 @@ pub fn fsck(store: &Store, host: Option<&[u8; 16]>) -> FsckReport {
             message: a.to_string(),
         });
     }
-    // Slots past next_index must be zero (holes of a sparse image are skipped, not read).
-    let mut dirty = 0u64;
-    let mut first_dirty = None;
-    let mut i = hdr.next_index;
-    while i < geo.slots {
-        let at = geo.entry_offset(i);
-        let left = geo.entry_offset(geo.slots) - at;
-        match store.first_nonzero(at, left) {
-            Ok(Some(nz)) => {
-                let k = i + (nz - at) / ENTRY_SIZE as u64;
-                dirty += 1;
-                first_dirty.get_or_insert(k);
-                i = k + 1;
-            }
-            Ok(None) => break,
-            Err(e) => {
-                r.findings.push(io_finding(e, at));
-                break;
-            }
-        }
-    }
-    if let Some(i) = first_dirty {
-        r.findings.push(Finding {
-            code: "NOTE",
-            severity: Severity::Note,
-            index: Some(i),
-            offset: Some(geo.entry_offset(i)),
-            message: format!(
-                "[NOTE] {dirty} log slot(s) past next_index {} are not zero, the first is entry {i} at byte offset {:#x} (an interrupted append leaves one; replay ignores them)",
-                hdr.next_index,
-                geo.entry_offset(i)
-            ),
-        });
+    if let Some(f) = torn_tail(store, &geo, &hdr) {
+        r.findings.push(f);
     }
     r.stats = ns.stats();
-    let used = ns.bitmap().used_units() * ALLOC_UNIT;
+    let used = ns.space().used_units() * ALLOC_UNIT;
     r.used_bytes = used;
-    r.free_bytes = ns.bitmap().free_bytes();
+    r.free_bytes = ns.space().free_bytes();
     r
+}
+
+/// Slots at and after `next_index` must be zero. An interrupted append leaves non-zero slots right
+/// there (its entries are written before the header moves), so the run of non-zero slots from
+/// `next_index` up to the first zero slot is checked and reported as a note; the rest of the log is
+/// not read (it can be terabytes of never-written slots).
+fn torn_tail(store: &Store, geo: &Geometry, hdr: &LogHeader) -> Option<Finding> {
+    let mut dirty = 0u64;
+    for i in hdr.next_index..geo.slots {
+        match store.read_array::<ENTRY_SIZE>(geo.entry_offset(i)) {
+            Ok(slot) if slot.iter().any(|&b| b != 0) => dirty += 1,
+            _ => break,
+        }
+    }
+    let i = hdr.next_index;
+    (dirty > 0).then(|| Finding {
+        code: "NOTE",
+        severity: Severity::Note,
+        index: Some(i),
+        offset: Some(geo.entry_offset(i)),
+        message: format!(
+            "[NOTE] {dirty} log slot(s) from next_index {i} (byte offset {:#x}) on are not zero (an interrupted append leaves them; replay ignores them)",
+            geo.entry_offset(i)
+        ),
+    })
 }

@@ -9,11 +9,12 @@
 //!   access bounds-checked, flush = fdatasync;
 //! * [`replay`]: log replay into the [`Namespace`] (deterministic inode ids, incremental, anomalies with
 //!   their log index: E2, D1, D2, F4; the anomaly types in `replay/anomaly.rs`);
-//! * [`alloc`]: the 2 MiB-unit bitmap rebuilt from the log and the simple/striped allocators;
+//! * [`alloc`]: the allocated 2 MiB units as an interval map rebuilt from the log, and the
+//!   simple/striped allocators;
 //! * [`log`]: crash-safe append (entries flushed before the header advances), master-only;
 //! * [`role`]: this host's UUID and the master/client rule;
 //! * [`image`]: [`Image`], which ties them together for the CLI and the FUSE server (mkfs in
-//!   `image/mkfs.rs`);
+//!   `image/mkfs.rs`, crash-honest creation with contents in `image/fill.rs`);
 //! * [`fsck`]: all checks as a report.
 //!
 //! Owns the bytes of a famfs device. Must not know about FUSE, probes or metrics.
@@ -35,7 +36,7 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
-pub use alloc::{AllocError, Bitmap, StripeSpec};
+pub use alloc::{AllocError, SpaceMap, StripeSpec};
 pub use format::{Extent, Fmap, FormatError, Geometry, LogHeader, Superblock};
 pub use fsck::{Finding, FsckReport};
 pub use image::{Image, ImageError, ImageOptions, MkfsOptions, Refresh};

@@ -44,10 +44,7 @@ mod tests;
 
 use std::{
     path::{Path, PathBuf},
-    sync::{
-        Arc, RwLock, RwLockReadGuard, RwLockWriteGuard,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, atomic::AtomicU64},
     time::{Duration, SystemTime},
 };
 
@@ -68,6 +65,8 @@ use volume::{Node, NodeKind, Store, StoreError, Volume};
 
 pub use catalog::{Catalog, FileInfo};
 pub use refresh::LogWatcher;
+#[cfg(any(test, feature = "sim"))]
+pub use refresh::RefreshHook;
 pub use volume::{AddedNode, RefreshReport};
 
 /// `st_blksize`: the famfs allocation unit.
@@ -131,6 +130,13 @@ pub struct RefreshStats {
     pub added: AtomicU64,
     pub errors: AtomicU64,
     pub notify_errors: AtomicU64,
+    /// Chunks a refresh applied under the namespace's write lock (at most
+    /// [`volume::DECODE_CHUNK`] entries each).
+    pub apply_steps: AtomicU64,
+    /// Longest time a refresh held the namespace's write lock, ns (one chunk's apply: no I/O).
+    pub apply_max_ns: AtomicU64,
+    /// Time refreshes spent reading and checking log entries under the shared lock, ns.
+    pub read_ns: AtomicU64,
 }
 
 /// What one [`FamfsFs::refresh`] did.
@@ -143,14 +149,15 @@ pub struct RefreshSummary {
 
 struct Inner {
     vol: RwLock<Volume>,
+    /// One refresh at a time (its steps alternate between the shared and the exclusive lock).
+    refresh_gate: Mutex<()>,
+    /// Test builds: called after each chunk of a refresh was read, with the shared lock held.
+    #[cfg(any(test, feature = "sim"))]
+    refresh_hook: Mutex<Option<RefreshHook>>,
     data: DataPath,
     health: Health,
     /// The filesystem's size (`dd_size`): the image must be at least this long.
     dev_size: u64,
-    /// Kernel lookup references per inode id (LOOKUP, READDIRPLUS entries; FORGET drops them).
-    lookups: Box<[AtomicU64]>,
-    /// Files written since their last flush, per inode id.
-    dirty: Box<[AtomicBool]>,
     daxdev: PathBuf,
     read_only: bool,
     ttl: (u64, u32),
@@ -205,9 +212,6 @@ impl FamfsFs {
         } else {
             DataPath::new(store)
         };
-        let n = usize::try_from(vol.max_ids()).unwrap_or(usize::MAX);
-        let lookups = (0..n).map(|_| AtomicU64::new(0)).collect();
-        let dirty = (0..n).map(|_| AtomicBool::new(false)).collect();
         let daxdev = cfg
             .daxdev
             .clone()
@@ -222,9 +226,10 @@ impl FamfsFs {
                 dev_size: vol.dev_size(),
                 health: Health::default(),
                 vol: RwLock::new(vol),
+                refresh_gate: Mutex::new(()),
+                #[cfg(any(test, feature = "sim"))]
+                refresh_hook: Mutex::new(None),
                 data,
-                lookups,
-                dirty,
                 daxdev,
                 read_only: cfg.read_only,
                 ttl: split_duration(cfg.ttl),
@@ -254,8 +259,7 @@ impl FamfsFs {
 
     /// Kernel lookup references currently held on `id`.
     pub fn lookup_count(&self, id: u64) -> u64 {
-        self.slot(&self.inner.lookups, id)
-            .map_or(0, |c| c.load(Ordering::Relaxed))
+        self.vol().map_or(0, |v| v.lookup_count(id))
     }
 
     /// Live objects in the namespace (root and `.meta` included).
@@ -274,10 +278,6 @@ impl FamfsFs {
 
     fn vol_mut(&self) -> Result<RwLockWriteGuard<'_, Volume>, ServerError> {
         self.inner.vol.write().map_err(|_| ServerError::Poisoned)
-    }
-
-    fn slot<'a, T>(&self, table: &'a [T], id: u64) -> Option<&'a T> {
-        table.get(usize::try_from(id).ok()?)
     }
 
     fn warn(&self, args: std::fmt::Arguments<'_>) {
@@ -332,12 +332,6 @@ impl FamfsFs {
         }
     }
 
-    fn add_lookup(&self, id: u64) {
-        if let Some(c) = self.slot(&self.inner.lookups, id) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     /// The file `ino`: `(size, fmap)` under the held read guard.
     fn file(vol: &Volume, ino: u64) -> Result<(u64, &crate::famfs::Fmap), Errno> {
         match vol.node(ino) {
@@ -352,16 +346,13 @@ impl FamfsFs {
 
     /// Make the extents of `ino` durable if it was written since the last flush.
     fn flush_file(&self, ino: u64) -> Result<(), Errno> {
-        let Some(d) = self.slot(&self.inner.dirty, ino) else {
-            return Ok(());
-        };
-        if !d.swap(false, Ordering::AcqRel) {
+        let vol = self.vol()?;
+        if !vol.take_dirty(ino) {
             return Ok(());
         }
-        let vol = self.vol()?;
         let (_, fmap) = Self::file(&vol, ino)?;
         if let Err(e) = self.inner.data.flush(volume::extents(fmap)) {
-            d.store(true, Ordering::Release);
+            vol.mark_dirty(ino);
             let errno = data::errno_of(&e);
             let first = volume::extents(fmap).next().map_or(0, |(o, _)| o);
             self.inner

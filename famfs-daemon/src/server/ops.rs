@@ -5,7 +5,7 @@
 //! Owns each opcode's semantics over the volume (what is refused, what is counted). Must not do wire
 //! encoding (that is `fuse`) or parse media bytes (that is `famfs`, through `volume`).
 
-use std::{ffi::OsStr, os::unix::ffi::OsStrExt, path::Path, sync::atomic::Ordering};
+use std::{ffi::OsStr, os::unix::ffi::OsStrExt, path::Path};
 
 use super::{
     BLKSIZE, FamfsFs, NAME_MAX,
@@ -67,10 +67,9 @@ impl Filesystem for FamfsFs {
 
     fn destroy(&self) {
         // Make every written byte durable before the connection goes away.
-        for (id, d) in self.inner.dirty.iter().enumerate() {
-            if d.load(Ordering::Acquire) {
-                let _ = self.flush_file(id as u64);
-            }
+        let ids = self.vol().map(|v| v.dirty_ids()).unwrap_or_default();
+        for id in ids {
+            let _ = self.flush_file(id);
         }
     }
 
@@ -83,15 +82,13 @@ impl Filesystem for FamfsFs {
         let id = vol.lookup(parent, name.as_bytes()).ok_or(Errno::ENOENT)?;
         let n = vol.node(id).ok_or(Errno::ENOENT)?;
         let e = self.entry(&n);
-        self.add_lookup(id);
+        vol.add_lookup(id);
         Ok(e)
     }
 
     fn forget(&self, _req: &Request<'_>, nodeid: u64, nlookup: u64) {
-        if let Some(c) = self.slot(&self.inner.lookups, nodeid) {
-            let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(nlookup))
-            });
+        if let Ok(vol) = self.vol() {
+            vol.forget(nodeid, nlookup);
         }
     }
 
@@ -207,7 +204,7 @@ impl Filesystem for FamfsFs {
                 let typ = if n.is_dir() { dt::DIR } else { dt::REG };
                 let pushed = out.push(&self.entry(n), next, typ, name);
                 if pushed {
-                    self.add_lookup(id);
+                    vol.add_lookup(id);
                 }
                 pushed
             }
@@ -332,9 +329,7 @@ impl Filesystem for FamfsFs {
             }
             done += n;
         }
-        if let Some(d) = self.slot(&self.inner.dirty, ino) {
-            d.store(true, Ordering::Release);
-        }
+        vol.mark_dirty(ino);
         let want = done;
         // `want` ≤ data.len(), which the session bounded by a u32 request field.
         Ok(want as u32)

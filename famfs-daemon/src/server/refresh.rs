@@ -1,9 +1,11 @@
 //! The client role: apply log entries other writers appended ([`FamfsFs::refresh`]) and tell the
 //! kernel what changed, on a timer and on demand ([`LogWatcher`]).
 //!
-//! Owns when and how the namespace is refreshed and the invalidations that follow. Must not parse
-//! the log itself (that is `famfs`, through `volume`) or decide the daemon's signals (the daemon
-//! forwards SIGHUP to the watcher's wake channel).
+//! Owns when and how the namespace is refreshed and the invalidations that follow, and the locking of
+//! a refresh: one at a time; the log is read and checked a chunk at a time under the namespace's
+//! shared lock (requests keep being answered), and only applying a checked chunk takes the write
+//! lock. Must not parse the log itself (that is `famfs`, through `volume`) or decide the daemon's
+//! signals (the daemon forwards SIGHUP to the watcher's wake channel).
 
 use std::{
     sync::{
@@ -11,10 +13,13 @@ use std::{
         mpsc::{Receiver, RecvTimeoutError},
     },
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use super::{FamfsFs, RefreshSummary, ServerError, volume::VolumeError};
+use super::{
+    FamfsFs, RefreshReport, RefreshSummary, ServerError,
+    volume::{Volume, VolumeError},
+};
 use crate::fuse::Notifier;
 
 impl FamfsFs {
@@ -58,25 +63,9 @@ impl FamfsFs {
                 return Ok(RefreshSummary::default());
             }
         }
-        let report = {
-            let mut vol = self.vol_mut()?;
-            let path = vol.path().display().to_string();
-            match vol.refresh() {
-                Ok(r) => r,
-                Err(source) => {
-                    st.errors.fetch_add(1, Ordering::Relaxed);
-                    if matches!(
-                        source,
-                        VolumeError::Reformatted { .. } | VolumeError::LogRegressed { .. }
-                    ) {
-                        return Err(ServerError::Stale(
-                            self.mark_stale(&format!("{path}: {source}")),
-                        ));
-                    }
-                    return Err(ServerError::Image { path, source });
-                }
-            }
-        };
+        let report = self.replay_new().inspect_err(|_| {
+            st.errors.fetch_add(1, Ordering::Relaxed);
+        })?;
         st.refreshes.fetch_add(1, Ordering::Relaxed);
         st.added
             .fetch_add(report.added.len() as u64, Ordering::Relaxed);
@@ -112,6 +101,83 @@ impl FamfsFs {
             report,
         })
     }
+
+    /// Replay the new log entries while FUSE requests keep being served: the log is read and
+    /// frame-checked a chunk at a time under the shared lock (other readers proceed), and only the
+    /// apply of each decoded chunk (at most [`DECODE_CHUNK`](super::volume::DECODE_CHUNK) entries, no
+    /// I/O) takes the write lock.
+    fn replay_new(&self) -> Result<RefreshReport, ServerError> {
+        let st = &self.inner.refresh_stats;
+        let _gate = self
+            .inner
+            .refresh_gate
+            .lock()
+            .map_err(|_| ServerError::Poisoned)?;
+        let image_err = |vol: &Volume, source| ServerError::Image {
+            path: vol.path().display().to_string(),
+            source,
+        };
+        // The image's length was rechecked by the caller (the data path and the volume share it).
+        let mut pending = {
+            let vol = self.vol().map_err(|_| ServerError::Poisoned)?;
+            match vol.begin_refresh() {
+                Ok(p) => p,
+                // The filesystem is not the one whose extent maps we hold: stale for good.
+                Err(
+                    source @ (VolumeError::Reformatted { .. } | VolumeError::LogRegressed { .. }),
+                ) => {
+                    let why = format!("{}: {source}", vol.path().display());
+                    drop(vol);
+                    return Err(ServerError::Stale(self.mark_stale(&why)));
+                }
+                Err(e) => return Err(image_err(&vol, e)),
+            }
+        };
+        loop {
+            let t = Instant::now();
+            let chunk = {
+                let vol = self.vol().map_err(|_| ServerError::Poisoned)?;
+                let chunk = vol.read_chunk(&pending).map_err(|e| image_err(&vol, e))?;
+                #[cfg(any(test, feature = "sim"))]
+                self.call_refresh_hook(chunk.first, chunk.entries.len() as u64);
+                chunk
+            };
+            st.read_ns.fetch_add(elapsed_ns(t), Ordering::Relaxed);
+            let t = Instant::now();
+            let complete = self.vol_mut()?.apply_chunk(&mut pending, &chunk);
+            st.apply_max_ns.fetch_max(elapsed_ns(t), Ordering::Relaxed);
+            st.apply_steps.fetch_add(1, Ordering::Relaxed);
+            if complete {
+                return Ok(pending.into_report());
+            }
+        }
+    }
+
+    /// Test builds: call `hook(first_index, entries)` after each chunk of a refresh was read and
+    /// checked, while the refresh holds the shared lock (and not the write lock).
+    #[cfg(any(test, feature = "sim"))]
+    pub fn set_refresh_hook(&self, hook: Option<RefreshHook>) {
+        if let Ok(mut h) = self.inner.refresh_hook.lock() {
+            *h = hook;
+        }
+    }
+
+    #[cfg(any(test, feature = "sim"))]
+    fn call_refresh_hook(&self, first: u64, n: u64) {
+        if let Ok(h) = self.inner.refresh_hook.lock()
+            && let Some(f) = h.as_ref()
+        {
+            f(first, n);
+        }
+    }
+}
+
+/// The test hook of a refresh: `(first index of the chunk, entries in it)`.
+#[cfg(any(test, feature = "sim"))]
+pub type RefreshHook = Box<dyn Fn(u64, u64) + Send + Sync>;
+
+fn elapsed_ns(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Calls [`FamfsFs::refresh`] every `interval` and whenever something is sent on its wake channel

@@ -3,18 +3,36 @@
 //! the wire description the session serializes ([`WireFmap`]).
 //!
 //! Owns: every use of the format library's API by the server (so an API change there touches only this
-//! file) and the derived per-directory subdirectory counts (`st_nlink`). Must not do FUSE I/O or touch
-//! file data (that is `data`).
+//! file), the per-inode tables the server keeps beside the namespace (subdirectory counts for
+//! `st_nlink`, kernel lookup references, written-since-flush flags) and the steps of a refresh. Must
+//! not do FUSE I/O or touch file data (that is `data`).
+//!
+//! Bounded by the log: every per-inode table is sized by the ids the replayed entries produced
+//! ([`famfs::Namespace::id_bound`]) and grows when a refresh adds inodes, never by the superblock's
+//! `log_len` (a crafted one may claim billions of slots).
+//!
+//! Refresh steps, so a server can keep serving while it replays: [`Volume::recheck_len`] (one fstat;
+//! the image's one descriptor is shared with the data path, so the server's own recheck there serves
+//! too), [`Volume::begin_refresh`] and [`Volume::read_chunk`] (`&self`: the log I/O and the CRC
+//! checks, under a shared lock), [`Volume::apply_chunk`] (`&mut`: applies at most
+//! [`DECODE_CHUNK`] decoded entries, no I/O). [`Volume::refresh`] runs them all.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+};
 
 use crate::{
-    famfs::{self, Fmap, Image, ImageError, ImageOptions, InodeKind, format::ALLOC_UNIT},
+    famfs::{
+        self, Fmap, Image, ImageError, ImageOptions, InodeKind, LogHeader, Refresh,
+        format::ALLOC_UNIT, replay::Decoded,
+    },
     fuse::{WireExtent, WireFmap, WireLayout, abi::famfs as wire},
 };
 
 pub use crate::famfs::{
     FIRST_LOG_INO, LOG_INO, META_DIR_INO, ROOT_INO, SUPERBLOCK_INO, Store, StoreError,
+    replay::DECODE_CHUNK,
 };
 
 /// Simple extents / strips a wire fmap can hold without allocating (V3 kernels accept at most 32).
@@ -82,12 +100,31 @@ pub struct Space {
     pub free_files: u64,
 }
 
+/// A refresh in progress: the log header it plays up to and what it did so far.
+#[derive(Debug)]
+pub struct PendingRefresh {
+    hdr: LogHeader,
+    done: Refresh,
+    report: RefreshReport,
+}
+
+impl PendingRefresh {
+    /// What the refresh applied.
+    pub fn into_report(self) -> RefreshReport {
+        self.report
+    }
+}
+
 /// An open famfs filesystem as the server sees it.
 pub struct Volume {
     image: Image,
     path: PathBuf,
     /// Subdirectory count per inode id (directories only).
     subdirs: Vec<u32>,
+    /// Kernel lookup references per inode id (LOOKUP, READDIRPLUS entries; FORGET drops them).
+    lookups: Vec<AtomicU64>,
+    /// Files written since their last flush, per inode id.
+    dirty: Vec<AtomicBool>,
 }
 
 impl std::fmt::Debug for Volume {
@@ -117,7 +154,10 @@ impl Volume {
             image,
             path,
             subdirs: Vec::new(),
+            lookups: Vec::new(),
+            dirty: Vec::new(),
         };
+        v.grow_tables();
         let ids: Vec<(u64, u64)> = v
             .image
             .namespace()
@@ -129,6 +169,62 @@ impl Volume {
             v.count_subdir(parent);
         }
         Ok(v)
+    }
+
+    /// Size the per-inode tables for every id the namespace uses now.
+    fn grow_tables(&mut self) {
+        let n = usize::try_from(self.image.namespace().id_bound()).unwrap_or(usize::MAX);
+        if self.lookups.len() < n {
+            self.lookups.resize_with(n, || AtomicU64::new(0));
+            self.dirty.resize_with(n, || AtomicBool::new(false));
+        }
+    }
+
+    fn slot<T>(table: &[T], id: u64) -> Option<&T> {
+        table.get(usize::try_from(id).ok()?)
+    }
+
+    /// Count one kernel lookup reference on `id`.
+    pub fn add_lookup(&self, id: u64) {
+        if let Some(c) = Self::slot(&self.lookups, id) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Drop `n` kernel lookup references on `id` (FORGET).
+    pub fn forget(&self, id: u64, n: u64) {
+        if let Some(c) = Self::slot(&self.lookups, id) {
+            let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+        }
+    }
+
+    /// Kernel lookup references currently held on `id`.
+    pub fn lookup_count(&self, id: u64) -> u64 {
+        Self::slot(&self.lookups, id).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Note that `id` was written since its last flush.
+    pub fn mark_dirty(&self, id: u64) {
+        if let Some(d) = Self::slot(&self.dirty, id) {
+            d.store(true, Ordering::Release);
+        }
+    }
+
+    /// Clear `id`'s written flag; true when it was set (the caller flushes, and calls
+    /// [`Self::mark_dirty`] again if that fails).
+    pub fn take_dirty(&self, id: u64) -> bool {
+        Self::slot(&self.dirty, id).is_some_and(|d| d.swap(false, Ordering::AcqRel))
+    }
+
+    /// Ids written since their last flush.
+    pub fn dirty_ids(&self) -> Vec<u64> {
+        (0u64..)
+            .zip(&self.dirty)
+            .filter(|(_, d)| d.load(Ordering::Acquire))
+            .map(|(id, _)| id)
+            .collect()
     }
 
     fn count_subdir(&mut self, parent: u64) {
@@ -175,11 +271,6 @@ impl Volume {
     /// True while the play is stopped at a corrupt entry.
     pub fn is_stopped(&self) -> bool {
         self.image.namespace().stopped().is_some()
-    }
-
-    /// One past the largest inode id the log can ever produce (sizes per-inode tables once).
-    pub fn max_ids(&self) -> u64 {
-        FIRST_LOG_INO + self.image.geometry().slots
     }
 
     pub fn node(&self, id: u64) -> Option<Node<'_>> {
@@ -229,37 +320,74 @@ impl Volume {
 
     pub fn space(&self) -> Space {
         let ns = self.image.namespace();
-        let bm = ns.bitmap();
+        let space = ns.space();
         let slots = self.image.geometry().slots;
         Space {
             unit: ALLOC_UNIT,
-            units: bm.units(),
-            free_units: bm.free_bytes() / ALLOC_UNIT,
+            units: space.units(),
+            free_units: space.free_bytes() / ALLOC_UNIT,
             files: slots + (FIRST_LOG_INO - 1),
             free_files: slots.saturating_sub(ns.next_index()),
         }
     }
 
-    /// Apply the log entries appended since the last refresh.
+    /// Apply the log entries appended since the last refresh (all steps at once).
     pub fn refresh(&mut self) -> Result<RefreshReport, ImageError> {
-        let r = self.image.refresh()?;
-        let mut out = RefreshReport {
-            next_index: r.next_index,
-            anomalies: r.anomalies.iter().map(|a| a.to_string()).collect(),
-            stopped: r.stopped.as_ref().map(|a| a.to_string()),
-            added: Vec::with_capacity(r.added.len()),
-        };
-        for a in r.added {
+        self.recheck_len()?;
+        let mut p = self.begin_refresh()?;
+        loop {
+            let chunk = self.read_chunk(&p)?;
+            if self.apply_chunk(&mut p, &chunk) {
+                return Ok(p.into_report());
+            }
+        }
+    }
+
+    /// Refresh step 1 (one fstat): re-check the image's length (every handle on the image's
+    /// descriptor sees the new length).
+    pub fn recheck_len(&self) -> Result<u64, ImageError> {
+        self.image.recheck_len()
+    }
+
+    /// Refresh step 2 (read-only): the superblock is unchanged and the log header did not go back.
+    pub fn begin_refresh(&self) -> Result<PendingRefresh, ImageError> {
+        Ok(PendingRefresh {
+            hdr: self.image.check_log()?,
+            done: Refresh::default(),
+            report: RefreshReport {
+                next_index: self.next_index(),
+                ..RefreshReport::default()
+            },
+        })
+    }
+
+    /// Refresh step 3 (read-only, repeated): read and frame-check the next chunk of new entries.
+    pub fn read_chunk(&self, p: &PendingRefresh) -> Result<Decoded, ImageError> {
+        self.image.read_entries(&p.hdr)
+    }
+
+    /// Refresh step 4 (`&mut`, repeated; no I/O, at most one chunk of entries): apply `chunk`, grow
+    /// the per-inode tables, count new subdirectories. Returns true when the refresh is complete.
+    pub fn apply_chunk(&mut self, p: &mut PendingRefresh, chunk: &Decoded) -> bool {
+        p.done = Refresh::default();
+        let complete = self.image.apply_entries(&p.hdr, chunk, true, &mut p.done);
+        self.grow_tables();
+        let r = &mut p.report;
+        r.next_index = p.done.next_index;
+        r.anomalies
+            .extend(p.done.anomalies.iter().map(|a| a.to_string()));
+        r.stopped = p.done.stopped.as_ref().map(|a| a.to_string());
+        for a in p.done.added.drain(..) {
             if self.image.namespace().get(a.id).is_some_and(|i| i.is_dir()) {
                 self.count_subdir(a.parent);
             }
-            out.added.push(AddedNode {
+            r.added.push(AddedNode {
                 id: a.id,
                 parent: a.parent,
                 name: a.name,
             });
         }
-        Ok(out)
+        complete
     }
 }
 

@@ -1,4 +1,5 @@
-//! The image-changing commands: mkfs, mkdir, creat, and cp (host files and trees into the image).
+//! The image-changing commands: mkfs, mkdir, creat, and cp (host files and trees into the image; each
+//! file's data is durable before its log entry is appended, so an interrupted cp leaves no file).
 //!
 //! Owns the glue between the arguments, the host files cp reads and [`Image`]'s operations, and the
 //! lines these commands print. Must not build log entries or allocate: [`Image`] does that.
@@ -140,20 +141,11 @@ fn copy_file(
 ) -> Result<()> {
     let (mode, uid, gid) = owner(md, a);
     let size = md.len();
-    let id = img
-        .creat(target, size, mode, uid, gid, stripe)
-        .with_context(|| format!("cp {} → {target}", src.display()))?;
     let mut f = std::fs::File::open(src).with_context(|| format!("cp: {}", src.display()))?;
-    let mut buf = vec![0u8; (4 << 20).min(size.max(1) as usize)];
-    let mut off = 0u64;
-    while off < size {
-        let n = ((size - off) as usize).min(buf.len());
-        f.read_exact(&mut buf[..n])
-            .with_context(|| format!("cp: reading {} at {off}", src.display()))?;
-        img.write_file(id, off, &buf[..n])
-            .with_context(|| format!("cp: writing {target} at {off}"))?;
-        off += n as u64;
-    }
+    // The data is written and flushed before the entry is appended: an interrupted cp leaves no file.
+    let mut fill = |_off: u64, buf: &mut [u8]| f.read_exact(buf);
+    img.creat_from(target, size, mode, uid, gid, stripe, &mut fill)
+        .with_context(|| format!("cp {} → {target}", src.display()))?;
     Ok(())
 }
 

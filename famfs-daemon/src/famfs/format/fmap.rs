@@ -3,7 +3,7 @@
 //! offsets.
 //!
 //! Owns: the fmap rules and offset resolution. Must not know the entry framing around the fmap (that
-//! is `entry`) nor the allocation bitmap (F4 is replay's).
+//! is `entry`) nor the allocation map (F4 is replay's).
 
 use thiserror::Error;
 

@@ -3,8 +3,10 @@
 //! operations the CLI and the FUSE server use (mkfs, mkdir, creat, file data through the fmaps).
 //!
 //! Every log-changing operation takes the exclusive log lock, refreshes (so it sees other writers'
-//! entries), checks the namespace, allocates from the replayed bitmap, appends crash-safely and
-//! replays its own entry, so the in-memory namespace is always exactly "what the log says".
+//! entries), checks the namespace, allocates from the replayed space map, appends crash-safely and
+//! replays its own entry, so the in-memory namespace is always exactly "what the log says". A file
+//! created with contents ([`Image::creat_from`], `image cp`) gets its data written and flushed
+//! before its entry is appended (`fill.rs`), so a crash never leaves a file with stale contents.
 //! Creating a filesystem is `mkfs` ([`MkfsOptions`]). Must not know about FUSE or the CLI's output
 //! format.
 
@@ -15,16 +17,20 @@ use thiserror::Error;
 use super::{
     alloc::{AllocError, StripeSpec, alloc_simple, alloc_striped},
     format::{
-        EntryBody, FILE_FLAG_ALL_HOSTS_RW, FileEntry, Fmap, FmapProblem, FormatError, Geometry,
-        LOG_HEADER_SIZE, LogHeader, MkdirEntry, PathProblem, RawFmap, RelPath, SB_SIZE, Superblock,
-        format_uuid,
+        ENTRY_SIZE, EntryBody, FILE_FLAG_ALL_HOSTS_RW, FileEntry, Fmap, FmapProblem, FormatError,
+        Geometry, LOG_HEADER_SIZE, LogHeader, MkdirEntry, PathProblem, RawFmap, RelPath, SB_SIZE,
+        Superblock, format_uuid,
     },
     log::{self, LogError},
-    replay::{Added, Anomaly, Inode, InodeKind, Namespace, ROOT_INO, entry_ino},
+    replay::{
+        Added, Anomaly, DECODE_CHUNK, Decoded, Inode, InodeKind, Namespace, ROOT_INO,
+        decode_entries_into, entry_ino,
+    },
     role::{self, Role, RoleError},
     store::{LockGuard, Store, StoreError},
 };
 
+mod fill;
 mod mkfs;
 
 pub use mkfs::MkfsOptions;
@@ -83,6 +89,15 @@ pub enum ImageError {
     BadFmap { path: String, problem: FmapProblem },
     #[error("{path:?}: explicit extents [{offset:#x}, +{len:#x}) are not free")]
     NotFree { path: String, offset: u64, len: u64 },
+    #[error(
+        "{path:?}: reading the source at byte {off}: {source} (nothing was appended; the file does not exist)"
+    )]
+    Source {
+        path: String,
+        off: u64,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path:?}: appended at log index {index} but the entry was not played: {why}")]
     NotCreated {
         path: String,
@@ -119,6 +134,71 @@ pub struct Refresh {
     pub stopped: Option<Anomaly>,
     /// The namespace's next index after the refresh.
     pub next_index: u64,
+}
+
+/// Read and frame-check log slots `[from, to)` from `store` (what exists of them: a store too short
+/// for the range is a truncation), dropping stale cache lines first (DAX). The caller bounds the range
+/// (e.g. to [`DECODE_CHUNK`] slots): this reads all of it.
+pub fn read_slots(
+    store: &Store,
+    geo: &Geometry,
+    from: u64,
+    to: u64,
+) -> Result<Decoded, StoreError> {
+    let mut d = Decoded::default();
+    read_slots_into(store, geo, from, to, &mut d)?;
+    Ok(d)
+}
+
+/// [`read_slots`] into `d`, reusing its allocation (the slots' bytes are read into a buffer of the
+/// chunk's size first).
+pub fn read_slots_into(
+    store: &Store,
+    geo: &Geometry,
+    from: u64,
+    to: u64,
+    d: &mut Decoded,
+) -> Result<(), StoreError> {
+    let bytes = slot_bytes(store, geo, from, to)?;
+    decode_entries_into(geo, from, to, &bytes, d);
+    Ok(())
+}
+
+/// The bytes of log slots `[from, to)` that the store holds (fewer when it is too short), after
+/// dropping stale cache lines (DAX). The caller bounds the range.
+pub fn slot_bytes(
+    store: &Store,
+    geo: &Geometry,
+    from: u64,
+    to: u64,
+) -> Result<Vec<u8>, StoreError> {
+    let mut buf = Vec::new();
+    slot_bytes_into(store, geo, from, to, &mut buf)?;
+    Ok(buf)
+}
+
+/// [`slot_bytes`] into `buf` (resized to what was read), reusing its allocation.
+pub fn slot_bytes_into(
+    store: &Store,
+    geo: &Geometry,
+    from: u64,
+    to: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    let off = geo.entry_offset(from);
+    let want = to.saturating_sub(from).saturating_mul(ENTRY_SIZE as u64);
+    let len = want.min(store.len().saturating_sub(off));
+    buf.clear();
+    if len == 0 {
+        return Ok(());
+    }
+    let n = usize::try_from(len).map_err(|_| StoreError::ReadTooLarge {
+        len,
+        max: usize::MAX as u64,
+    })?;
+    store.invalidate(off, len)?;
+    buf.resize(n, 0);
+    store.read_into(off, buf)
 }
 
 /// An open famfs filesystem.
@@ -236,8 +316,49 @@ impl Image {
         self.play(true)
     }
 
+    /// Play the new entries in place, a chunk of the log at a time (what opens and the CLI do; a
+    /// server that must keep serving uses the steps below instead).
     fn play(&mut self, collect: bool) -> Result<Refresh, ImageError> {
-        self.store.refresh()?;
+        self.recheck_len()?;
+        let hdr = self.check_log()?;
+        self.header = hdr;
+        let end = hdr.next_index.min(self.geo.slots);
+        let mut out = Refresh::default();
+        let mut retried = false;
+        let mut bytes = Vec::new();
+        while self.ns.next_index() < end {
+            let from = self.ns.next_index();
+            let to = end.min(from.saturating_add(DECODE_CHUNK));
+            slot_bytes_into(&self.store, &self.geo, from, to, &mut bytes)?;
+            let o = self.ns.apply_slots(from, to, &bytes, collect);
+            out.added.extend(o.added);
+            out.anomalies.extend(o.anomalies);
+            out.stopped = o.stopped;
+            if out.stopped.is_some() {
+                // The reference re-reads a failing entry once before giving up (§8.2.1).
+                if retried {
+                    break;
+                }
+                retried = true;
+            } else if self.ns.next_index() == from {
+                break;
+            }
+        }
+        out.next_index = self.ns.next_index();
+        Ok(out)
+    }
+
+    /// First step of a refresh (one fstat): re-check the backing object's length, which a regular
+    /// file can lose behind our back (every handle on the store sees the new length). Returns the
+    /// accessible length.
+    pub fn recheck_len(&self) -> Result<u64, ImageError> {
+        Ok(self.store.refresh()?)
+    }
+
+    /// Second step, read-only: the superblock still describes the filesystem that was opened, and the
+    /// log header (H1-H3, re-read past any stale cache lines) did not go back. Returns the header
+    /// whose `next_index` the refresh plays up to.
+    pub fn check_log(&self) -> Result<LogHeader, ImageError> {
         let sb = Superblock::decode(&self.store.read(0, self.store.len().min(SB_SIZE as u64))?)?;
         if sb.uuid != self.sb.uuid || Geometry::new(&sb, self.store.len())? != self.geo {
             return Err(ImageError::Reformatted {
@@ -245,38 +366,65 @@ impl Image {
                 now: format_uuid(&sb.uuid),
             });
         }
-        let mut out = Refresh::default();
-        for attempt in 0..2 {
-            // On shared DAX memory another host appends: drop stale cache lines first (a no-op for
-            // files). The first attempt covers the header and the new entries; the retry everything
-            // from the entry that failed.
-            self.store
-                .invalidate(self.geo.log_offset, LOG_HEADER_SIZE as u64)?;
-            let hdr = log::read_header(&self.store, &self.geo)?;
-            if hdr.next_index < self.ns.next_index() {
-                return Err(ImageError::LogRegressed {
-                    was: self.ns.next_index(),
-                    now: hdr.next_index,
-                });
-            }
-            self.header = hdr;
-            let o = log::play(
-                &self.store,
-                &self.geo,
-                &mut self.ns,
-                hdr.next_index,
-                collect,
-            )?;
-            out.added.extend(o.added);
-            out.anomalies.extend(o.anomalies);
-            out.stopped = o.stopped;
-            // The reference re-reads a failing entry once before giving up (§8.2.1).
-            if out.stopped.is_none() || attempt == 1 {
-                break;
-            }
+        // On shared DAX memory another host appends: drop stale cache lines first (a no-op for files).
+        self.store
+            .invalidate(self.geo.log_offset, LOG_HEADER_SIZE as u64)?;
+        let hdr = log::read_header(&self.store, &self.geo)?;
+        if hdr.next_index < self.ns.next_index() {
+            return Err(ImageError::LogRegressed {
+                was: self.ns.next_index(),
+                now: hdr.next_index,
+            });
         }
+        Ok(hdr)
+    }
+
+    /// Third step, read-only and repeated: read and frame-check (E1) the next chunk of at most
+    /// [`DECODE_CHUNK`] entries between the namespace's next index and `hdr.next_index`. A failing
+    /// entry is re-read once (after dropping its cache lines, as the reference does, §8.2.1) before it
+    /// stops the chunk. Reads no more than the chunk, whatever the header claims.
+    pub fn read_entries(&self, hdr: &LogHeader) -> Result<Decoded, ImageError> {
+        let mut d = Decoded::default();
+        self.read_entries_into(hdr, &mut d)?;
+        Ok(d)
+    }
+
+    /// [`Self::read_entries`] into `d`, reusing its allocation.
+    pub fn read_entries_into(&self, hdr: &LogHeader, d: &mut Decoded) -> Result<(), ImageError> {
+        let from = self.ns.next_index();
+        let to = hdr
+            .next_index
+            .min(self.geo.slots)
+            .min(from.saturating_add(DECODE_CHUNK));
+        read_slots_into(&self.store, &self.geo, from, to, d)?;
+        if let Some(stop) = &d.stopped {
+            let again = read_slots(&self.store, &self.geo, stop.index, to)?;
+            d.stopped = again.stopped;
+            d.entries.extend(again.entries);
+        }
+        Ok(())
+    }
+
+    /// Last step, repeated: apply a chunk from [`Self::read_entries`] (a short exclusive step: no I/O,
+    /// at most [`DECODE_CHUNK`] entries) and collect what it did into `out`. Returns true when the
+    /// refresh is complete (the header's `next_index` was reached or the play stopped).
+    pub fn apply_entries(
+        &mut self,
+        hdr: &LogHeader,
+        d: &Decoded,
+        collect: bool,
+        out: &mut Refresh,
+    ) -> bool {
+        self.header = *hdr;
+        let before = self.ns.next_index();
+        let o = self.ns.apply_decoded(d, collect);
+        out.added.extend(o.added);
+        out.anomalies.extend(o.anomalies);
+        out.stopped = o.stopped;
         out.next_index = self.ns.next_index();
-        Ok(out)
+        out.stopped.is_some()
+            || self.ns.next_index() >= hdr.next_index.min(self.geo.slots)
+            || self.ns.next_index() == before
     }
 
     // -----------------------------------------------------------------------------------------------
@@ -418,19 +566,22 @@ impl Image {
         let p = norm_path(path)?;
         let _lock = self.prepare_append()?;
         self.check_new_name(path, p)?;
+        let fmap = self.place(size, stripe)?;
+        self.append_file(p, size, mode, uid, gid, &fmap)
+    }
+
+    /// Allocate `size` bytes from the replayed space map (nothing is marked until the entry is
+    /// appended and replayed). A file no larger than one chunk gains nothing from striping: like the
+    /// reference CLI, it is placed as a simple file instead of reserving `nstrips` chunks.
+    fn place(&self, size: u64, stripe: Option<StripeSpec>) -> Result<Fmap, ImageError> {
         let data_start = self.geo.data_start();
-        // A file no larger than one chunk gains nothing from striping: like the reference CLI, place it
-        // as a simple file instead of reserving `nstrips` chunks for it.
         if let Some(s) = &stripe {
             s.check()?;
         }
-        let fmap = match stripe {
-            Some(s) if size > s.chunk_size => {
-                alloc_striped(self.ns.bitmap(), data_start, size, &s)?
-            }
-            _ => Fmap::Simple(alloc_simple(self.ns.bitmap(), data_start, size)?),
-        };
-        self.append_file(p, size, mode, uid, gid, &fmap)
+        Ok(match stripe {
+            Some(s) if size > s.chunk_size => alloc_striped(self.ns.space(), data_start, size, &s)?,
+            _ => Fmap::Simple(alloc_simple(self.ns.space(), data_start, size)?),
+        })
     }
 
     /// Create a file with explicit extents (a low-level tool, like famfs's test-only `clone`): the
@@ -448,7 +599,7 @@ impl Image {
         let _lock = self.prepare_append()?;
         self.check_new_name(path, p)?;
         for e in fmap.extents() {
-            if !self.ns.bitmap().is_free(e.offset, e.len) {
+            if !self.ns.space().is_free(e.offset, e.len) {
                 return Err(ImageError::NotFree {
                     path: path.to_string(),
                     offset: e.offset,
@@ -479,6 +630,20 @@ impl Image {
         gid: u32,
         fmap: &Fmap,
     ) -> Result<u64, ImageError> {
+        let entry = self.file_entry(p, size, mode, uid, gid, fmap)?;
+        self.append_and_play(p, &[EntryBody::File(entry)])
+    }
+
+    /// The FILE entry for `p`, checked as replay will check it (so nothing bad reaches the log).
+    fn file_entry(
+        &self,
+        p: &[u8],
+        size: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        fmap: &Fmap,
+    ) -> Result<FileEntry, ImageError> {
         let bad = |problem| ImageError::BadFmap {
             path: path_str(p),
             problem,
@@ -496,9 +661,8 @@ impl Image {
             })?,
             fmap: raw,
         };
-        // Reject what replay would reject before it reaches the log.
         raw.check(size, &self.geo).map_err(bad)?;
-        self.append_and_play(p, &[EntryBody::File(entry)])
+        Ok(entry)
     }
 
     fn file(&self, id: u64) -> Result<(u64, &Fmap), ImageError> {

@@ -1,5 +1,5 @@
 //! Log replay: turns log entries into the in-memory namespace (inodes, directories, fmaps) and the
-//! allocation bitmap, following the reference logplay rules (§8, §10):
+//! allocation map, following the reference logplay rules (§8, §10):
 //!
 //! * entries are applied in index order; a framing failure (E1: CRC or seqnum) stops the play at that
 //!   index, entries already applied stay applied, and the next refresh retries from there;
@@ -7,19 +7,28 @@
 //! * a missing or non-directory parent (D2) is skipped; parents are never created;
 //! * an existing path (D1): the first entry wins; same kind → warning, other kind → error;
 //! * DELETE, INVALID and unknown types are ignored and counted (E2); ADD_DAXDEV is ignored (note);
-//! * every well-formed FILE entry's extents are claimed in the bitmap (even if D1/D2 reject the entry,
-//!   as the reference builds its bitmap from the log); a unit claimed twice is a collision (F4, warning,
-//!   the file is still created).
+//! * every well-formed FILE entry's extents are claimed in the space map (even if D1/D2 reject the
+//!   entry, as the reference builds its allocation bitmap from the log); a unit claimed twice is a
+//!   collision (F4, warning, the file is still created).
 //!
 //! Inode ids are deterministic (stable across remounts and hosts, and equal to `st_ino`): root = 1,
 //! `.meta` = 2, `.meta/.superblock` = 3, `.meta/.log` = 4, and the object created by log entry `i` is
 //! `FIRST_LOG_INO + i`. Replay is incremental: [`Namespace::apply_log`] applies entries from
 //! [`Namespace::next_index`] on, and applying in pieces gives the same namespace as one full play.
+//! A whole play decodes and applies slot by slot ([`Namespace::apply_slots`]). A server splits it in
+//! two halves: [`decode_entries`] frames a chunk of slots (E1) without the namespace, and
+//! [`Namespace::apply_decoded`] applies the rules to it; it decodes outside its lock and holds the
+//! lock only to apply one chunk ([`DECODE_CHUNK`] entries at most).
+//!
+//! Resources follow the log, not the superblock: the per-inode tables grow with the entries replayed
+//! ([`Namespace::id_bound`]), the allocation map is an interval map of the runs the log claims
+//! ([`SpaceMap`]), and a collision costs O(log n) (`owners`), so neither a huge `log_len` nor a huge
+//! device size nor a log of colliding extents costs memory or time beyond the entries themselves.
 //!
 //! Owns: [`Namespace`], [`Inode`], the inode-id rule and the replay rules above; what an anomaly is
-//! and how it reads is `anomaly` ([`Anomaly`]). Must not touch the store: callers pass the log bytes.
-//! Allocation per entry is limited to the inode's own name (kept once in the inode and once in the
-//! directory listing) and fmap vector.
+//! and how it reads is `anomaly` ([`Anomaly`]), the framing half is `decode`, collision owners are
+//! `owners`. Must not touch the store: callers pass the log bytes. Allocation per entry is limited to
+//! the inode's own name (kept once in the inode and once in the directory listing) and fmap vector.
 
 use std::{
     collections::{HashMap, hash_map::Entry},
@@ -27,17 +36,22 @@ use std::{
 };
 
 use super::{
-    alloc::Bitmap,
+    alloc::SpaceMap,
     format::{
-        ALLOC_UNIT, ENTRY_SIZE, EntryBody, Extent, FileEntry, Fmap, FormatError, Geometry,
-        LogEntry, LogHeader, MkdirEntry, SB_REGION_SIZE, entry_offset,
+        ALLOC_UNIT, EntryBody, Extent, FileEntry, Fmap, Geometry, LogHeader, MkdirEntry,
+        SB_REGION_SIZE, entry_offset,
     },
     role::Role,
 };
 
 mod anomaly;
+mod decode;
+mod owners;
 
 pub use anomaly::{Anomaly, AnomalyKind, Severity};
+use decode::decode_slot;
+pub use decode::{DECODE_CHUNK, Decoded, decode_entries, decode_entries_into};
+use owners::Owners;
 
 /// Root directory.
 pub const ROOT_INO: u64 = 1;
@@ -113,7 +127,8 @@ pub struct Added {
 pub struct ApplyOutcome {
     /// Inodes created (only when asked for).
     pub added: Vec<Added>,
-    /// Anomalies recorded by this step (copies of the tail of [`Namespace::anomalies`]).
+    /// Anomalies recorded by this step (only when asked for: copies of the tail of
+    /// [`Namespace::anomalies`]).
     pub anomalies: Vec<Anomaly>,
     /// Set when the play stopped at a corrupt entry (E1); [`Namespace::next_index`] is that entry.
     pub stopped: Option<Anomaly>,
@@ -164,7 +179,10 @@ pub struct Namespace {
     next_index: u64,
     anomalies: Vec<Anomaly>,
     stopped: Option<Anomaly>,
-    bitmap: Bitmap,
+    space: SpaceMap,
+    owners: Owners,
+    /// Scratch list of the unit ranges a FILE entry claims first (reused: no allocation per entry).
+    fresh: Vec<(u64, u64)>,
     stats: NsStats,
 }
 
@@ -179,7 +197,7 @@ impl std::fmt::Debug for Namespace {
     }
 }
 
-/// Namespaces are equal when they hold the same inodes, listings, anomalies, bitmap and position.
+/// Namespaces are equal when they hold the same inodes, listings, anomalies, space map and position.
 impl PartialEq for Namespace {
     fn eq(&self, o: &Self) -> bool {
         let trim = |v: &[Option<Inode>]| {
@@ -196,14 +214,15 @@ impl PartialEq for Namespace {
             && self.next_index == o.next_index
             && self.anomalies == o.anomalies
             && self.stopped == o.stopped
-            && self.bitmap == o.bitmap
+            && self.space == o.space
             && self.stats == o.stats
     }
 }
 
 impl Namespace {
     /// Root, `.meta`, `.meta/.superblock` and `.meta/.log` (0644 on the master, 0444 otherwise), and the
-    /// bitmap with `[0, 2 MiB + log_len)` claimed. No log entries applied yet.
+    /// space map with `[0, 2 MiB + log_len)` claimed. No log entries applied yet. Nothing is sized from
+    /// the geometry: a superblock claiming a huge log or device costs no memory here.
     pub fn new(geo: &Geometry, role: Role) -> Namespace {
         let mut ns = Namespace {
             geo: *geo,
@@ -216,10 +235,12 @@ impl Namespace {
             next_index: 0,
             anomalies: Vec::new(),
             stopped: None,
-            bitmap: Bitmap::new(geo.dev_size),
+            space: SpaceMap::new(geo.dev_size),
+            owners: Owners::new(geo.dev_size),
+            fresh: Vec::new(),
             stats: NsStats::default(),
         };
-        ns.bitmap.mark(0, geo.data_start());
+        ns.space.mark(0, geo.data_start());
         let dir = |id, parent, name: &[u8], mode| Inode {
             id,
             parent,
@@ -403,9 +424,15 @@ impl Namespace {
         self.stopped.as_ref()
     }
 
-    /// The allocation bitmap rebuilt from the entries applied so far.
-    pub fn bitmap(&self) -> &Bitmap {
-        &self.bitmap
+    /// The allocated space rebuilt from the entries applied so far.
+    pub fn space(&self) -> &SpaceMap {
+        &self.space
+    }
+
+    /// One past the largest inode id in use: per-inode tables indexed by id need this many slots. It
+    /// grows with the entries replayed (at most [`FIRST_LOG_INO`] + [`Self::next_index`]).
+    pub fn id_bound(&self) -> u64 {
+        self.inodes.len() as u64
     }
 
     /// Directory and file counts from the log (the synthesized objects excluded).
@@ -414,80 +441,120 @@ impl Namespace {
     }
 
     /// Apply entries `[next_index, hdr.next_index)` from `log`, the log region's bytes (header
-    /// included, `log[0]` = device byte `log_offset`). Stops at the first corrupt entry.
-    pub fn apply_log(&mut self, log: &[u8], hdr: &LogHeader, collect_added: bool) -> ApplyOutcome {
-        self.apply_window(log, 0, hdr.next_index, collect_added)
+    /// included, `log[0]` = device byte `log_offset`). Stops at the first corrupt entry. `collect`:
+    /// also return the inodes created and the anomalies found.
+    pub fn apply_log(&mut self, log: &[u8], hdr: &LogHeader, collect: bool) -> ApplyOutcome {
+        let from = self.next_index;
+        let bytes = usize::try_from(entry_offset(0, from))
+            .ok()
+            .and_then(|r| log.get(r..))
+            .unwrap_or(&[]);
+        self.apply_slots(from, hdr.next_index.min(self.geo.slots), bytes, collect)
     }
 
     /// [`Namespace::apply_log`] over a window of the log region: `window[0]` is the log region's
-    /// byte `base` (the header's first byte is 0), and entries are applied up to index `end`. An
-    /// entry not wholly inside the window stops the play as truncated.
+    /// byte `base` (the header's first byte is 0), and entries are applied from
+    /// [`Self::next_index`] up to index `end`. An entry not wholly inside the window stops the play
+    /// as truncated. `collect`: also return the inodes created and the anomalies found.
     pub fn apply_window(
         &mut self,
         window: &[u8],
         base: u64,
         end: u64,
-        collect_added: bool,
+        collect: bool,
+    ) -> ApplyOutcome {
+        let from = self.next_index;
+        let bytes = entry_offset(0, from)
+            .checked_sub(base)
+            .and_then(|r| usize::try_from(r).ok())
+            .and_then(|r| window.get(r..))
+            .unwrap_or(&[]);
+        self.apply_slots(from, end.min(self.geo.slots), bytes, collect)
+    }
+
+    /// Decode and apply slots `[first, end)` one at a time from `bytes` (which start at slot
+    /// `first`; too few bytes is a truncated log), stopping at the first corrupt one. `first` must be
+    /// [`Self::next_index`] (otherwise nothing is applied). `collect`: also return the inodes created
+    /// and the anomalies found. Nothing is copied: the way a whole log is played.
+    pub fn apply_slots(
+        &mut self,
+        first: u64,
+        end: u64,
+        bytes: &[u8],
+        collect: bool,
     ) -> ApplyOutcome {
         let mut out = ApplyOutcome::default();
         let first_anomaly = self.anomalies.len();
-        let end = end.min(self.geo.slots);
-        let window_end = base.saturating_add(window.len() as u64);
         self.stopped = None;
-        while self.next_index < end {
-            let i = self.next_index;
-            let rel = entry_offset(0, i);
-            let offset = self.geo.log_offset + rel;
-            let raw = rel
-                .checked_sub(base)
-                .and_then(|r| usize::try_from(r).ok())
-                .and_then(|r| window.get(r..r.checked_add(ENTRY_SIZE)?))
-                .and_then(|s| <&[u8; ENTRY_SIZE]>::try_from(s).ok());
-            let Some(raw) = raw else {
-                let a = Anomaly {
-                    index: i,
-                    offset,
-                    kind: AnomalyKind::Corrupt(FormatError::Truncated {
-                        what: "log entry",
-                        offset,
-                        need: ENTRY_SIZE as u64,
-                        have: window_end.saturating_sub(rel),
-                    }),
-                };
-                self.stopped = Some(a.clone());
-                out.stopped = Some(a);
-                break;
-            };
-            match LogEntry::decode(raw, i, self.geo.version, offset) {
-                Ok(e) => {
-                    let added = self.apply_entry(i, offset, &e.body);
-                    if collect_added
-                        && let Some(id) = added
-                        && let Some(ino) = self.get(id)
-                    {
-                        out.added.push(Added {
-                            id,
-                            parent: ino.parent,
-                            name: ino.name.clone(),
-                        });
+        if first == self.next_index {
+            for (k, i) in (first..end).enumerate() {
+                match decode_slot(&self.geo, i, k, bytes) {
+                    Ok(e) => {
+                        let offset = self.geo.entry_offset(i);
+                        self.apply_one(i, offset, &e.body, collect, &mut out);
                     }
-                    self.next_index = i + 1;
-                    out.applied += 1;
-                }
-                Err(err) => {
-                    let a = Anomaly {
-                        index: i,
-                        offset,
-                        kind: AnomalyKind::Corrupt(err),
-                    };
-                    self.stopped = Some(a.clone());
-                    out.stopped = Some(a);
-                    break;
+                    Err(a) => {
+                        self.stopped = Some(a.clone());
+                        out.stopped = Some(a);
+                        break;
+                    }
                 }
             }
         }
-        out.anomalies = self.anomalies[first_anomaly..].to_vec();
+        if collect {
+            out.anomalies = self.anomalies[first_anomaly..].to_vec();
+        }
         out
+    }
+
+    /// Apply a decoded chunk that starts at [`Self::next_index`] (entries below it are skipped, a
+    /// chunk that starts past it is not applied), then record its stop, if it has one. `collect`:
+    /// also return the inodes created and the anomalies found.
+    pub fn apply_decoded(&mut self, d: &Decoded, collect: bool) -> ApplyOutcome {
+        let mut out = ApplyOutcome::default();
+        let first_anomaly = self.anomalies.len();
+        self.stopped = None;
+        for (i, (offset, body)) in (d.first..).zip(&d.entries) {
+            if i < self.next_index {
+                continue;
+            }
+            if i > self.next_index {
+                break;
+            }
+            self.apply_one(i, *offset, body, collect, &mut out);
+        }
+        if self.next_index == d.end() {
+            self.stopped.clone_from(&d.stopped);
+            out.stopped.clone_from(&d.stopped);
+        }
+        if collect {
+            out.anomalies = self.anomalies[first_anomaly..].to_vec();
+        }
+        out
+    }
+
+    /// Apply framed entry `i` (which is [`Self::next_index`]) and advance.
+    fn apply_one(
+        &mut self,
+        i: u64,
+        offset: u64,
+        body: &EntryBody,
+        collect: bool,
+        out: &mut ApplyOutcome,
+    ) {
+        let added = self.apply_entry(i, offset, body);
+        if collect
+            && let Some(id) = added
+            && let Some(ino) = self.get(id)
+        {
+            out.added.push(Added {
+                id,
+                parent: ino.parent,
+                name: ino.name.clone(),
+            });
+        }
+        self.next_index = i + 1;
+        out.applied += 1;
     }
 
     fn note(&mut self, index: u64, offset: u64, kind: AnomalyKind) {
@@ -577,10 +644,14 @@ impl Namespace {
                 return None;
             }
         };
+        // Units this entry claims first; they become the file's (or orphans if it is rejected).
+        let mut fresh = std::mem::take(&mut self.fresh);
+        fresh.clear();
         for e in fmap.extents() {
-            if let Some(unit) = self.bitmap.mark(e.offset, e.len) {
+            let (first, end) = self.space.unit_range(e.offset, e.len);
+            if let Some(unit) = self.space.mark_units(first, end, |s, e| fresh.push((s, e))) {
                 let at = unit * ALLOC_UNIT;
-                let other = self.owner_of(at);
+                let other = self.owners.owner_of(unit);
                 self.note(
                     i,
                     offset,
@@ -592,27 +663,33 @@ impl Namespace {
                 );
             }
         }
-        let (parent, name) = match self.parent_of(path) {
+        let target = match self.parent_of(path) {
+            Err(kind) => Err(kind),
+            Ok((parent, name)) => match self.lookup(parent, name) {
+                None => Ok((parent, name)),
+                Some(existing) => Err(AnomalyKind::Exists {
+                    path: path.into(),
+                    existing,
+                    conflict: self.get(existing).is_some_and(Inode::is_dir),
+                }),
+            },
+        };
+        let (parent, name) = match target {
             Ok(x) => x,
             Err(kind) => {
                 self.note(i, offset, kind);
+                self.owners.record(&fresh, None);
+                self.fresh = fresh;
                 return None;
             }
         };
-        if let Some(existing) = self.lookup(parent, name) {
-            let conflict = self.get(existing).is_some_and(Inode::is_dir);
-            self.note(
-                i,
-                offset,
-                AnomalyKind::Exists {
-                    path: path.into(),
-                    existing,
-                    conflict,
-                },
-            );
-            return None;
-        }
         let id = entry_ino(i);
+        for e in fmap.extents() {
+            let (first, end) = self.space.unit_range(e.offset, e.len);
+            self.owners.adopt(first, end, id);
+        }
+        self.owners.record(&fresh, Some(id));
+        self.fresh = fresh;
         self.insert(Inode {
             id,
             parent,
@@ -676,20 +753,8 @@ impl Namespace {
         Some(id)
     }
 
-    /// The live file whose extents cover device byte `at` (slow scan; only used for F4 messages).
+    /// The live file whose extents cover device byte `at` (the first in log order; O(log n)).
     pub fn owner_of(&self, at: u64) -> Option<u64> {
-        self.iter()
-            .filter(|i| i.log_index.is_some())
-            .find(|i| {
-                i.fmap().is_some_and(|m| {
-                    m.extents().iter().any(|e| {
-                        let end = e.offset.saturating_add(
-                            e.len.max(1).div_ceil(ALLOC_UNIT).saturating_mul(ALLOC_UNIT),
-                        );
-                        at >= e.offset && at < end
-                    })
-                })
-            })
-            .map(|i| i.id)
+        self.owners.owner_of(at / ALLOC_UNIT)
     }
 }

@@ -157,7 +157,7 @@ fn sparse_image_files_written_and_read_back_through_extents() {
     let units = img.geometry().dev_size / ALLOC_UNIT;
     let s0 = img
         .namespace()
-        .bitmap()
+        .space()
         .free_runs(0, units)
         .next()
         .unwrap()
