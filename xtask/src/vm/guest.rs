@@ -20,8 +20,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use famfs_common::metric_names::{
-    ALL, FUSE_REQUEST_DURATION, FUSE_REQUEST_ERRORS, FUSE_REQUESTS, JOIN_EVENTS, PROBE_ATTACHED,
-    PROBE_EVENTS, SERVER_RECORDS, SERVER_REQUESTS,
+    ALL, FILE_PAGE_CACHE_FAULTS, FUSE_REQUEST_DURATION, FUSE_REQUEST_ERRORS, FUSE_REQUESTS,
+    JOIN_EVENTS, PAGE_CACHE_FAULTS, PROBE_ATTACHED, PROBE_EVENTS, SERVER_RECORDS, SERVER_REQUESTS,
 };
 
 use super::{
@@ -323,9 +323,30 @@ fn workload(t0: Instant) -> Result<u64> {
     Ok(opens)
 }
 
+/// Page-cache faults on connection `conn` as the kernel map counts them at this scrape, and as the
+/// join's per-file table has taken them in (on its own fault tick).
+fn page_cache_faults(text: &str, conn: &str) -> (f64, f64) {
+    let kernel = sample(
+        text,
+        PAGE_CACHE_FAULTS.name,
+        &format!("device=\"0:{conn}\""),
+    )
+    .unwrap_or(0.0);
+    let per_file = text
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix(FILE_PAGE_CACHE_FAULTS.name)?
+                .strip_prefix('{')
+        })
+        .filter_map(|rest| rest.split_once("} ")?.1.trim().parse::<f64>().ok())
+        .sum();
+    (kernel, per_file)
+}
+
 /// Whether the scrape `text` shows a quiet mount: everything the kernel queued on connection `conn` was
 /// answered (INIT, queued before the probes knew the connection, aside), every answer's record was
-/// handed to the join and taken in, and the join saw a kernel event per open.
+/// handed to the join and taken in, the join saw a kernel event per open, and its per-file table holds
+/// every page-cache fault the kernel counted.
 fn settled(text: &str, conn: &str, opens: u64) -> bool {
     let kernel_prefix = format!("{}{{connection=\"{conn}\",", FUSE_REQUESTS.name);
     let queued: f64 = opcode_samples(text, &kernel_prefix)
@@ -347,6 +368,10 @@ fn settled(text: &str, conn: &str, opens: u64) -> bool {
         && sent == Some(all)
         && sent == joined
         && kernel >= Some(opens as f64)
+        && {
+            let (kernel_pc, per_file_pc) = page_cache_faults(text, conn);
+            kernel_pc == per_file_pc
+        }
 }
 
 /// Requests end asynchronously (RELEASE is queued in the background after close) and the join works on
