@@ -12,6 +12,8 @@ pub struct RequestRecord {
     pub unique: u64,
     pub opcode: u32,
     pub nodeid: u64,
+    /// The requesting process (the request header's pid; 0 for requests the kernel makes itself).
+    pub pid: u32,
     pub reply_bytes: u32,
     pub error: i32,
     /// GET_FMAP: serialized fmap size (0 for other opcodes or when only the needed size was sent).

@@ -6,13 +6,14 @@
 //! epoch's INIT; faults join on (device == connection, inode == the server's st_ino).
 //! Owns: [`Join`] (pure state, no I/O, no locks of its own), [`FileStats`], the per-file table shared
 //! with the readers ([`FileState`] behind [`SharedFileState`], written only by the join), the file
-//! table's query (sort keys, limit, path filter) and the worker thread that feeds the join, including
+//! table's query (sort keys, limit, path filter) and the worker thread that feeds the join, the per-file top-N of opening processes (`procs`), including
 //! the kernel's per-file fault counters on the join's own tick ([`JoinWorker`]). `Join` itself does no
 //! I/O; the worker reads the probes' ring buffer and map snapshots. Must not import `metrics`, `http`
 //! or any view. The hot path (`ingest_*`) allocates only when a new file or a new pending request
 //! appears, never per repeated event.
 
 mod files;
+mod procs;
 mod state;
 mod worker;
 
@@ -21,6 +22,7 @@ use std::collections::HashMap;
 use famfs_common::{event, fault::FaultKey, hist::LAT_SLOTS, hist::log2_slot};
 
 pub use files::{FileQuery, FileSort, SortFields, fold_for_series, query};
+pub use procs::{PROC_SLOTS, ProcCount, ProcTop};
 pub use state::{FileState, SharedFileState, StatePoisoned};
 pub use worker::{FAULT_TICK, FaultSource, JoinInputs, JoinWorker};
 
@@ -56,6 +58,8 @@ pub struct FileStats {
     pub info: FileInfo,
     pub opens: u64,
     pub open_errors: u64,
+    /// The processes that opened the file (FUSE OPEN's requesting pid), bounded.
+    pub open_procs: ProcTop,
     /// Kernel-observed OPEN latency (send → reply), log2 ns slots.
     pub open_lat_slots: [u64; LAT_SLOTS],
     pub open_lat_sum_ns: u64,
@@ -85,6 +89,7 @@ impl FileStats {
             info,
             opens: 0,
             open_errors: 0,
+            open_procs: ProcTop::default(),
             open_lat_slots: [0; LAT_SLOTS],
             open_lat_sum_ns: 0,
             open_lat_count: 0,
@@ -234,6 +239,7 @@ impl Join {
         match r.opcode {
             FUSE_OPEN => {
                 f.opens += 1;
+                f.open_procs.count(r.pid);
                 if r.error != 0 {
                     f.open_errors += 1;
                 }
