@@ -402,9 +402,13 @@ pub struct ProcRow {
 pub struct FileProcesses {
     pub opens: Vec<ProcRow>,
     pub other_opens: u64,
+    /// DAX faults by faulting process (from the kernel; the name as the kernel saw it at the
+    /// process's last fault, so it stays after the process exits).
+    pub faults: Vec<ProcRow>,
+    pub other_faults: u64,
 }
 
-/// `/api/v1/file?path=P`: one file's row and the processes that opened it.
+/// `/api/v1/file?path=P`: one file's row and the processes that opened it and that faulted on it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FileDetail {
@@ -430,6 +434,17 @@ impl FileDetail {
             processes: FileProcesses {
                 opens: rows(&f.open_procs),
                 other_opens: f.open_procs.other,
+                faults: f
+                    .fault_procs
+                    .sorted()
+                    .into_iter()
+                    .map(|p| ProcRow {
+                        pid: p.pid,
+                        comm: p.comm_str(),
+                        count: p.count,
+                    })
+                    .collect(),
+                other_faults: f.fault_procs.other,
             },
         }
     }

@@ -40,7 +40,7 @@ impl Views for Fixed {
                     comm: "cat".into(),
                     count: 2,
                 }],
-                other_opens: 0,
+                ..Default::default()
             },
         }))
     }

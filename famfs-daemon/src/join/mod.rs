@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use famfs_common::{event, fault::FaultKey, hist::LAT_SLOTS, hist::log2_slot};
 
 pub use files::{FileQuery, FileSort, SortFields, fold_for_series, query};
-pub use procs::{PROC_SLOTS, ProcCount, ProcTop};
+pub use procs::{FaultTop, PROC_SLOTS, ProcCount, ProcFaults, ProcTop};
 pub use state::{FileState, SharedFileState, StatePoisoned};
 pub use worker::{FAULT_TICK, FaultSource, JoinInputs, JoinWorker};
 
@@ -78,6 +78,8 @@ pub struct FileStats {
     pub fault_lat_slots: [u64; LAT_SLOTS],
     pub fault_lat_sum_ns: u64,
     pub page_cache_faults: u64,
+    /// The processes that DAX-faulted on the file (from the kernel's per-process map, each snapshot).
+    pub fault_procs: FaultTop,
     /// CLOCK_MONOTONIC ns of the last request or fault seen for this file.
     pub last_access_ns: u64,
 }
@@ -104,6 +106,7 @@ impl FileStats {
             fault_lat_slots: [0; LAT_SLOTS],
             fault_lat_sum_ns: 0,
             page_cache_faults: 0,
+            fault_procs: FaultTop::default(),
             last_access_ns: 0,
         }
     }
@@ -401,6 +404,30 @@ impl Join {
                 }
             }
             f.page_cache_faults = 0;
+        }
+        // Per-process faults: the snapshot's rows are sorted by (dev, ino, tgid), one group per file.
+        for f in self.files.values_mut() {
+            f.fault_procs
+                .rebuild(std::iter::empty(), f.faults.iter().flatten().sum());
+        }
+        for group in snap
+            .fault_procs
+            .chunk_by(|a, b| a.0.dev == b.0.dev && a.0.ino == b.0.ino)
+        {
+            let Some((k, _)) = group.first() else {
+                continue;
+            };
+            if k.dev != self.connection {
+                continue;
+            }
+            if let Some(f) = self.files.get_mut(&k.ino) {
+                let rows = group.iter().map(|(k, v)| ProcFaults {
+                    pid: k.tgid,
+                    comm: v.comm,
+                    count: v.count,
+                });
+                f.fault_procs.rebuild(rows, f.faults.iter().flatten().sum());
+            }
         }
         for (k, n) in snap
             .filemap

@@ -71,9 +71,105 @@ impl ProcTop {
     }
 }
 
+/// One process's DAX faults on a file, with its name as the kernel saw it at its last fault.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcFaults {
+    pub pid: u32,
+    pub comm: [u8; 16],
+    pub count: u64,
+}
+
+impl ProcFaults {
+    /// The name up to its first NUL.
+    pub fn comm_str(&self) -> String {
+        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(16);
+        String::from_utf8_lossy(&self.comm[..end]).into_owned()
+    }
+}
+
+/// The processes that faulted on a file: the kernel's cumulative per-process counts, the top
+/// [`PROC_SLOTS`] by count kept (fixed-size), the rest of the file's DAX faults in `other` (so the
+/// slots plus `other` are the file's DAX fault total, including processes the kernel's bounded map
+/// has forgotten).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultTop {
+    slots: [ProcFaults; PROC_SLOTS],
+    used: usize,
+    pub other: u64,
+}
+
+impl FaultTop {
+    /// Rebuild from one snapshot: `rows` are this file's per-process counts, `total` its DAX faults.
+    pub fn rebuild(&mut self, rows: impl Iterator<Item = ProcFaults>, total: u64) {
+        self.used = 0;
+        for r in rows {
+            if self.used < PROC_SLOTS {
+                self.slots[self.used] = r;
+                self.used += 1;
+                continue;
+            }
+            let mut min = 0;
+            for (i, s) in self.slots.iter().enumerate() {
+                if s.count < self.slots[min].count {
+                    min = i;
+                }
+            }
+            if r.count > self.slots[min].count {
+                self.slots[min] = r;
+            }
+        }
+        let kept: u64 = self.entries().iter().map(|s| s.count).sum();
+        self.other = total.saturating_sub(kept);
+    }
+
+    pub fn entries(&self) -> &[ProcFaults] {
+        &self.slots[..self.used]
+    }
+
+    /// Most faults first (ties by pid).
+    pub fn sorted(&self) -> Vec<ProcFaults> {
+        let mut v = self.entries().to_vec();
+        v.sort_by(|a, b| b.count.cmp(&a.count).then(a.pid.cmp(&b.pid)));
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pf(pid: u32, count: u64) -> ProcFaults {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"proc");
+        ProcFaults { pid, comm, count }
+    }
+
+    #[test]
+    fn fault_top_keeps_the_largest_and_the_rest_is_other() {
+        let mut t = FaultTop::default();
+        // Ten processes with 1..=10 faults, and 5 faults the kernel's map no longer attributes.
+        let total = (1..=10).sum::<u64>() + 5;
+        t.rebuild((1..=10).map(|i| pf(100 + i as u32, i)), total);
+        let got: Vec<(u32, u64)> = t.sorted().iter().map(|p| (p.pid, p.count)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (110, 10),
+                (109, 9),
+                (108, 8),
+                (107, 7),
+                (106, 6),
+                (105, 5),
+                (104, 4),
+                (103, 3)
+            ]
+        );
+        assert_eq!(t.other, 1 + 2 + 5);
+        assert_eq!(t.sorted()[0].comm_str(), "proc");
+        // A later snapshot replaces the table whole.
+        t.rebuild(std::iter::once(pf(7, 3)), 3);
+        assert_eq!((t.entries().len(), t.other), (1, 0));
+    }
 
     #[test]
     fn counts_per_pid_and_pid_zero_is_other() {

@@ -1,4 +1,4 @@
-//! The detail view of one file (Enter on its row): its counters and the processes that opened it, as
+//! The detail view of one file (Enter on its row): its counters, the processes that opened it and those that DAX-faulted on it, as
 //! `/api/v1/file` reports them (a bounded top-N; the rest as "other").
 //!
 //! Pure: reads the [`App`]'s last detail answer and draws it in the file panel's place.
@@ -7,11 +7,14 @@ use ratatui::{
     Frame,
     layout::{Constraint, Layout, Rect},
     text::Line,
-    widgets::{Block, Paragraph, Row, Table},
+    widgets::{Block, Cell, Paragraph, Row, Table},
 };
 
 use super::{App, dim, header_row, right};
-use crate::util::fmt::{fmt_bytes, fmt_count};
+use crate::{
+    http::api::ProcRow,
+    util::fmt::{fmt_bytes, fmt_count},
+};
 
 /// Draw `path`'s detail into `area`.
 pub(super) fn render_detail(f: &mut Frame, app: &App, path: &str, area: Rect) {
@@ -54,13 +57,34 @@ pub(super) fn render_detail(f: &mut Frame, app: &App, path: &str, area: Rect) {
     ];
     f.render_widget(Paragraph::new(lines), summary);
     let p = &d.processes;
-    let mut rows: Vec<Row> = p
-        .opens
+    let [opens, faults] =
+        Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(procs);
+    proc_table(f, "opened", "OPENS", &p.opens, p.other_opens, opens);
+    proc_table(
+        f,
+        "DAX-faulted on",
+        "FAULTS",
+        &p.faults,
+        p.other_faults,
+        faults,
+    );
+}
+
+/// One table of processes and their counts, with the "other" remainder as its last row.
+fn proc_table(
+    f: &mut Frame,
+    verb: &str,
+    column: &'static str,
+    procs: &[ProcRow],
+    other: u64,
+    area: Rect,
+) {
+    let mut rows: Vec<Row> = procs
         .iter()
         .map(|o| {
             Row::new([
                 right(o.pid.to_string()),
-                ratatui::widgets::Cell::from(if o.comm.is_empty() {
+                Cell::from(if o.comm.is_empty() {
                     "(exited)".to_string()
                 } else {
                     o.comm.clone()
@@ -69,18 +93,17 @@ pub(super) fn render_detail(f: &mut Frame, app: &App, path: &str, area: Rect) {
             ])
         })
         .collect();
-    if p.other_opens > 0 {
+    if other > 0 {
         rows.push(Row::new([
             right("-".into()),
-            ratatui::widgets::Cell::from("(other processes)"),
-            right(fmt_count(p.other_opens)),
+            Cell::from("(other processes)"),
+            right(fmt_count(other)),
         ]));
     }
-    let title = format!(" Processes that opened it: {} ", p.opens.len());
-    let block = Block::bordered().title(title);
+    let block = Block::bordered().title(format!(" Processes that {verb} it: {} ", procs.len()));
     if rows.is_empty() {
-        let msg = " no opens seen since the daemon started";
-        f.render_widget(Paragraph::new(Line::styled(msg, dim())).block(block), procs);
+        let msg = " none seen since the daemon started";
+        f.render_widget(Paragraph::new(Line::styled(msg, dim())).block(block), area);
         return;
     }
     let widths = [
@@ -92,8 +115,8 @@ pub(super) fn render_detail(f: &mut Frame, app: &App, path: &str, area: Rect) {
         .header(header_row(&[
             ("PID", true),
             ("COMM", false),
-            ("OPENS", true),
+            (column, true),
         ]))
         .block(block);
-    f.render_widget(t, procs);
+    f.render_widget(t, area);
 }

@@ -406,6 +406,12 @@ fn enter_opens_the_file_detail_and_esc_returns() {
                 },
             ],
             other_opens: 1,
+            faults: vec![ProcRow {
+                pid: 4242,
+                comm: "reader".into(),
+                count: 40,
+            }],
+            other_faults: 0,
         },
     };
     assert!(!app.apply(Update::Detail {
@@ -416,7 +422,7 @@ fn enter_opens_the_file_detail_and_esc_returns() {
         path: "data/b.bin".into(),
         answer: Ok(detail("data/b.bin")),
     }));
-    let s = screen(&app, 100, 20);
+    let s = screen(&app, 100, 26);
     let want = [
         " sort: opens  filter: none   Esc back  q quit  p pause  ? help",
         "┌ File: data/b.bin ────────────────────────────────────────────────────────────────────────────────┐",
@@ -428,9 +434,16 @@ fn enter_opens_the_file_detail_and_esc_returns() {
         "││      77 (exited)                                                                              3││",
         "││       - (other processes)                                                                     1││",
         "│└────────────────────────────────────────────────────────────────────────────────────────────────┘│",
+        "│┌ Processes that DAX-faulted on it: 1 ───────────────────────────────────────────────────────────┐│",
+        "││     PID COMM                                                                             FAULTS││",
+        "││    4242 reader                                                                               40││",
+        "││                                                                                                ││",
+        "││                                                                                                ││",
+        "│└────────────────────────────────────────────────────────────────────────────────────────────────┘│",
+        "└──────────────────────────────────────────────────────────────────────────────────────────────────┘",
     ];
     let got: Vec<&str> = std::iter::once(s[1].as_str())
-        .chain(s[10..19].iter().map(String::as_str))
+        .chain(s[10..26].iter().map(String::as_str))
         .collect();
     assert_eq!(got, want, "\n{}", s.join("\n"));
     assert_eq!(app.handle(Action::CloseDetail), Effect::Detail(None));
