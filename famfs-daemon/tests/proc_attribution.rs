@@ -4,7 +4,8 @@
 //! its own `comm` — that open the file 5, 3 and 1 times and then wait on stdin. `/api/v1/file` must
 //! name exactly those pids with those names and counts (most opens first, no "other"), the file's
 //! total must be their sum, and `/metrics` must carry no pid or comm. After the processes exit their
-//! counts stay and their names read empty. A path the daemon never saw answers 404.
+//! counts stay and their names read empty. A path the daemon never saw answers 404. While they run,
+//! `famfs-trace top` in tmux shows the same rows after Enter on the file, and Esc returns.
 
 // Test code: a failed step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -18,7 +19,10 @@ use std::{
 };
 
 use famfs_daemon::http::api::{FILE_PATH, FileDetail, ProcRow, file_path_query};
-use support::{DEADLINE, can_mount, daemon::Daemon, image::mkfs, image::put, pattern, wait_for};
+use support::{
+    DEADLINE, TRACE, can_mount, daemon::Daemon, image::mkfs, image::put, pattern, require_program,
+    tmux::Tmux, wait_for,
+};
 
 const FILE: &str = "data/shared.bin";
 
@@ -40,6 +44,50 @@ fn reader(dir: &Path, name: &str, file: &Path, n: u32) -> Child {
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     assert_eq!(line, "done\n", "{name} did not finish its opens");
     c
+}
+
+/// `famfs-trace top` in tmux: Enter on the (only) file row shows the processes with their counts;
+/// Esc returns to the table; `q` quits.
+fn check_top_detail(test: &str, d: &Daemon, want: &[ProcRow]) {
+    if !require_program(test, "tmux") {
+        return;
+    }
+    let tmux = Tmux::start("procs");
+    tmux.type_line(&format!(
+        "{TRACE} top --addr {} --interval 200ms; echo TOP-EXIT=$?",
+        d.addr
+    ));
+    tmux.wait_screen("the file row", |s| {
+        s.contains("┌ Files: 1 ─") && s.contains(FILE)
+    });
+    tmux.key("Enter");
+    let rows = |s: &str| -> Vec<Vec<String>> {
+        s.lines()
+            .filter(|l| l.starts_with("││") && l.contains("reader-"))
+            .map(|l| {
+                l.trim_matches('│')
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .collect()
+    };
+    let expect: Vec<Vec<String>> = want
+        .iter()
+        .map(|p| vec![p.pid.to_string(), p.comm.clone(), p.count.to_string()])
+        .collect();
+    let screen = tmux.wait_screen("the processes that opened the file", |s| {
+        s.contains("Processes that opened it: 3") && rows(s) == expect
+    });
+    assert!(screen.contains(&format!("┌ File: /{FILE} ")), "{screen}");
+    assert!(
+        screen.contains("Processes that DAX-faulted on it: 0"),
+        "{screen}"
+    );
+    tmux.key("Escape");
+    tmux.wait_screen("the file table again", |s| s.contains("┌ Files: 1 ─"));
+    tmux.key("q");
+    tmux.wait_screen("top to exit", |s| s.contains("TOP-EXIT=0"));
 }
 
 fn detail(d: &Daemon) -> (u16, String) {
@@ -105,6 +153,8 @@ fn api_names_the_processes_that_opened_a_file() {
             "a pid label in /metrics"
         );
     }
+
+    check_top_detail(test, &d, &want);
 
     // The processes exit: their counts stay, their names are gone.
     for (c, _, _) in &mut kids {

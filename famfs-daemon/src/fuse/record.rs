@@ -12,7 +12,8 @@ pub struct RequestRecord {
     pub unique: u64,
     pub opcode: u32,
     pub nodeid: u64,
-    /// The requesting process (the request header's pid; 0 for requests the kernel makes itself).
+    /// The requesting task (the request header's pid: the kernel puts the calling thread's id there; 0
+    /// for requests the kernel makes on no task's behalf).
     pub pid: u32,
     pub reply_bytes: u32,
     pub error: i32,

@@ -388,6 +388,7 @@ impl FileRow {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ProcRow {
+    /// Opens: the FUSE request's pid (the opening thread's id); faults: the faulting process (tgid).
     pub pid: u32,
     /// The process's name (`/proc/PID/comm`) when the row was made; empty when it has exited.
     pub comm: String,
