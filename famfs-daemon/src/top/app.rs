@@ -173,7 +173,7 @@ impl App {
                 if self.mode != Mode::Detail(path) {
                     return false;
                 }
-                self.detail = Some(answer);
+                self.detail = Some(answer.map(|d| *d));
             }
         }
         true

@@ -151,7 +151,7 @@ pub enum Update {
     /// The detail of the file the view asked about (after that poll's `Data`).
     Detail {
         path: String,
-        answer: Result<FileDetail, String>,
+        answer: Result<Box<FileDetail>, String>,
     },
 }
 
@@ -254,7 +254,9 @@ fn poll_loop(
             return;
         }
         if let Some(path) = &detail {
-            let answer = fetch_detail(client, path).map_err(|e| e.to_string());
+            let answer = fetch_detail(client, path)
+                .map(Box::new)
+                .map_err(|e| e.to_string());
             if out
                 .send(Update::Detail {
                     path: path.clone(),

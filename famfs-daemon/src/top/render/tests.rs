@@ -416,11 +416,11 @@ fn enter_opens_the_file_detail_and_esc_returns() {
     };
     assert!(!app.apply(Update::Detail {
         path: "logs/c.log".into(),
-        answer: Ok(detail("logs/c.log")),
+        answer: Ok(Box::new(detail("logs/c.log"))),
     }));
     assert!(app.apply(Update::Detail {
         path: "data/b.bin".into(),
-        answer: Ok(detail("data/b.bin")),
+        answer: Ok(Box::new(detail("data/b.bin"))),
     }));
     let s = screen(&app, 100, 26);
     let want = [
