@@ -97,6 +97,25 @@ pub struct FileKey {
     pub ino: u64,
 }
 
+/// (dev, ino, process) key of the per-process DAX fault counter: which process (thread group) faulted
+/// on which file.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ProcFaultKey {
+    pub dev: u32,
+    pub tgid: u32,
+    pub ino: u64,
+}
+
+/// DAX faults of one process on one file (every size and result), and the faulting task's name as the
+/// kernel saw it (`comm`, NUL-padded) at its last fault, so the name outlives the process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ProcFaultStats {
+    pub count: u64,
+    pub comm: [u8; 16],
+}
+
 /// Field offsets of one fs_dax event layout (the PTE and PMD events differ).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

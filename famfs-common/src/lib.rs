@@ -35,6 +35,8 @@ pub mod names {
     pub const FAULT_STATS: &str = "FAULT_STATS";
     pub const FAULT_START: &str = "FAULT_START";
     pub const FILEMAP_STATS: &str = "FILEMAP_STATS";
+    /// DAX faults per (dev, ino, process), with the process's name; LRU.
+    pub const FAULT_PROCS: &str = "FAULT_PROCS";
     pub const FN_STATS: &str = "FN_STATS";
     pub const EVENTS: &str = "EVENTS";
 }

@@ -23,6 +23,8 @@ pod!(
     fault::FaultStats,
     fault::FaultStart,
     fault::FileKey,
+    fault::ProcFaultKey,
+    fault::ProcFaultStats,
     fault::DaxOffsets,
     fault::FilemapOffsets,
     kfunc::FnStats,

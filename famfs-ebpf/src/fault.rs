@@ -1,7 +1,8 @@
 //! Page-fault probes. `fs_dax:dax_{pte,pmd}_fault` starts a fault for the current task; the matching
 //! `_done` classifies the result and adds count, latency and reach to `FAULT_STATS[(dev, ino, size,
 //! result, write)]`; slow faults go to `EVENTS`. `filemap:mm_filemap_fault` counts page-cache faults per
-//! (dev, ino) in `FILEMAP_STATS` (with the filter off: only anonymous-device filesystems such as FUSE).
+//! (dev, ino) in `FILEMAP_STATS`; each counted DAX fault also counts for the faulting process in
+//! `FAULT_PROCS[(dev, ino, tgid)]` with its `comm` (with the filter off: only anonymous-device filesystems such as FUSE).
 //! Must not touch the request or kernel-function maps.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
@@ -9,8 +10,8 @@ use famfs_common::{
     counters,
     event::{Event, KIND_SLOW_FAULT},
     fault::{
-        DaxOffsets, FAULT_FLAG_WRITE, FaultKey, FaultStart, FaultStats, FileKey, SIZE_PMD,
-        SIZE_PTE, classify,
+        DaxOffsets, FAULT_FLAG_WRITE, FaultKey, FaultStart, FaultStats, FileKey, ProcFaultKey,
+        ProcFaultStats, SIZE_PMD, SIZE_PTE, classify,
     },
     hist::{LAT_SLOTS, log2_slot},
 };
@@ -18,8 +19,8 @@ use famfs_common::{
 use crate::{
     filter::{atomic_add, bump, connection_wanted, filtering, now_ns, read, tid_tgid},
     maps::{
-        DAX_PMD_OFFSETS, DAX_PTE_OFFSETS, EVENTS, FAULT_START, FAULT_STATS, FILEMAP_OFFSETS,
-        FILEMAP_STATS, SLOW_FAULT_NS, ZERO_FAULT, global,
+        DAX_PMD_OFFSETS, DAX_PTE_OFFSETS, EVENTS, FAULT_PROCS, FAULT_START, FAULT_STATS,
+        FILEMAP_OFFSETS, FILEMAP_STATS, SLOW_FAULT_NS, ZERO_FAULT, global,
     },
 };
 
@@ -121,6 +122,7 @@ fn fault_done(ctx: &TracePointContext, off: DaxOffsets, size: u8) -> u32 {
             (*row).max_pgoff = pgoff + 1;
         }
     }
+    count_process(dev, ino, tgid);
     if lat >= global(&SLOW_FAULT_NS) {
         let ev = Event {
             kind: KIND_SLOW_FAULT,
@@ -139,6 +141,31 @@ fn fault_done(ctx: &TracePointContext, off: DaxOffsets, size: u8) -> u32 {
         }
     }
     0
+}
+
+/// One DAX fault of the current process on (dev, ino), with its name.
+#[inline(always)]
+fn count_process(dev: u32, ino: u64, tgid: u32) {
+    let key = ProcFaultKey { dev, tgid, ino };
+    let comm = aya_ebpf::helpers::bpf_get_current_comm().unwrap_or([0; 16]);
+    match FAULT_PROCS.get_ptr_mut(key) {
+        // SAFETY: `p` points at a live map value; the count is updated with an atomic add, the name
+        // written whole (a racing writer is the same process).
+        Some(p) => unsafe {
+            atomic_add(&raw mut (*p).count, 1);
+            (*p).comm = comm;
+        },
+        None => {
+            let row = ProcFaultStats { count: 1, comm };
+            // Lost the race to create the entry: count on the one another CPU made.
+            if FAULT_PROCS.insert(key, row, BPF_NOEXIST).is_err()
+                && let Some(p) = FAULT_PROCS.get_ptr_mut(key)
+            {
+                // SAFETY: as above.
+                unsafe { atomic_add(&raw mut (*p).count, 1) };
+            }
+        }
+    }
 }
 
 #[tracepoint]

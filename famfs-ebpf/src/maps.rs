@@ -8,7 +8,10 @@ use aya_ebpf::{
 };
 use famfs_common::{
     counters,
-    fault::{DaxOffsets, FaultKey, FaultStart, FaultStats, FileKey, FilemapOffsets},
+    fault::{
+        DaxOffsets, FaultKey, FaultStart, FaultStats, FileKey, FilemapOffsets, ProcFaultKey,
+        ProcFaultStats,
+    },
     fuse_request::{FILTER_ALL, Inflight, InflightKey, ReqKey, ReqOffsets, ReqStats, TpOffsets},
     kfunc::{self, FnStartKey, FnStats},
 };
@@ -47,6 +50,11 @@ pub static FAULT_START: LruHashMap<u32, FaultStart> = LruHashMap::with_max_entri
 /// Per (dev, ino, size, result, write) DAX fault aggregates; LRU so it is bounded by file count.
 #[map]
 pub static FAULT_STATS: LruHashMap<FaultKey, FaultStats> = LruHashMap::with_max_entries(8192, 0);
+
+/// DAX faults per (dev, ino, process) and the process's name; LRU, bounded like the per-file maps.
+#[map]
+pub static FAULT_PROCS: LruHashMap<ProcFaultKey, ProcFaultStats> =
+    LruHashMap::with_max_entries(8192, 0);
 
 /// Page-cache faults per (dev, ino); LRU.
 #[map]

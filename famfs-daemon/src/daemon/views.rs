@@ -1,5 +1,5 @@
 //! What the daemon shows over HTTP: the [`Views`] of a running daemon, answered from in-memory state
-//! (the metrics registry, the probes' maps, the join's per-file table, the FUSE session's liveness).
+//! (the metrics registry, the probes' maps, the join's per-file table, `/proc/PID/comm` for the names of the processes behind a file, the FUSE session's liveness).
 //!
 //! Owns which state answers which endpoint. Reads only: the join's table through its read half, the
 //! probes through one snapshot per request. The schema is `http::api`'s, the encoding `http`'s.
@@ -12,7 +12,7 @@ use std::sync::{
 use crate::{
     http::{
         Views,
-        api::{FileRow, ProbeRow, Snapshot},
+        api::{FileDetail, FileRow, ProbeRow, Snapshot},
     },
     join::{FileQuery, SharedFileState, query},
     metrics::{Format, Metrics},
@@ -38,6 +38,13 @@ impl std::fmt::Debug for DaemonViews {
             .field("files", &self.files.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// The name of process `pid` (`/proc/PID/comm`), empty when it has exited. Read at view time only.
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim_end_matches('\n').to_string())
+        .unwrap_or_default()
 }
 
 fn unix_now() -> f64 {
@@ -93,6 +100,19 @@ impl Views for DaemonViews {
             .into_iter()
             .map(|f| FileRow::of(f, now))
             .collect())
+    }
+
+    fn file(&self, path: &str) -> Result<Option<FileDetail>, String> {
+        let Some(files) = &self.files else {
+            return Ok(None);
+        };
+        let st = files.read().map_err(|e| e.to_string())?;
+        let now = crate::util::monotonic_ns();
+        Ok(st
+            .join
+            .files()
+            .find(|f| f.info.path.trim_start_matches('/') == path.trim_start_matches('/'))
+            .map(|f| FileDetail::of(f, now, &comm)))
     }
 
     fn snapshot(&self, q: &FileQuery) -> Result<Snapshot, String> {

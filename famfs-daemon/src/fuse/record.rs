@@ -12,6 +12,9 @@ pub struct RequestRecord {
     pub unique: u64,
     pub opcode: u32,
     pub nodeid: u64,
+    /// The requesting task (the request header's pid: the kernel puts the calling thread's id there; 0
+    /// for requests the kernel makes on no task's behalf).
+    pub pid: u32,
     pub reply_bytes: u32,
     pub error: i32,
     /// GET_FMAP: serialized fmap size (0 for other opcodes or when only the needed size was sent).

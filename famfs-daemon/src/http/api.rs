@@ -1,5 +1,6 @@
 //! The HTTP API's schema, defined once for the daemon that writes it and the clients that read it
-//! (`top`, `snapshot`, `diff`, tests): file rows (`/api/v1/files`), probe rows (`/api/v1/probes`) and
+//! (`top`, `snapshot`, `diff`, tests): file rows (`/api/v1/files`), one file's detail with the
+//! processes behind it (`/api/v1/file`), probe rows (`/api/v1/probes`) and
 //! the [`Snapshot`] (`/api/v1/snapshot`: files, per-opcode request counters and latency histograms, DAX
 //! fault totals, probes), with the conversions from the daemon's state (join, probes) into those
 //! rows, the query string of the file table, and the histogram arithmetic `top` and `regress` use
@@ -19,7 +20,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    join::{FaultMatrix, FileQuery, FileSort, FileStats, SortFields, fault_totals},
+    join::{FaultMatrix, FileQuery, FileSort, FileStats, ProcTop, SortFields, fault_totals},
     metrics::opcode_label,
     probes::{ProbeSnapshot, ProbeStatus, RequestRow},
 };
@@ -28,6 +29,8 @@ use crate::{
 pub const FILES_PATH: &str = "/api/v1/files";
 /// Path of the probe table.
 pub const PROBES_PATH: &str = "/api/v1/probes";
+/// Path of one file's detail (`?path=P`, the file's path in the image, with or without the leading `/`): its row and the processes that used it.
+pub const FILE_PATH: &str = "/api/v1/file";
 /// Path of the whole snapshot.
 pub const SNAPSHOT_PATH: &str = "/api/v1/snapshot";
 
@@ -379,6 +382,90 @@ impl FileRow {
         let t = self.faults_pmd + self.faults_fallback;
         (t > 0).then(|| self.faults_fallback as f64 / t as f64)
     }
+}
+
+/// One process's share of a file's events (`/api/v1/file`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProcRow {
+    /// Opens: the FUSE request's pid (the opening thread's id); faults: the faulting process (tgid).
+    pub pid: u32,
+    /// The process's name (`/proc/PID/comm`) when the row was made; empty when it has exited.
+    pub comm: String,
+    pub count: u64,
+}
+
+/// The processes behind a file's events: a bounded top-N each (see `join::ProcTop`), most events
+/// first; `other_*` counts the events of processes that did not keep a place, so each list's counts
+/// plus its `other_*` are the file's total.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FileProcesses {
+    pub opens: Vec<ProcRow>,
+    pub other_opens: u64,
+    /// DAX faults by faulting process (from the kernel; the name as the kernel saw it at the
+    /// process's last fault, so it stays after the process exits).
+    pub faults: Vec<ProcRow>,
+    pub other_faults: u64,
+}
+
+/// `/api/v1/file?path=P`: one file's row and the processes that opened it and that faulted on it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FileDetail {
+    pub file: FileRow,
+    pub processes: FileProcesses,
+}
+
+impl FileDetail {
+    /// The detail of `f` at `now_ns`; `comm` names a pid (empty when it has exited).
+    pub fn of(f: &FileStats, now_ns: u64, comm: &dyn Fn(u32) -> String) -> FileDetail {
+        let rows = |t: &ProcTop| -> Vec<ProcRow> {
+            t.sorted()
+                .into_iter()
+                .map(|p| ProcRow {
+                    pid: p.pid,
+                    comm: comm(p.pid),
+                    count: p.count,
+                })
+                .collect()
+        };
+        FileDetail {
+            file: FileRow::of(f, now_ns),
+            processes: FileProcesses {
+                opens: rows(&f.open_procs),
+                other_opens: f.open_procs.other,
+                faults: f
+                    .fault_procs
+                    .sorted()
+                    .into_iter()
+                    .map(|p| ProcRow {
+                        pid: p.pid,
+                        comm: p.comm_str(),
+                        count: p.count,
+                    })
+                    .collect(),
+                other_faults: f.fault_procs.other,
+            },
+        }
+    }
+}
+
+/// Parse the query string of `/api/v1/file`: `path=P` (percent-encoded), the only key.
+pub fn parse_file_path(query: Option<&str>) -> Result<String, String> {
+    let mut path = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("path", v)) => path = Some(decode_value(v)?),
+            _ => return Err(format!("unknown query parameter {pair:?} (path)")),
+        }
+    }
+    path.ok_or_else(|| "missing path= (the file's path in the image)".to_string())
+}
+
+/// The query string of `/api/v1/file` for `path`, as [`parse_file_path`] reads it.
+pub fn file_path_query(path: &str) -> String {
+    format!("path={}", utf8_percent_encode(path, FILTER_SET))
 }
 
 /// Everything the operator views read from a daemon at one moment.

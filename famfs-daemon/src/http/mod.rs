@@ -40,6 +40,8 @@ pub trait Views: Send + Sync + 'static {
     fn probes(&self) -> Result<Vec<api::ProbeRow>, String>;
     /// The file table, as `query` selects and orders it.
     fn files(&self, query: &FileQuery) -> Result<Vec<api::FileRow>, String>;
+    /// One file's detail (`path` as `/api/v1/files` spells it; the leading `/` may be left out); `Ok(None)` when no such file was seen.
+    fn file(&self, path: &str) -> Result<Option<api::FileDetail>, String>;
     /// Everything the operator views read at once; the files as `query` selects them.
     fn snapshot(&self, query: &FileQuery) -> Result<api::Snapshot, String>;
     /// `None` when healthy, else why not.
@@ -127,6 +129,20 @@ fn route(views: &dyn Views, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         },
         api::PROBES_PATH => json(views.probes()),
         api::FILES_PATH => file_view(req.uri().query(), |q| views.files(q)),
+        api::FILE_PATH => match api::parse_file_path(req.uri().query()) {
+            Err(e) => respond(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")),
+            Ok(path) => match views.file(&path) {
+                Ok(Some(d)) => json(Ok(d)),
+                Ok(None) => respond(
+                    StatusCode::NOT_FOUND,
+                    TEXT,
+                    format!(
+                        "no file {path:?} has been opened or faulted since the daemon started\n"
+                    ),
+                ),
+                Err(e) => json::<()>(Err(e)),
+            },
+        },
         api::SNAPSHOT_PATH => file_view(req.uri().query(), |q| views.snapshot(q)),
         other => respond(
             StatusCode::NOT_FOUND,

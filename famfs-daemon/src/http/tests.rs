@@ -26,6 +26,24 @@ impl Views for Fixed {
             ..Default::default()
         }])
     }
+    /// A file named `known` exists, with one opening process.
+    fn file(&self, path: &str) -> Result<Option<api::FileDetail>, String> {
+        Ok((path == "known dir/a").then(|| api::FileDetail {
+            file: api::FileRow {
+                path: path.into(),
+                opens: 2,
+                ..Default::default()
+            },
+            processes: api::FileProcesses {
+                opens: vec![api::ProcRow {
+                    pid: 7,
+                    comm: "cat".into(),
+                    count: 2,
+                }],
+                ..Default::default()
+            },
+        }))
+    }
     fn snapshot(&self, query: &FileQuery) -> Result<api::Snapshot, String> {
         if query.limit == 0 {
             return Err("no snapshot of nothing".into());
@@ -171,6 +189,35 @@ fn api_routes_parse_queries_and_encode_json() {
         (500, "no snapshot of nothing\n")
     );
     assert_eq!(get(addr, "/api/v1/probes").body, "[]");
+    let r = get(
+        addr,
+        &format!("{}?{}", api::FILE_PATH, api::file_path_query("known dir/a")),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let d: api::FileDetail = serde_json::from_str(&r.body).expect("detail");
+    assert_eq!((d.file.path.as_str(), d.file.opens), ("known dir/a", 2));
+    assert_eq!(
+        (d.processes.opens[0].pid, d.processes.opens[0].comm.as_str()),
+        (7, "cat")
+    );
+    let r = get(addr, "/api/v1/file?path=nope");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            404,
+            "no file \"nope\" has been opened or faulted since the daemon started\n"
+        )
+    );
+    let r = get(addr, "/api/v1/file?sort=path");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, "unknown query parameter \"sort=path\" (path)\n")
+    );
+    let r = get(addr, "/api/v1/file");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, "missing path= (the file's path in the image)\n")
+    );
     let r = get(addr, "/api/v2");
     assert_eq!(
         (r.status, r.body.as_str()),

@@ -6,13 +6,14 @@
 //! epoch's INIT; faults join on (device == connection, inode == the server's st_ino).
 //! Owns: [`Join`] (pure state, no I/O, no locks of its own), [`FileStats`], the per-file table shared
 //! with the readers ([`FileState`] behind [`SharedFileState`], written only by the join), the file
-//! table's query (sort keys, limit, path filter) and the worker thread that feeds the join, including
+//! table's query (sort keys, limit, path filter) and the worker thread that feeds the join, the per-file top-N of opening processes (`procs`), including
 //! the kernel's per-file fault counters on the join's own tick ([`JoinWorker`]). `Join` itself does no
 //! I/O; the worker reads the probes' ring buffer and map snapshots. Must not import `metrics`, `http`
 //! or any view. The hot path (`ingest_*`) allocates only when a new file or a new pending request
 //! appears, never per repeated event.
 
 mod files;
+mod procs;
 mod state;
 mod worker;
 
@@ -21,6 +22,7 @@ use std::collections::HashMap;
 use famfs_common::{event, fault::FaultKey, hist::LAT_SLOTS, hist::log2_slot};
 
 pub use files::{FileQuery, FileSort, SortFields, fold_for_series, query};
+pub use procs::{FaultTop, PROC_SLOTS, ProcCount, ProcFaults, ProcTop};
 pub use state::{FileState, SharedFileState, StatePoisoned};
 pub use worker::{FAULT_TICK, FaultSource, JoinInputs, JoinWorker};
 
@@ -56,6 +58,8 @@ pub struct FileStats {
     pub info: FileInfo,
     pub opens: u64,
     pub open_errors: u64,
+    /// The processes that opened the file (FUSE OPEN's requesting pid), bounded.
+    pub open_procs: ProcTop,
     /// Kernel-observed OPEN latency (send → reply), log2 ns slots.
     pub open_lat_slots: [u64; LAT_SLOTS],
     pub open_lat_sum_ns: u64,
@@ -74,6 +78,8 @@ pub struct FileStats {
     pub fault_lat_slots: [u64; LAT_SLOTS],
     pub fault_lat_sum_ns: u64,
     pub page_cache_faults: u64,
+    /// The processes that DAX-faulted on the file (from the kernel's per-process map, each snapshot).
+    pub fault_procs: FaultTop,
     /// CLOCK_MONOTONIC ns of the last request or fault seen for this file.
     pub last_access_ns: u64,
 }
@@ -85,6 +91,7 @@ impl FileStats {
             info,
             opens: 0,
             open_errors: 0,
+            open_procs: ProcTop::default(),
             open_lat_slots: [0; LAT_SLOTS],
             open_lat_sum_ns: 0,
             open_lat_count: 0,
@@ -99,6 +106,7 @@ impl FileStats {
             fault_lat_slots: [0; LAT_SLOTS],
             fault_lat_sum_ns: 0,
             page_cache_faults: 0,
+            fault_procs: FaultTop::default(),
             last_access_ns: 0,
         }
     }
@@ -234,6 +242,7 @@ impl Join {
         match r.opcode {
             FUSE_OPEN => {
                 f.opens += 1;
+                f.open_procs.count(r.pid);
                 if r.error != 0 {
                     f.open_errors += 1;
                 }
@@ -395,6 +404,30 @@ impl Join {
                 }
             }
             f.page_cache_faults = 0;
+        }
+        // Per-process faults: the snapshot's rows are sorted by (dev, ino, tgid), one group per file.
+        for f in self.files.values_mut() {
+            f.fault_procs
+                .rebuild(std::iter::empty(), f.faults.iter().flatten().sum());
+        }
+        for group in snap
+            .fault_procs
+            .chunk_by(|a, b| a.0.dev == b.0.dev && a.0.ino == b.0.ino)
+        {
+            let Some((k, _)) = group.first() else {
+                continue;
+            };
+            if k.dev != self.connection {
+                continue;
+            }
+            if let Some(f) = self.files.get_mut(&k.ino) {
+                let rows = group.iter().map(|(k, v)| ProcFaults {
+                    pid: k.tgid,
+                    comm: v.comm,
+                    count: v.count,
+                });
+                f.fault_procs.rebuild(rows, f.faults.iter().flatten().sum());
+            }
         }
         for (k, n) in snap
             .filemap

@@ -391,3 +391,74 @@ fn only_new_dax_faults_make_a_file_recent() {
         Some((0, 3_000))
     );
 }
+
+#[test]
+fn dax_faults_are_attributed_to_the_kernel_s_processes() {
+    use famfs_common::fault::{FaultKey, FaultStats, ProcFaultKey, ProcFaultStats, SIZE_PTE};
+    let comm = |s: &[u8]| {
+        let mut c = [0u8; 16];
+        c[..s.len()].copy_from_slice(s);
+        c
+    };
+    let proc_row = |dev: u32, ino: u64, tgid: u32, count: u64, name: &[u8]| {
+        (
+            ProcFaultKey { dev, tgid, ino },
+            ProcFaultStats {
+                count,
+                comm: comm(name),
+            },
+        )
+    };
+    let snap = crate::probes::ProbeSnapshot {
+        faults: vec![crate::probes::FaultRow {
+            key: FaultKey {
+                dev: CONN,
+                size: SIZE_PTE,
+                ino: 2,
+                ..Default::default()
+            },
+            stats: FaultStats {
+                count: 10,
+                ..FaultStats::ZERO
+            },
+        }],
+        // Sorted by (dev, ino, tgid), as the probes read them; 1 of file 2's 10 faults is no longer
+        // in the kernel's per-process map; another connection's rows do not count.
+        fault_procs: vec![
+            proc_row(CONN, 2, 50, 6, b"mapper"),
+            proc_row(CONN, 2, 51, 3, b"reader-with-a-15"),
+            proc_row(CONN, 3, 52, 4, b"x"),
+            proc_row(CONN + 1, 2, 53, 7, b"other"),
+        ],
+        ..Default::default()
+    };
+    let mut j = Join::new(CONN, EPOCH, 0, 0);
+    assert!(j.track(2, &cat()));
+    j.apply_fault_snapshot(&snap, 1_000);
+    let f = j.file(2).unwrap();
+    let got: Vec<(u32, String, u64)> = f
+        .fault_procs
+        .sorted()
+        .iter()
+        .map(|p| (p.pid, p.comm_str(), p.count))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (50, "mapper".to_string(), 6),
+            (51, "reader-with-a-15".to_string(), 3)
+        ]
+    );
+    assert_eq!(f.fault_procs.other, 1);
+    // The processes' rows gone from the kernel: nothing attributed, every fault is "other".
+    let snap2 = crate::probes::ProbeSnapshot {
+        fault_procs: Vec::new(),
+        ..snap
+    };
+    j.apply_fault_snapshot(&snap2, 2_000);
+    let f = j.file(2).unwrap();
+    assert_eq!(
+        (f.fault_procs.entries().len(), f.fault_procs.other),
+        (0, 10)
+    );
+}

@@ -79,7 +79,8 @@ fn load_object(cfg: &ProbeConfig, root: &Path, req_off: &ReqOffsets) -> Result<E
         .map_max_entries(names::INFLIGHT_REQ, cfg.inflight_max.max(1))
         .map_max_entries(names::REQ_STATS, cfg.stats_max.max(1))
         .map_max_entries(names::FAULT_STATS, cfg.files_max.max(1))
-        .map_max_entries(names::FILEMAP_STATS, cfg.files_max.max(1));
+        .map_max_entries(names::FILEMAP_STATS, cfg.files_max.max(1))
+        .map_max_entries(names::FAULT_PROCS, cfg.files_max.max(1));
     loader
         .load(EBPF_OBJECT)
         .map_err(|e| format!("loading the eBPF object failed: {}", errchain(&e)))

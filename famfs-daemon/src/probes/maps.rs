@@ -9,7 +9,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap, RingBuf},
 };
 use famfs_common::{
-    fault::{FaultKey, FaultStats, FileKey},
+    fault::{FaultKey, FaultStats, FileKey, ProcFaultKey, ProcFaultStats},
     fuse_request::{Inflight, InflightKey, ReqKey, ReqStats},
     names,
 };
@@ -69,6 +69,12 @@ impl Probes {
             .map(BpfHashMap::<_, FaultKey, FaultStats>::try_from)
         {
             remove_matching!(m, |k: &FaultKey| k.dev == connection);
+        }
+        if let Some(Ok(mut m)) = ebpf
+            .map_mut(names::FAULT_PROCS)
+            .map(BpfHashMap::<_, ProcFaultKey, ProcFaultStats>::try_from)
+        {
+            remove_matching!(m, |k: &ProcFaultKey| k.dev == connection);
         }
         if let Some(Ok(mut m)) = ebpf
             .map_mut(names::FILEMAP_STATS)

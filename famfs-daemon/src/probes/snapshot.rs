@@ -4,7 +4,7 @@
 use aya::maps::{HashMap as BpfHashMap, PerCpuArray, PerCpuHashMap};
 use famfs_common::{
     counters,
-    fault::{FaultKey, FaultStats, FileKey},
+    fault::{FaultKey, FaultStats, FileKey, ProcFaultKey, ProcFaultStats},
     fuse_request::{ReqKey, ReqStats},
     kfunc::{self, FnStats},
     names,
@@ -68,6 +68,8 @@ pub struct ProbeSnapshot {
     pub faults: Vec<FaultRow>,
     /// Page-cache faults per (dev, ino).
     pub filemap: Vec<(FileKey, u64)>,
+    /// DAX faults per (dev, ino, process), with the process's name.
+    pub fault_procs: Vec<(ProcFaultKey, ProcFaultStats)>,
     pub functions: Vec<FnRow>,
     pub counters: [u64; counters::COUNT as usize],
     pub programs: Vec<ProgramCost>,
@@ -132,6 +134,14 @@ impl Probes {
                 .collect();
             snap.faults
                 .sort_by_key(|r| (r.key.dev, r.key.ino, r.key.size, r.key.result, r.key.write));
+        }
+        if let Some(Ok(m)) = ebpf
+            .map(names::FAULT_PROCS)
+            .map(BpfHashMap::<_, ProcFaultKey, ProcFaultStats>::try_from)
+        {
+            snap.fault_procs = m.iter().filter_map(Result::ok).collect();
+            snap.fault_procs
+                .sort_by_key(|(k, _)| (k.dev, k.ino, k.tgid));
         }
         if let Some(Ok(m)) = ebpf
             .map(names::FILEMAP_STATS)

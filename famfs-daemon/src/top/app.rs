@@ -1,5 +1,5 @@
 //! The state of `famfs-trace top`: the latest snapshot and rates, the link to the daemon, the sort key,
-//! filter (and the filter being typed), pause, help, and the selected file row. Changes only through
+//! filter (and the filter being typed), pause, help, the selected file row and its detail view. Changes only through
 //! [`App::apply`] (collector updates), [`App::handle`] (user actions) and [`App::tick`] (the clock).
 //!
 //! Pure: no I/O, no locks, no clock reads (time comes in as arguments). Sorting and filtering happen
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::collector::{Rates, Update};
 use crate::{
-    http::api::{FileRow, Snapshot},
+    http::api::{FileDetail, FileRow, Snapshot},
     join::{FileQuery, FileSort},
 };
 
@@ -20,6 +20,8 @@ pub enum Mode {
     Normal,
     /// Typing a filter; the text so far.
     Filter(String),
+    /// The detail view of one file (Enter on its row): the processes that opened it.
+    Detail(String),
 }
 
 /// The link to the daemon.
@@ -50,6 +52,10 @@ pub enum Action {
     Home,
     End,
     ToggleHelp,
+    /// Open the selected file's detail view.
+    OpenDetail,
+    /// Back to the table.
+    CloseDetail,
 }
 
 /// What the caller must do after an action.
@@ -58,6 +64,8 @@ pub enum Effect {
     None,
     /// Ask the collector for this file query.
     Query(FileQuery),
+    /// Ask the collector for this file's detail too (`None`: stop asking).
+    Detail(Option<String>),
     Quit,
 }
 
@@ -80,6 +88,8 @@ pub struct App {
     /// Whether any poll succeeded (else the snapshot is empty because nothing is known).
     pub has_data: bool,
     pub snapshot: Snapshot,
+    /// The detail view's data (for [`Mode::Detail`]): the last answer about that file, or why none came.
+    pub detail: Option<Result<FileDetail, String>>,
     pub rates: Rates,
     /// Indices into `snapshot.files` that pass the filter, in sort order.
     pub order: Vec<usize>,
@@ -113,6 +123,7 @@ impl App {
             link: Link::Connecting,
             has_data: false,
             snapshot: Snapshot::default(),
+            detail: None,
             rates: Rates::default(),
             order: Vec::new(),
             open_p99: Vec::new(),
@@ -158,6 +169,12 @@ impl App {
                 self.reorder();
             }
             Update::Unreachable { reason, .. } => self.link = Link::Down(reason),
+            Update::Detail { path, answer } => {
+                if self.mode != Mode::Detail(path) {
+                    return false;
+                }
+                self.detail = Some(answer.map(|d| *d));
+            }
         }
         true
     }
@@ -234,6 +251,18 @@ impl App {
             Action::Home => self.selected = 0,
             Action::End => self.selected = last,
             Action::ToggleHelp => self.help = !self.help,
+            Action::OpenDetail => {
+                if let Some(path) = self.selected_file().map(|f| f.path.clone()) {
+                    self.mode = Mode::Detail(path.clone());
+                    self.detail = None;
+                    return Effect::Detail(Some(path));
+                }
+            }
+            Action::CloseDetail => {
+                self.mode = Mode::Normal;
+                self.detail = None;
+                return Effect::Detail(None);
+            }
         }
         Effect::None
     }

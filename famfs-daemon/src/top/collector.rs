@@ -1,5 +1,5 @@
 //! The data side of `top` and `snapshot`: [`fetch_snapshot`] reads the daemon's `/api/v1/snapshot`
-//! (JSON, through the crate's one HTTP client), [`rates`] turns two snapshots into per-interval rates,
+//! (JSON, through the crate's one HTTP client), [`fetch_detail`] one file's `/api/v1/file`, [`rates`] turns two snapshots into per-interval rates,
 //! and the polling thread ([`Collector`]) feeds `top`.
 //!
 //! Owns what `top`/`snapshot` ask the daemon and when. Must not touch the terminal or the view state: it
@@ -15,7 +15,7 @@ use std::{
 
 use crate::{
     http::{
-        api::{SNAPSHOT_PATH, Snapshot, file_query_string},
+        api::{FILE_PATH, FileDetail, SNAPSHOT_PATH, Snapshot, file_path_query, file_query_string},
         client::{Client, ClientError, ClientSecurity},
     },
     join::FileQuery,
@@ -35,6 +35,11 @@ pub fn fetch_snapshot(client: &Client, files: &FileQuery) -> Result<Snapshot, Cl
     let mut s: Snapshot = client.get_json(&path)?;
     s.daemon = client.addr().to_string();
     Ok(s)
+}
+
+/// One file's detail (`/api/v1/file`, the exact path).
+pub fn fetch_detail(client: &Client, path: &str) -> Result<FileDetail, ClientError> {
+    client.get_json(&format!("{FILE_PATH}?{}", file_path_query(path)))
 }
 
 /// How long one poll's requests may wait, for a poll `interval`.
@@ -143,12 +148,24 @@ pub enum Update {
         reason: String,
         at: Instant,
     },
+    /// The detail of the file the view asked about (after that poll's `Data`).
+    Detail {
+        path: String,
+        answer: Result<Box<FileDetail>, String>,
+    },
+}
+
+/// What the view asks the polling thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Control {
+    Query(FileQuery),
+    Detail(Option<String>),
 }
 
 /// The polling thread's handle. Dropping it stops the thread after its current request.
 #[derive(Debug)]
 pub struct Collector {
-    control: Option<Sender<FileQuery>>,
+    control: Option<Sender<Control>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -175,7 +192,14 @@ impl Collector {
     /// Ask for another sort or filter; the next poll (started now) uses it.
     pub fn set_query(&self, q: FileQuery) {
         if let Some(c) = &self.control {
-            let _ = c.send(q);
+            let _ = c.send(Control::Query(q));
+        }
+    }
+
+    /// Fetch this file's detail on every poll from now on (started now); `None` stops.
+    pub fn set_detail(&self, path: Option<String>) {
+        if let Some(c) = &self.control {
+            let _ = c.send(Control::Detail(path));
         }
     }
 
@@ -199,9 +223,10 @@ fn poll_loop(
     client: &Client,
     interval: Duration,
     mut query: FileQuery,
-    control: &Receiver<FileQuery>,
+    control: &Receiver<Control>,
     out: &Sender<Update>,
 ) {
+    let mut detail: Option<String> = None;
     let mut prev: Option<(Snapshot, Instant)> = None;
     loop {
         let started = Instant::now();
@@ -228,14 +253,32 @@ fn poll_loop(
         if out.send(update).is_err() {
             return;
         }
+        if let Some(path) = &detail {
+            let answer = fetch_detail(client, path)
+                .map(Box::new)
+                .map_err(|e| e.to_string());
+            if out
+                .send(Update::Detail {
+                    path: path.clone(),
+                    answer,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
         // Wait out the interval, waking early for a new query; a closed channel means stop.
         let left = (started + interval).saturating_duration_since(Instant::now());
         match control.recv_timeout(left) {
-            Ok(q) => {
-                query = q;
+            Ok(c) => {
                 // Take every queued change, then poll at once.
-                while let Ok(q) = control.try_recv() {
-                    query = q;
+                let mut next = Some(c);
+                while let Some(c) = next {
+                    match c {
+                        Control::Query(q) => query = q,
+                        Control::Detail(d) => detail = d,
+                    }
+                    next = control.try_recv().ok();
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}

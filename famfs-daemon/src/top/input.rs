@@ -2,7 +2,8 @@
 //! typed) to an [`Action`]. Reading events from the terminal is the caller's job.
 //!
 //! Normal mode: `q`/Esc quit, Ctrl-C quit, `s` next sort key, `/` edit the filter, `p` pause, arrows or
-//! `j`/`k` move the selection (PgUp/PgDn, Home/End, `g`/`G`), `?` help. Filter mode: characters edit,
+//! `j`/`k` move the selection (PgUp/PgDn, Home/End, `g`/`G`), Enter opens the selected file's detail
+//! (the processes behind it; Esc, Enter or Backspace return, `q` quits), `?` help. Filter mode: characters edit,
 //! Backspace deletes, Enter applies, Esc cancels.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -27,7 +28,15 @@ pub fn action_for(key: &KeyEvent, mode: &Mode) -> Option<Action> {
             }
             _ => None,
         },
+        Mode::Detail(_) => match key.code {
+            KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace => Some(Action::CloseDetail),
+            KeyCode::Char('q') => Some(Action::Quit),
+            KeyCode::Char('p') | KeyCode::Char(' ') => Some(Action::TogglePause),
+            KeyCode::Char('?') | KeyCode::F(1) => Some(Action::ToggleHelp),
+            _ => None,
+        },
         Mode::Normal => match key.code {
+            KeyCode::Enter => Some(Action::OpenDetail),
             KeyCode::Char('q') | KeyCode::Esc => Some(Action::Quit),
             KeyCode::Char('s') => Some(Action::CycleSort),
             KeyCode::Char('/') => Some(Action::StartFilter),
@@ -83,6 +92,11 @@ mod tests {
             Some(Action::ToggleHelp)
         );
         assert_eq!(action_for(&k(KeyCode::Char('x')), &n), None);
+        assert_eq!(action_for(&k(KeyCode::Enter), &n), Some(Action::OpenDetail));
+        let d = Mode::Detail("a".into());
+        assert_eq!(action_for(&k(KeyCode::Esc), &d), Some(Action::CloseDetail));
+        assert_eq!(action_for(&k(KeyCode::Char('q')), &d), Some(Action::Quit));
+        assert_eq!(action_for(&k(KeyCode::Char('j')), &d), None);
         let mut release = k(KeyCode::Char('q'));
         release.kind = KeyEventKind::Release;
         assert_eq!(action_for(&release, &n), None);

@@ -173,6 +173,7 @@ fn event_loop(
                     match app.handle(a) {
                         Effect::Quit => return Ok(()),
                         Effect::Query(q) => collector.set_query(q),
+                        Effect::Detail(p) => collector.set_detail(p),
                         Effect::None => {}
                     }
                     dirty = true;

@@ -1,5 +1,6 @@
 //! Drawing `famfs-trace top`: the header (daemon, link state, probe summary, sort/filter/pause), the
-//! per-opcode request table, the DAX fault line and the per-file table, plus the help popup. Also the
+//! per-opcode request table, the DAX fault line and the per-file table (or one file's detail, `detail`),
+//! plus the help popup. Also the
 //! plain-text frame of `--once` (a frame drawn into a buffer, printed line by line).
 //!
 //! Pure: reads an [`App`] and draws into a ratatui [`Frame`], whatever the backend. No I/O, no locks,
@@ -87,7 +88,10 @@ pub fn render(f: &mut Frame, app: &App) {
     render_header(f, app, a.header);
     render_opcodes(f, app, a.opcodes);
     render_faults(f, app, a.faults);
-    render_files(f, app, a.files);
+    match &app.mode {
+        Mode::Detail(path) => detail::render_detail(f, app, path, a.files),
+        _ => render_files(f, app, a.files),
+    }
     if app.help {
         render_help(f, area);
     }
@@ -140,7 +144,7 @@ fn render_header(f: &mut Frame, app: &App, area: Rect) {
             ));
             l2.push(Span::styled("  (Enter apply, Esc cancel)", dim()));
         }
-        Mode::Normal => {
+        Mode::Normal | Mode::Detail(_) => {
             if app.filter.is_empty() {
                 l2.push(Span::raw("filter: none"));
             } else {
@@ -154,7 +158,11 @@ fn render_header(f: &mut Frame, app: &App, area: Rect) {
                 ));
             }
             l2.push(Span::styled(
-                "   q quit  s sort  / filter  p pause  j/k move  ? help",
+                if matches!(app.mode, Mode::Detail(_)) {
+                    "   Esc back  q quit  p pause  ? help"
+                } else {
+                    "   q quit  s sort  / filter  p pause  j/k move  Enter detail  ? help"
+                },
                 dim(),
             ));
         }
@@ -325,7 +333,7 @@ fn render_files(f: &mut Frame, app: &App, area: Rect) {
 }
 
 fn render_help(f: &mut Frame, area: Rect) {
-    const KEYS: [&str; 8] = [
+    const KEYS: [&str; 9] = [
         " q, Esc      quit",
         " s           next sort key",
         " /           edit the path filter",
@@ -333,9 +341,10 @@ fn render_help(f: &mut Frame, area: Rect) {
         " p, Space    pause / resume",
         " j/k, arrows move the selection",
         " PgUp/PgDn   page; g/G first/last",
+        " Enter       the file's processes (Esc back)",
         " ?           this help (again: close)",
     ];
-    let w = 42.min(area.width);
+    let w = 48.min(area.width);
     let h = (KEYS.len() as u16 + 2).min(area.height);
     let popup = Rect {
         x: area.x + (area.width - w) / 2,
@@ -365,6 +374,8 @@ pub fn buffer_lines(buf: &Buffer) -> Vec<String> {
         })
         .collect()
 }
+
+mod detail;
 
 #[cfg(test)]
 mod tests;

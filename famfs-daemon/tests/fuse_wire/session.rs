@@ -51,9 +51,11 @@ fn records_carry_exact_fields() {
         reply_ns: 0,
         ..*r
     };
+    // The simulated kernel puts this process's pid in every header; the record carries it.
     let base = RequestRecord {
         mount_epoch: EPOCH,
         connection: CONN,
+        pid: std::process::id(),
         ..Default::default()
     };
     assert_eq!(

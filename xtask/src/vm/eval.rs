@@ -199,6 +199,8 @@ fn dax_pte_faults(console: &str, res: &Results) -> Vec<String> {
         "dax",
         "pte-write",
         &fault_want(&[
+            ("by_process", "258"),
+            ("by_process_comm", "famfs-trace"),
             ("pte_ok_w", "256"),
             ("pmd_fallback_w", "2"),
             ("lat_count", "258"),
@@ -210,6 +212,8 @@ fn dax_pte_faults(console: &str, res: &Results) -> Vec<String> {
         "dax",
         "pte-readwrite",
         &fault_want(&[
+            ("by_process", "514"),
+            ("by_process_comm", "famfs-trace"),
             ("pte_ok_r", "256"),
             ("pte_ok_w", "256"),
             ("pmd_fallback_r", "2"),
@@ -229,6 +233,8 @@ fn dax_pmd_faults(res: &Results) -> Vec<String> {
         "dax",
         "pmd-write",
         &fault_want(&[
+            ("by_process", "4"),
+            ("by_process_comm", "famfs-trace"),
             ("pmd_ok_w", "4"),
             ("lat_count", "4"),
             ("vmstat_thp_fault_fallback", "0"),
@@ -239,6 +245,8 @@ fn dax_pmd_faults(res: &Results) -> Vec<String> {
         "dax",
         "pmd-readwrite",
         &fault_want(&[
+            ("by_process", "8"),
+            ("by_process_comm", "famfs-trace"),
             ("pmd_ok_r", "4"),
             ("pmd_ok_w", "4"),
             ("lat_count", "8"),

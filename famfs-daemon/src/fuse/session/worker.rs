@@ -159,6 +159,7 @@ impl<F: Filesystem> Ctx<'_, F> {
         self.rec.opcode = h.opcode;
         self.rec.unique = h.unique;
         self.rec.nodeid = h.nodeid;
+        self.rec.pid = h.pid;
         let ext = usize::from(h.total_extlen) * 8;
         let framing = if h.len as usize != msg.len() {
             Some(format!(

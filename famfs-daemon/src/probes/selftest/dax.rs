@@ -129,6 +129,10 @@ pub(super) struct FaultCounts {
     /// Sum of the latency-histogram slots (must equal the number of faults).
     lat_count: u64,
     lat_sum_ns: u64,
+    /// Faults the kernel's per-process map attributes to this process on the file, and the name it
+    /// recorded (`FAULT_PROCS`).
+    by_process: u64,
+    comm: [u8; 16],
 }
 
 impl FaultCounts {
@@ -142,6 +146,15 @@ impl FaultCounts {
 
 fn counts(snap: &ProbeSnapshot, dev: u32, ino: u64) -> FaultCounts {
     let mut c = FaultCounts::default();
+    let me = std::process::id();
+    for (_, v) in snap
+        .fault_procs
+        .iter()
+        .filter(|(k, _)| k.dev == dev && k.ino == ino && k.tgid == me)
+    {
+        c.by_process += v.count;
+        c.comm = v.comm;
+    }
     for r in snap
         .faults
         .iter()
@@ -171,6 +184,12 @@ fn fault_fields(c: &FaultCounts) -> String {
         }
     }
     s.push_str(&format!("lat_count={}", c.lat_count));
+    let end = c.comm.iter().position(|&b| b == 0).unwrap_or(c.comm.len());
+    s.push_str(&format!(
+        " by_process={} by_process_comm={}",
+        c.by_process,
+        String::from_utf8_lossy(&c.comm[..end])
+    ));
     s
 }
 
@@ -261,6 +280,14 @@ fn dax_expectations(w: &DaxWorkload, c: &FaultCounts, vm_fallback: u64) -> Vec<S
     if other != 0 {
         p.push(format!("{}: {other} unexpected faults: {c:?}", w.name));
     }
+    if c.by_process != c.total() {
+        p.push(format!(
+            "{}: {} of {} faults attributed to this process",
+            w.name,
+            c.by_process,
+            c.total()
+        ));
+    }
     if c.lat_count != c.total() || (c.total() > 0 && c.lat_sum_ns == 0) {
         p.push(format!(
             "{}: latency histogram holds {} of {} faults (sum {} ns)",
@@ -337,6 +364,7 @@ mod tests {
         }
         c.lat_count = c.total();
         c.lat_sum_ns = c.total() * 1000;
+        c.by_process = c.total();
         c
     }
 
@@ -394,7 +422,22 @@ mod tests {
             fault_fields(&c),
             "pte_ok_r=0 pte_ok_w=256 pte_fallback_r=0 pte_fallback_w=0 pte_error_r=0 pte_error_w=0 \
              pmd_ok_r=0 pmd_ok_w=0 pmd_fallback_r=0 pmd_fallback_w=2 pmd_error_r=0 pmd_error_w=0 \
-             lat_count=258"
+             lat_count=258 by_process=258 by_process_comm="
+        );
+    }
+
+    #[test]
+    fn every_fault_must_be_attributed_to_this_process() {
+        let w = &DAX_WORKLOADS[0];
+        let mut c = counts_with(&[
+            (SIZE_PTE, RESULT_OK, true, 256),
+            (SIZE_PMD, RESULT_FALLBACK, true, 2),
+        ]);
+        assert!(dax_expectations(w, &c, 2).is_empty());
+        c.by_process = 257;
+        assert_eq!(
+            dax_expectations(w, &c, 2),
+            vec!["pte-write: 257 of 258 faults attributed to this process"]
         );
     }
 }

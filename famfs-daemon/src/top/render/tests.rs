@@ -149,7 +149,7 @@ fn known_state_exact_screen() {
     let s = screen(&app, 100, 18);
     let want = [
         " famfs-trace top   daemon 127.0.0.1:9464  updated 1.5s ago  probes 2 attached / 1 unavailable",
-        " sort: opens  filter: none   q quit  s sort  / filter  p pause  j/k move  ? help",
+        " sort: opens  filter: none   q quit  s sort  / filter  p pause  j/k move  Enter detail  ? help",
         "┌ FUSE requests (kernel, per opcode) ──────────────────────────────────────────────────────────────┐",
         "│OPCODE                                      CONN     REQ/S      TOTAL   ERRORS       P50       P99│",
         "│OPEN                                          40      20.0         30        1     3.1µs     4.1µs│",
@@ -313,7 +313,7 @@ fn help_pause_and_filter_editing_show() {
     let s = screen(&app, 100, 18);
     assert_eq!(
         s[1],
-        " sort: opens  filter: none  PAUSED   q quit  s sort  / filter  p pause  j/k move  ? help"
+        " sort: opens  filter: none  PAUSED   q quit  s sort  / filter  p pause  j/k move  Enter detail  ? he"
     );
     app.handle(Action::TogglePause);
     app.handle(Action::StartFilter);
@@ -360,4 +360,102 @@ fn full_height_frame_shows_every_row() {
     assert_eq!(s.len(), 16);
     assert_eq!(path_column(&s), ["data/b.bin", "logs/c.log", "data/a.bin"]);
     assert!(s[15].starts_with("└"));
+}
+
+#[test]
+fn enter_opens_the_file_detail_and_esc_returns() {
+    use crate::http::api::{FileDetail, FileProcesses, ProcRow};
+    use crate::top::app::{Effect, Mode};
+    let mut app = known_app(FileSort::Opens);
+    assert_eq!(
+        app.handle(Action::OpenDetail),
+        Effect::Detail(Some("data/b.bin".into()))
+    );
+    assert_eq!(app.mode, Mode::Detail("data/b.bin".into()));
+    let s = screen(&app, 100, 18);
+    assert_eq!(
+        s[10],
+        "┌ File: data/b.bin ────────────────────────────────────────────────────────────────────────────────┐"
+    );
+    assert_eq!(
+        s[11],
+        "│ waiting for the daemon's answer...                                                               │"
+    );
+    // An answer about another file (asked before) is not shown.
+    let detail = |path: &str| FileDetail {
+        file: FileRow {
+            path: path.into(),
+            opens: 9,
+            size: 4096,
+            fmap_bytes: 128,
+            fmap_extents: 2,
+            faults_pmd: 40,
+            ..Default::default()
+        },
+        processes: FileProcesses {
+            opens: vec![
+                ProcRow {
+                    pid: 4242,
+                    comm: "reader".into(),
+                    count: 5,
+                },
+                ProcRow {
+                    pid: 77,
+                    comm: String::new(),
+                    count: 3,
+                },
+            ],
+            other_opens: 1,
+            faults: vec![ProcRow {
+                pid: 4242,
+                comm: "reader".into(),
+                count: 40,
+            }],
+            other_faults: 0,
+        },
+    };
+    assert!(!app.apply(Update::Detail {
+        path: "logs/c.log".into(),
+        answer: Ok(Box::new(detail("logs/c.log"))),
+    }));
+    assert!(app.apply(Update::Detail {
+        path: "data/b.bin".into(),
+        answer: Ok(Box::new(detail("data/b.bin"))),
+    }));
+    let s = screen(&app, 100, 26);
+    let want = [
+        " sort: opens  filter: none   Esc back  q quit  p pause  ? help",
+        "┌ File: data/b.bin ────────────────────────────────────────────────────────────────────────────────┐",
+        "│ opens 9 (errors 0)  size 4096  fmap 128 B / 2 extents                                            │",
+        "│ faults: pte 0  pmd 40  fallback 0  error 0  page cache 0                                         │",
+        "│┌ Processes that opened it: 2 ───────────────────────────────────────────────────────────────────┐│",
+        "││     PID COMM                                                                              OPENS││",
+        "││    4242 reader                                                                                5││",
+        "││      77 (exited)                                                                              3││",
+        "││       - (other processes)                                                                     1││",
+        "│└────────────────────────────────────────────────────────────────────────────────────────────────┘│",
+        "│┌ Processes that DAX-faulted on it: 1 ───────────────────────────────────────────────────────────┐│",
+        "││     PID COMM                                                                             FAULTS││",
+        "││    4242 reader                                                                               40││",
+        "││                                                                                                ││",
+        "││                                                                                                ││",
+        "│└────────────────────────────────────────────────────────────────────────────────────────────────┘│",
+        "└──────────────────────────────────────────────────────────────────────────────────────────────────┘",
+    ];
+    let got: Vec<&str> = std::iter::once(s[1].as_str())
+        .chain(s[10..26].iter().map(String::as_str))
+        .collect();
+    assert_eq!(got, want, "\n{}", s.join("\n"));
+    assert_eq!(app.handle(Action::CloseDetail), Effect::Detail(None));
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(
+        screen(&app, 100, 18)[10],
+        "┌ Files: 3 ────────────────────────────────────────────────────────────────────────────────────────┐"
+    );
+    // An answer arriving after the view closed is dropped.
+    assert!(!app.apply(Update::Detail {
+        path: "data/b.bin".into(),
+        answer: Err("x".into()),
+    }));
+    assert_eq!(app.detail, None);
 }
