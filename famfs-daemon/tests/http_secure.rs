@@ -34,7 +34,7 @@ use support::{
     image::{mkfs, put},
     mounts::MountGuard,
     pattern,
-    prometheus::urlencode,
+    prometheus::Prometheus,
     require_program, require_root, wait_for,
 };
 
@@ -152,78 +152,26 @@ fn wait_opens(c: &Client, path: &str, opens: u64) {
     assert!(ok.is_some(), "{path} never showed {opens} opens: {last:#?}");
 }
 
-/// A real Prometheus with `scrape_configs` as given, on a free loopback port; killed on drop.
-struct Prom {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
+/// A real Prometheus (the support module's) with `scrape_configs` as given; killed on drop.
+struct Prom(Prometheus);
 
 impl Prom {
     fn start(scrape_configs: &str) -> Prom {
-        let dir = tempfile::tempdir().unwrap();
         let cfg = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
              scrape_configs:\n{scrape_configs}"
         );
-        std::fs::write(dir.path().join("prometheus.yml"), cfg).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let p = Prom {
-            child,
-            addr,
-            _dir: dir,
-        };
-        let ready = wait_for(Duration::from_secs(30), || {
-            let (status, _) = http_fetch(p.addr, "/-/ready", None).ok()?;
-            (status == 200).then_some(())
-        });
-        assert!(ready.is_some(), "prometheus did not become ready");
-        p
+        Prom(Prometheus::start_config(&cfg, &[]))
     }
 
     fn get(&self, path: &str) -> serde_json::Value {
-        let (code, body) = http_get(self.addr, path, None);
+        let (code, body) = http_get(self.0.addr, path, None);
         assert_eq!(code, 200, "{path}: {body}");
         serde_json::from_str(&body).unwrap()
     }
 
-    /// The single value of an instant query, if exactly one series answered.
-    fn value(&self, promql: &str) -> Option<f64> {
-        let v = self.get(&format!("/api/v1/query?query={}", urlencode(promql)));
-        let r = v["data"]["result"].as_array()?;
-        if r.len() != 1 {
-            return None;
-        }
-        r[0]["value"][1].as_str()?.parse().ok()
-    }
-
-    /// Wait (30 s) until `promql` has the value `want`; the last value seen otherwise.
     fn wait_value(&self, promql: &str, want: f64) -> Option<f64> {
-        let mut last = None;
-        let ok = wait_for(Duration::from_secs(30), || {
-            last = self.value(promql);
-            (last == Some(want)).then_some(())
-        });
-        if ok.is_some() { Some(want) } else { last }
+        self.0.wait_value(promql, want)
     }
 
     /// The last scrape error of `job`'s target, once it has one (30 s).
@@ -240,13 +188,6 @@ impl Prom {
             (!last.is_empty()).then_some(())
         });
         last
-    }
-}
-
-impl Drop for Prom {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
