@@ -9,8 +9,10 @@ use std::{collections::HashMap, hint::black_box, time::Instant};
 
 use famfs_common::event::{Event, KIND_REQ_END};
 use famfs_daemon::{
-    join::{Catalog, FileInfo, FileState, Join, RequestRecord, SharedFileState},
+    fuse::RequestRecord,
+    join::{FileState, Join, SharedFileState},
     metrics::{Format, Metrics},
+    server::{Catalog, FileInfo},
 };
 
 struct Cat;

@@ -34,9 +34,9 @@ use std::{
 use anyhow::{Context, Result};
 
 use crate::{
-    fuse::DialectConfig,
+    fuse::{DialectConfig, RequestRecord},
     http::{self, Limits, WebConfig},
-    join::{FileState, Join, JoinInputs, JoinWorker, RequestRecord, SharedFileState},
+    join::{FileState, Join, JoinInputs, JoinWorker, SharedFileState},
     metrics::{FileLabels, Metrics},
     probes::{ProbeConfig, Probes},
     server::{FamfsFs, LogWatcher, ServerConfig},

@@ -23,10 +23,9 @@ use anyhow::{Context, Result, bail};
 use super::{DaemonConfig, privilege::with_unmount_capability};
 use crate::{
     fuse::{
-        DialectConfig, Mount, MountOptions, Negotiated, Session, SessionConfig,
+        DialectConfig, Mount, MountOptions, Negotiated, RequestRecord, Session, SessionConfig,
         dialect::kallsyms_has_famfs,
     },
-    join::RequestRecord,
     server::FamfsFs,
 };
 

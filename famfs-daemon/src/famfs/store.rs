@@ -626,7 +626,9 @@ impl Store {
     }
 
     /// Byte offset of the first non-zero byte in `[off, off + len)`, skipping a sparse image's holes.
-    pub fn first_nonzero(&self, off: u64, len: u64) -> Result<Option<u64>, StoreError> {
+    /// Tests only: they check with it what `zero_range` left (fsck stops at the first zero slot instead).
+    #[cfg(test)]
+    pub(crate) fn first_nonzero(&self, off: u64, len: u64) -> Result<Option<u64>, StoreError> {
         self.check(off, len)?;
         let end = off + len;
         let mut buf = vec![0u8; CHUNK.min(len as usize)];

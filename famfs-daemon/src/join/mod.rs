@@ -47,9 +47,9 @@ pub fn fault_totals(rows: &[FaultRow]) -> FaultMatrix {
     m
 }
 
-pub use crate::fuse::RequestRecord;
+use crate::fuse::RequestRecord;
 
-pub use crate::server::{Catalog, FileInfo};
+use crate::server::{Catalog, FileInfo};
 
 /// Per-file statistics.
 #[derive(Clone, Debug)]

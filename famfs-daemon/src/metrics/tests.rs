@@ -2,7 +2,11 @@
 //! (exact values: the hash an operator computes with `sha256sum`) or not exported at all.
 
 use super::*;
-use crate::join::{Catalog, FileInfo, FileState, Join, RequestRecord};
+use crate::{
+    fuse::RequestRecord,
+    join::{FileState, Join},
+    server::{Catalog, FileInfo},
+};
 
 const UUID: &str = "3f2d9c1e-7b4a-4e8f-9a61-0c5d2e7f8a93";
 

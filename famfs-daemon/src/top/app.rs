@@ -394,9 +394,9 @@ mod tests {
     /// The daemon's catalog for the faults test: inode `n` is the file `/{n}`.
     struct Inodes;
 
-    impl crate::join::Catalog for Inodes {
-        fn file(&self, nodeid: u64) -> Option<crate::join::FileInfo> {
-            Some(crate::join::FileInfo {
+    impl crate::server::Catalog for Inodes {
+        fn file(&self, nodeid: u64) -> Option<crate::server::FileInfo> {
+            Some(crate::server::FileInfo {
                 path: format!("/{nodeid}"),
                 ..Default::default()
             })

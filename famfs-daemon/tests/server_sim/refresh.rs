@@ -14,7 +14,7 @@ use famfs_daemon::{
         replay::DECODE_CHUNK,
     },
     fuse::{DialectConfig, abi},
-    join::{Catalog, FileInfo},
+    server::{Catalog, FileInfo},
 };
 
 use crate::{

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::{
+    fuse::RequestRecord,
     http::{Limits, client::Client},
-    join::{Catalog, FileInfo, FileSort, FileState, Join, RequestRecord},
+    join::{FileSort, FileState, Join},
+    server::{Catalog, FileInfo},
     top::{app::App, collector},
 };
 

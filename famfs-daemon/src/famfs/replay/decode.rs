@@ -2,7 +2,7 @@
 //! namespace. A reader can decode a chunk of new entries while others keep using the namespace, then
 //! apply it ([`super::Namespace::apply_decoded`]) in a short exclusive step.
 //!
-//! Owns: [`Decoded`], [`decode_entries`] (and `_into`, reusing a buffer) and the chunk size
+//! Owns: [`Decoded`], [`decode_entries_into`] (reusing a buffer) and the chunk size
 //! [`DECODE_CHUNK`]. Must not apply the replay
 //! rules (that is the parent module).
 
@@ -32,15 +32,8 @@ impl Decoded {
 }
 
 /// Decode slots `[first, end)` from `bytes`, the log bytes starting at slot `first` (device byte
-/// `geo.entry_offset(first)`; fewer bytes than the range needs is a truncated log). Stops at the first
-/// slot that fails.
-pub fn decode_entries(geo: &Geometry, first: u64, end: u64, bytes: &[u8]) -> Decoded {
-    let mut out = Decoded::default();
-    decode_entries_into(geo, first, end, bytes, &mut out);
-    out
-}
-
-/// [`decode_entries`] into `out`, reusing its allocation (a replay decodes every chunk into one).
+/// `geo.entry_offset(first)`; fewer bytes than the range needs is a truncated log) into `out`, reusing
+/// its allocation (a replay decodes every chunk into one). Stops at the first slot that fails.
 pub fn decode_entries_into(geo: &Geometry, first: u64, end: u64, bytes: &[u8], out: &mut Decoded) {
     out.first = first;
     out.entries.clear();

@@ -16,7 +16,7 @@
 //! `FIRST_LOG_INO + i`. Replay is incremental: [`Namespace::apply_log`] applies entries from
 //! [`Namespace::next_index`] on, and applying in pieces gives the same namespace as one full play.
 //! A whole play decodes and applies slot by slot ([`Namespace::apply_slots`]). A server splits it in
-//! two halves: [`decode_entries`] frames a chunk of slots (E1) without the namespace, and
+//! two halves: [`decode_entries_into`] frames a chunk of slots (E1) without the namespace, and
 //! [`Namespace::apply_decoded`] applies the rules to it; it decodes outside its lock and holds the
 //! lock only to apply one chunk ([`DECODE_CHUNK`] entries at most).
 //!
@@ -50,7 +50,7 @@ mod owners;
 
 pub use anomaly::{Anomaly, AnomalyKind, Severity};
 use decode::decode_slot;
-pub use decode::{DECODE_CHUNK, Decoded, decode_entries, decode_entries_into};
+pub use decode::{DECODE_CHUNK, Decoded, decode_entries_into};
 use owners::Owners;
 
 /// Root directory.

@@ -215,9 +215,9 @@ fn file_query_strings_encode_the_filter_and_read_back() {
 
 struct Cat;
 
-impl crate::join::Catalog for Cat {
-    fn file(&self, nodeid: u64) -> Option<crate::join::FileInfo> {
-        Some(crate::join::FileInfo {
+impl crate::server::Catalog for Cat {
+    fn file(&self, nodeid: u64) -> Option<crate::server::FileInfo> {
+        Some(crate::server::FileInfo {
             path: format!("/f{nodeid}"),
             size: 100 * nodeid,
             fmap_bytes: 56,
@@ -226,8 +226,8 @@ impl crate::join::Catalog for Cat {
     }
 }
 
-fn record(unique: u64, opcode: u32, nodeid: u64) -> crate::join::RequestRecord {
-    crate::join::RequestRecord {
+fn record(unique: u64, opcode: u32, nodeid: u64) -> crate::fuse::RequestRecord {
+    crate::fuse::RequestRecord {
         mount_epoch: 1,
         connection: 9,
         unique,
