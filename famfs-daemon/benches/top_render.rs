@@ -6,6 +6,9 @@
 // A benchmark, not product code: a failed step should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../tests/support/bench.rs"]
+mod bench;
+
 use std::{
     hint::black_box,
     time::{Duration, Instant},
@@ -107,4 +110,20 @@ fn main() {
         apply.as_secs_f64() * 1e3,
         apply.as_secs_f64() / base.as_secs_f64()
     );
+    bench::row(&bench::Row {
+        figure: "top: one 200x60 frame, 10k files + 40 opcodes",
+        ours: format!("{:.0} µs", full.as_secs_f64() * 1e6),
+        baseline: format!("empty frame: {:.0} µs", base.as_secs_f64() * 1e6),
+        ratio: Some(full.as_secs_f64() / base.as_secs_f64()),
+        goal: "< 16 ms (60 frames/s)",
+        met: Some(full.as_secs_f64() < 0.016),
+    });
+    bench::row(&bench::Row {
+        figure: "top: taking a 10k-file update (once per poll)",
+        ours: format!("{:.2} ms", apply.as_secs_f64() * 1e3),
+        baseline: format!("empty frame: {:.0} µs", base.as_secs_f64() * 1e6),
+        ratio: Some(apply.as_secs_f64() / base.as_secs_f64()),
+        goal: "",
+        met: None,
+    });
 }

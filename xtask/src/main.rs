@@ -1,8 +1,9 @@
-//! Project tasks: `cargo xtask setup | test | demo | vm-test`.
+//! Project tasks: `cargo xtask setup | test | bench | demo | vm-test`.
 //!
 //! `setup` installs, idempotently and quietly, everything a fresh Debian machine lacks (rust-src, a pinned
 //! bpf-linker, the Debian packages the tests use). `test` runs setup, then every check CI runs. `demo`
-//! runs setup, builds, and starts the daemon's demo. `vm-test` (also run by `test`) is the qemu lane in
+//! runs setup, builds, and starts the daemon's demo. `bench` runs every benchmark and prints one
+//! table (`bench.rs`). `vm-test` (also run by `test`) is the qemu lane in
 //! `vm/`. Owns no product logic; must not be imported by (or import) the product crates, except the
 //! shared names of `famfs-common`.
 
@@ -13,6 +14,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
 mod vm;
 
 const TOOLCHAIN: &str = "1.95.0";
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Some("setup") => setup(),
         Some("test") => setup().and_then(|()| test(&args[1..])),
         Some("demo") => setup().and_then(|()| demo(&args[1..])),
+        Some("bench") => setup().and_then(|()| bench::run(&args[1..])),
         Some("vm-test") => setup().and_then(|()| match vm::run()? {
             o if o.failed > 0 => bail!("vm-test: {} check(s) failed", o.failed),
             _ => Ok(()),
@@ -60,7 +63,9 @@ fn main() -> ExitCode {
         // The guest half of the VM lane: run inside the qemu guest by its /init, never on the host.
         Some("vm-guest") => vm::guest(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <setup | test | demo [ARGS...] | vm-test>");
+            eprintln!(
+                "usage: cargo xtask <setup | test | bench [CARGO-BENCH-ARGS...] | demo [ARGS...] | vm-test>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -273,6 +278,17 @@ fn test(extra: &[String]) -> Result<()> {
     cargo(&["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"])?;
     eprintln!("== cargo clippy -p famfs-ebpf --target {BPF_TARGET} (strict lints)");
     clippy_ebpf()?;
+    eprintln!(
+        "== cargo test --benches --no-run (benchmarks compile; `cargo xtask bench` runs them)"
+    );
+    cargo(&[
+        "test",
+        "--quiet",
+        "-p",
+        "famfs-daemon",
+        "--benches",
+        "--no-run",
+    ])?;
     eprintln!("== cargo test");
     let mut args = vec![
         "test",

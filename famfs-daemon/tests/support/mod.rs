@@ -3,8 +3,8 @@
 //! primitive (`wait_for`: a condition polled against a deadline, never a fixed delay), deterministic
 //! file contents (`pattern`), digests (`sha256`), the binaries under test, shared sizes — and, by
 //! topic, the daemon process guard ([`daemon`]), famfs test images ([`image`]), mounts ([`mounts`]),
-//! HTTP GETs ([`http`]), Prometheus ([`prometheus`]), an ftrace counter ([`ftrace`]) and tmux
-//! ([`tmux`]).
+//! HTTP GETs ([`http`]), Prometheus ([`prometheus`]), an ftrace counter ([`ftrace`]), tmux
+//! ([`tmux`]) and the benchmarks' row format ([`bench`]).
 //!
 //! It owns test plumbing only: no assertion of a test lives here (a helper panics only when a step it
 //! was asked to do fails), and it never reaches into the daemon's internals beyond its public API.
@@ -16,6 +16,7 @@
 // Test support: a failed unwrap/expect/panic is the calling test failing, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod bench;
 pub mod daemon;
 pub mod ftrace;
 pub mod http;
