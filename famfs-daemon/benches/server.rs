@@ -1,12 +1,12 @@
-//! famfs server benchmark (not a test; root needed, SKIP otherwise). Every figure is printed beside a
-//! baseline measured in the same run:
+//! famfs server metadata benchmark (not a test; root needed, SKIP otherwise). Every figure is
+//! printed beside a baseline measured in the same run, as a bench row too:
 //! * `stat` ops/s over 5,000 files through the mount, warm (names and attributes cached by the kernel)
 //!   and with caching off (`attr timeout 0`: every stat is a LOOKUP + GETATTR round trip to our
-//!   server), against `stat` of 5,000 files on tmpfs;
-//! * sequential read GB/s of a 512 MiB file through the mount (READ requests served by `pread` of the
-//!   image's descriptor) against `memcpy` GB/s from a mapping of the same bytes.
+//!   server), against `stat` of the same tree on tmpfs;
+//! * cold `stat` right after mount (one pass over a fresh mount: every name a LOOKUP) against
+//!   `squashfuse_ll` serving an uncompressed squashfs of the same tree, fresh mounts alternating.
 //!
-//! Run: `cargo bench -p famfs-daemon --bench server`.
+//! The read path has its own bench (`read.rs`). Run: `cargo bench -p famfs-daemon --bench server`.
 
 // Benchmark code run by hand: a failed unwrap/expect/assertion aborts the run with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -14,116 +14,22 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::{
-    ffi::CString,
-    hint::black_box,
-    io::Read,
-    os::unix::ffi::OsStrExt,
-    path::{Path, PathBuf},
-    sync::{
-        Arc,
-        mpsc::{Receiver, RecvTimeoutError, channel},
-    },
-    thread::JoinHandle,
-    time::{Duration, Instant},
-};
+#[path = "common/mod.rs"]
+mod common;
 
-use famfs_daemon::{
-    fuse::{Mount, MountOptions, Session, SessionConfig},
-    server::{FamfsFs, ServerConfig},
-};
-use support::{
-    GIB, MIB, can_mount,
-    image::{mkfs, put},
-    mounts::force_unmount,
-    pattern,
-};
+use std::{ffi::CString, os::unix::ffi::OsStrExt, path::Path, time::Duration};
+
+use common::{Served, Setup, SquashLl, Stats};
+use support::{GIB, bench, can_mount, image::mkfs};
 
 const FILES: usize = 5000;
 const DIRS: usize = 25;
-const READ_SIZE: u64 = 512 * MIB;
-
-/// An in-process mount of the image, served by 4 workers; unmounted on drop.
-struct Served {
-    mount: Option<Mount>,
-    /// Sent by the serving thread as `Session::run` returns (disconnected if it panicked).
-    done: Receiver<std::io::Result<()>>,
-    thread: Option<JoinHandle<()>>,
-    path: PathBuf,
-}
-
-impl Served {
-    fn new(img: &Path, mnt: &Path, ttl: Duration) -> Served {
-        let fs = FamfsFs::open(
-            img,
-            &ServerConfig {
-                ttl,
-                ..Default::default()
-            },
-        )
-        .expect("open image");
-        let (mount, ch) = Mount::new(mnt, &MountOptions::default()).expect("mount");
-        let cfg = SessionConfig {
-            connection: mount.connection(),
-            ..Default::default()
-        };
-        let session = Arc::new(Session::new(fs, ch, cfg));
-        let s2 = session.clone();
-        let (tx, done) = channel();
-        let thread = std::thread::spawn(move || {
-            let _ = tx.send(s2.run(4));
-        });
-        session
-            .wait_negotiated(Duration::from_secs(10))
-            .expect("INIT answered");
-        Served {
-            path: mount.path().to_path_buf(),
-            mount: Some(mount),
-            done,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(mut m) = self.mount.take() {
-            let _ = m.unmount();
-        }
-        // Wait for the session to end (at most 10 s; a session still running is left behind).
-        let ended = !matches!(
-            self.done.recv_timeout(Duration::from_secs(10)),
-            Err(RecvTimeoutError::Timeout)
-        );
-        if ended && let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        force_unmount(&self.path);
-    }
-}
+const ROUNDS: usize = 5;
 
 fn rel_paths() -> Vec<String> {
     (0..FILES)
         .map(|i| format!("d{:02}/f{:04}", i % DIRS, i))
         .collect()
-}
-
-/// stat(2) every path `rounds` times; returns ops/s of the best round.
-fn stat_rate(paths: &[CString], rounds: usize) -> f64 {
-    let mut best = 0f64;
-    for _ in 0..rounds {
-        let t = Instant::now();
-        for p in paths {
-            // SAFETY: an all-zero stat is valid for the kernel to overwrite; `p` is NUL-terminated.
-            let rc = unsafe {
-                let mut st: libc::stat = std::mem::zeroed();
-                libc::stat(p.as_ptr(), &mut st)
-            };
-            assert_eq!(rc, 0, "stat {p:?}: {}", std::io::Error::last_os_error());
-        }
-        best = best.max(paths.len() as f64 / t.elapsed().as_secs_f64());
-    }
-    best
 }
 
 fn cpaths(root: &Path, rel: &[String]) -> Vec<CString> {
@@ -132,61 +38,129 @@ fn cpaths(root: &Path, rel: &[String]) -> Vec<CString> {
         .collect()
 }
 
-/// Read `path` sequentially with a 1 MiB buffer; GB/s of the best of `rounds` passes (a fresh open
-/// each time: the server does not keep the page cache across opens).
-fn read_rate(path: &Path, rounds: usize) -> f64 {
-    let mut buf = vec![0u8; MIB as usize];
-    let mut best = 0f64;
-    for _ in 0..rounds {
-        let mut f = std::fs::File::open(path).unwrap();
-        let t = Instant::now();
-        let mut n = 0u64;
-        loop {
-            let k = f.read(&mut buf).unwrap();
-            if k == 0 {
-                break;
-            }
-            n += k as u64;
-        }
-        assert_eq!(n, READ_SIZE);
-        black_box(&buf);
-        best = best.max(n as f64 / t.elapsed().as_secs_f64() / 1e9);
+/// stat(2) every path once; ops/s.
+fn stat_pass(paths: &[CString]) -> f64 {
+    let t = std::time::Instant::now();
+    for p in paths {
+        // SAFETY: an all-zero stat is valid for the kernel to overwrite; `p` is NUL-terminated.
+        let rc = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            libc::stat(p.as_ptr(), &mut st)
+        };
+        assert_eq!(rc, 0, "stat {p:?}: {}", std::io::Error::last_os_error());
     }
-    best
+    paths.len() as f64 / t.elapsed().as_secs_f64()
 }
 
-/// memcpy of the file's device range from a mapping of the image into a 1 MiB buffer; best GB/s.
-fn memcpy_rate(img: &Path, dev_off: u64, rounds: usize) -> f64 {
-    let f = std::fs::File::open(img).unwrap();
-    // SAFETY: a read-only mapping of our own benchmark image, which nothing writes meanwhile.
-    let map = unsafe {
-        memmap2::MmapOptions::new()
-            .offset(dev_off)
-            .len(READ_SIZE as usize)
-            .map(&f)
-    }
-    .unwrap();
-    let mut buf = vec![0u8; MIB as usize];
-    let mut best = 0f64;
-    for _ in 0..rounds {
-        let t = Instant::now();
-        for chunk in map.chunks(MIB as usize) {
-            buf[..chunk.len()].copy_from_slice(chunk);
-            black_box(&buf);
+fn row(figure: &str, ours: &Stats, base_name: &str, base: &Stats) {
+    bench::row(&bench::Row {
+        figure,
+        ours: ours.show(0, "stat/s"),
+        baseline: format!("{base_name} {}", base.show(0, "stat/s")),
+        ratio: Some(ours.median() / base.median()),
+        goal: "",
+        met: None,
+    });
+}
+
+/// Warm and uncached stat on our mount against tmpfs, alternating rounds (round 0 warms up).
+fn warm_and_uncached(img: &Path, mnt: &Path, shm: &Path, rel: &[String]) {
+    let base_paths = cpaths(shm, rel);
+    let warm_mount = Served::new(img, mnt, Setup::default());
+    let warm_paths = cpaths(&warm_mount.path, rel);
+    let (mut base, mut warm) = (Stats::default(), Stats::default());
+    for round in 0..=ROUNDS {
+        let b = stat_pass(&base_paths);
+        let w = stat_pass(&warm_paths);
+        if round > 0 {
+            base.push(b);
+            warm.push(w);
         }
-        best = best.max(READ_SIZE as f64 / t.elapsed().as_secs_f64() / 1e9);
     }
-    best
+    drop(warm_mount);
+    let cold_mount = Served::new(
+        img,
+        mnt,
+        Setup {
+            ttl: Duration::ZERO,
+            ..Default::default()
+        },
+    );
+    let paths = cpaths(&cold_mount.path, rel);
+    let (mut base2, mut uncached) = (Stats::default(), Stats::default());
+    for round in 0..=ROUNDS {
+        let b = stat_pass(&base_paths);
+        let u = stat_pass(&paths);
+        if round > 0 {
+            base2.push(b);
+            uncached.push(u);
+        }
+    }
+    println!(
+        "stat, {FILES} files: tmpfs {} | famfs mount warm {} | tmpfs {} | famfs mount uncached \
+         (attr timeout 0: every stat a LOOKUP+GETATTR round trip) {}",
+        base.show(0, "stat/s"),
+        warm.show(0, "stat/s"),
+        base2.show(0, "stat/s"),
+        uncached.show(0, "stat/s"),
+    );
+    row(
+        &format!("stat of {FILES} files, warm (kernel-cached attributes)"),
+        &warm,
+        "tmpfs",
+        &base,
+    );
+    row(
+        &format!("stat of {FILES} files, uncached (--attr-timeout 0)"),
+        &uncached,
+        "tmpfs",
+        &base2,
+    );
+}
+
+/// Cold stat: one pass over a fresh mount, ours and squashfuse_ll alternating.
+fn cold(img: &Path, mnt: &Path, sqfs: &Path, sq_mnt: &Path, rel: &[String]) {
+    let (mut ours, mut squash) = (Stats::default(), Stats::default());
+    for round in 0..=ROUNDS {
+        for k in 0..2 {
+            let v = if (round + k) % 2 == 0 {
+                let m = Served::new(img, mnt, Setup::default());
+                stat_pass(&cpaths(&m.path, rel))
+            } else {
+                let m = SquashLl::mount(sqfs, sq_mnt);
+                stat_pass(&cpaths(&m.path, rel))
+            };
+            if round > 0 {
+                if (round + k) % 2 == 0 {
+                    ours.push(v);
+                } else {
+                    squash.push(v);
+                }
+            }
+        }
+    }
+    println!(
+        "cold stat right after mount, {FILES} files: famfs mount {} | squashfuse_ll {}",
+        ours.show(0, "stat/s"),
+        squash.show(0, "stat/s"),
+    );
+    row(
+        &format!("cold stat of {FILES} files right after mount"),
+        &ours,
+        "squashfuse_ll",
+        &squash,
+    );
 }
 
 fn main() {
     if !can_mount("bench server") {
+        bench::skip("server", "needs root (mount(2) of FUSE filesystems)");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let t = Instant::now();
-    let (img, mut image) = mkfs(d, "famfs.img", 16 * GIB);
+    let t = std::time::Instant::now();
+    let shm = tempfile::tempdir_in("/dev/shm").expect("a tmpfs at /dev/shm");
+    let d = shm.path();
+    let (img, mut image) = mkfs(d, "famfs.img", 4 * GIB);
     for k in 0..DIRS {
         image
             .mkdir(&format!("d{k:02}"), 0o755, 0, 0, false)
@@ -196,64 +170,28 @@ fn main() {
     for r in &rel {
         image.creat(r, 4096, 0o644, 0, 0, None).unwrap();
     }
-    let data = pattern(READ_SIZE as usize, 1);
-    let big = put(&mut image, "big.bin", &data);
-    let dev_off = match image.namespace().get(big).and_then(|i| i.fmap()) {
-        Some(famfs_daemon::famfs::Fmap::Simple(e)) if e.len() == 1 => e[0].offset,
-        other => panic!("big.bin should be one simple extent: {other:?}"),
-    };
     drop(image);
-    drop(data);
-    println!(
-        "setup: image with {FILES} files in {DIRS} dirs + a {} MiB file in {:.1} s",
-        READ_SIZE / MIB,
-        t.elapsed().as_secs_f64()
-    );
-
-    // Baseline: the same tree of empty files on tmpfs.
-    let shm = tempfile::tempdir_in("/dev/shm").unwrap_or_else(|_| tempfile::tempdir().unwrap());
+    // Baseline: the same tree of 4 KiB files on tmpfs, and a squashfs of it.
+    let tree = d.join("tree");
     for k in 0..DIRS {
-        std::fs::create_dir(shm.path().join(format!("d{k:02}"))).unwrap();
+        std::fs::create_dir_all(tree.join(format!("d{k:02}"))).unwrap();
     }
     for r in &rel {
-        std::fs::write(shm.path().join(r), b"").unwrap();
-    }
-    let base_paths = cpaths(shm.path(), &rel);
-    stat_rate(&base_paths, 1);
-    let base = stat_rate(&base_paths, 5);
-
-    let mnt = d.join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let (warm, uncached, read, memcpy);
-    {
-        let served = Served::new(&img, &mnt, Duration::from_secs(30));
-        let paths = cpaths(&served.path, &rel);
-        stat_rate(&paths, 1);
-        warm = stat_rate(&paths, 5);
-        let big = served.path.join("big.bin");
-        read_rate(&big, 1);
-        read = read_rate(&big, 3);
-        memcpy = memcpy_rate(&img, dev_off, 3);
-    }
-    {
-        let served = Served::new(&img, &mnt, Duration::ZERO);
-        let paths = cpaths(&served.path, &rel);
-        uncached = stat_rate(&paths, 3);
+        std::fs::write(tree.join(r), [0u8; 4096]).unwrap();
     }
     println!(
-        "stat, {FILES} files: tmpfs {:.0} ops/s | famfs mount warm {:.0} ops/s (ratio {:.2}) | \
-         famfs mount uncached (every stat a LOOKUP+GETATTR round trip) {:.0} ops/s (ratio {:.3})",
-        base,
-        warm,
-        warm / base,
-        uncached,
-        uncached / base
+        "setup: image with {FILES} files in {DIRS} dirs on tmpfs, the same tree on tmpfs, in {:.1} s",
+        t.elapsed().as_secs_f64()
     );
-    println!(
-        "sequential read, {} MiB: memcpy from the image mapping {:.2} GB/s | through the mount {:.2} GB/s (ratio {:.3})",
-        READ_SIZE / MIB,
-        memcpy,
-        read,
-        read / memcpy
-    );
+    let mnt = support::mounts::mnt_dir(d, "mnt");
+    warm_and_uncached(&img, &mnt, &tree, &rel);
+    match SquashLl::unavailable() {
+        Some(why) => bench::skip("server: cold stat vs squashfuse_ll", &why),
+        None => {
+            let sqfs = d.join("tree.sqfs");
+            SquashLl::make_image(&tree, &sqfs);
+            let sq_mnt = support::mounts::mnt_dir(d, "sq");
+            cold(&img, &mnt, &sqfs, &sq_mnt, &rel);
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //! `ls -lR`, `stat` and sha256 of every file against what the image tools wrote; writes through the
 //! mount surviving unmount and remount byte for byte; `find` over 5,000 files; 8 concurrent readers;
 //! `mmap` of a 64 MiB file (reads, and writes that reach the image); a stale mount left by a SIGKILLed
-//! daemon cleared by the next start; clean unmount on SIGINT/SIGTERM.
+//! daemon cleared by the next start; clean unmount on SIGINT/SIGTERM; `--read-ahead` setting the
+//! mount's kernel read-ahead exactly, and its bad values refused with the reason.
 
 // Test code: a failed unwrap/expect/assertion is the test failing, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -576,4 +577,76 @@ fn stale_mount_of_a_killed_daemon_is_cleared_by_the_next_start() {
         .filter(|l| l.split(' ').nth(4) == mnt.to_str())
         .count();
     assert_eq!(here, 1, "{info}");
+}
+
+/// The kernel's read-ahead (KiB) of FUSE connection `conn`: its bdi is named `MAJOR:MINOR`.
+fn bdi_read_ahead_kb(conn: u32) -> u32 {
+    let p = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        conn >> 20,
+        conn & 0xf_ffff
+    );
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{p}: {e}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn read_ahead_flag_sets_the_mounts_kernel_read_ahead_exactly() {
+    let test = "read_ahead_flag_sets_the_mounts_kernel_read_ahead_exactly";
+    if !can_mount(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (img, mut image) = mkfs(d, "famfs.img", 4 * GIB);
+    let data = pattern(8 * MIB as usize + 123, 31);
+    put(&mut image, "f.bin", &data);
+    drop(image);
+    let mnt = mnt_dir(d, "mnt");
+    // (arguments, KiB the kernel must use): the default 1M, an explicit size, 0 = the kernel's own
+    // default (VM_READAHEAD_PAGES, 128 KiB).
+    let cases: [(&[&str], u32); 3] = [
+        (&[], 1024),
+        (&["--read-ahead", "8M"], 8192),
+        (&["--read-ahead", "0"], 128),
+    ];
+    for (args, want) in cases {
+        let mut daemon = Daemon::serve(d, &img, &mnt, args);
+        assert_eq!(bdi_read_ahead_kb(daemon.connection()), want, "{args:?}");
+        // Reads through the mount with that read-ahead return the file's bytes.
+        assert_eq!(std::fs::read(mnt.join("f.bin")).unwrap(), data, "{args:?}");
+        daemon.stop();
+        assert!(!is_mounted(&mnt), "{args:?}: unmounted at stop");
+    }
+}
+
+#[test]
+fn bad_read_ahead_values_are_refused_with_the_reason() {
+    let cases = [
+        (
+            "5000",
+            "--read-ahead \"5000\": must be a multiple of 4K (the kernel counts read-ahead in pages)",
+        ),
+        ("257M", "--read-ahead \"257M\": at most 256M"),
+        (
+            "fast",
+            "--read-ahead \"fast\": expected a size such as 4096, 0x1000, 512K, 8M, 4G",
+        ),
+    ];
+    for (v, why) in cases {
+        let out = Command::new(support::DAEMON)
+            .args(["run", "--no-probes", "--read-ahead", v])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{v}: {err}");
+        let line = format!("error: invalid value '{v}' for '--read-ahead <SIZE>': {why}");
+        assert!(
+            err.lines().any(|l| l == line),
+            "{v}: want {line:?} in {err}"
+        );
+    }
 }

@@ -73,6 +73,12 @@ pub struct RunArgs {
     /// FUSE worker threads.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub workers: u64,
+    /// Kernel read-ahead for files of the mount (e.g. 1M, 512K; a multiple of 4K up to 256M; 0:
+    /// leave the kernel's default, 128K). Set on the mount's backing device once INIT is answered
+    /// and announced as INIT's max_readahead. The default, 1M, is the largest READ the kernel sends
+    /// (max_pages 256): one request per read-ahead window.
+    #[arg(long, default_value = DEFAULT_READ_AHEAD, value_name = "SIZE", value_parser = parse_read_ahead)]
+    pub read_ahead: u32,
     /// Per-file metric series kept before the least recently active files fold into __other__.
     #[arg(long, default_value_t = 500)]
     pub max_file_series: usize,
@@ -86,6 +92,25 @@ pub struct RunArgs {
     /// drops privileges once it is serving).
     #[arg(long)]
     pub no_sandbox: bool,
+}
+
+/// `--read-ahead`'s default (see the Benchmarks section of the README for why).
+pub const DEFAULT_READ_AHEAD: &str = "1M";
+/// The largest `--read-ahead` accepted.
+const MAX_READ_AHEAD: u64 = 256 << 20;
+
+/// Parse `--read-ahead`: a size (`parse_size`) that is 0 or a multiple of 4 KiB up to 256 MiB; bytes.
+pub fn parse_read_ahead(s: &str) -> Result<u32, String> {
+    let v = super::image_cmd::parse_size(s).map_err(|e| format!("--read-ahead {e}"))?;
+    if v % 4096 != 0 {
+        return Err(format!(
+            "--read-ahead {s:?}: must be a multiple of 4K (the kernel counts read-ahead in pages)"
+        ));
+    }
+    if v > MAX_READ_AHEAD {
+        return Err(format!("--read-ahead {s:?}: at most 256M"));
+    }
+    u32::try_from(v).map_err(|_| format!("--read-ahead {s:?}: at most 256M"))
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
@@ -136,6 +161,7 @@ impl RunArgs {
             read_only: self.read_only,
             allow_other: self.allow_other,
             workers: usize::try_from(self.workers).unwrap_or(usize::MAX),
+            read_ahead: self.read_ahead,
             max_file_series: self.max_file_series,
             poll_interval: self.poll_interval,
             attr_timeout: self.attr_timeout,
@@ -146,4 +172,42 @@ impl RunArgs {
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     daemon::run(&args.config())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_ahead_sizes_parse_to_bytes() {
+        assert_eq!(parse_read_ahead("0"), Ok(0));
+        assert_eq!(parse_read_ahead("4K"), Ok(4096));
+        assert_eq!(parse_read_ahead("4M"), Ok(4 << 20));
+        assert_eq!(parse_read_ahead("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_read_ahead("256M"), Ok(256 << 20));
+        assert_eq!(parse_read_ahead(DEFAULT_READ_AHEAD), Ok(1 << 20));
+    }
+
+    #[test]
+    fn bad_read_ahead_values_say_why() {
+        assert_eq!(
+            parse_read_ahead("5000"),
+            Err(
+                "--read-ahead \"5000\": must be a multiple of 4K (the kernel counts read-ahead in \
+                 pages)"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            parse_read_ahead("257M"),
+            Err("--read-ahead \"257M\": at most 256M".to_string())
+        );
+        assert_eq!(
+            parse_read_ahead("lots"),
+            Err(
+                "--read-ahead \"lots\": expected a size such as 4096, 0x1000, 512K, 8M, 4G"
+                    .to_string()
+            )
+        );
+    }
 }

@@ -45,6 +45,8 @@ pub struct Served {
     pub ended: Arc<AtomicBool>,
     pub connection: u32,
     pub mountpoint: PathBuf,
+    /// Read-ahead to set once INIT is answered, bytes (0: leave the kernel's).
+    read_ahead: u32,
 }
 
 impl std::fmt::Debug for Served {
@@ -80,7 +82,10 @@ impl Served {
             .context("starting the FUSE session thread")?;
         self.thread = Some(thread);
         match self.session.wait_negotiated(INIT_TIMEOUT) {
-            Some(n) => Ok(n.clone()),
+            Some(n) => {
+                self.apply_read_ahead();
+                Ok(n.clone())
+            }
             None if self.ended.load(Ordering::Acquire) => bail!(
                 "the FUSE session for {} ended before INIT was negotiated (see the messages above)",
                 self.mountpoint.display()
@@ -88,6 +93,28 @@ impl Served {
             None => bail!(
                 "the kernel's INIT for {} was not answered within {INIT_TIMEOUT:?}",
                 self.mountpoint.display()
+            ),
+        }
+    }
+
+    /// Raise the mount's read-ahead to the configured size: after INIT was answered, since INIT's
+    /// reply lowers the kernel's to `min(it, max_readahead)`. Runs after the capability drop and
+    /// before the seccomp lock-down: root owns the sysfs file, so no capability is needed. A
+    /// failure leaves the kernel's read-ahead (slower reads, nothing else) and is logged.
+    fn apply_read_ahead(&self) {
+        if self.read_ahead == 0 {
+            return;
+        }
+        let Some(m) = &self.mount else { return };
+        let kb = self.read_ahead / 1024;
+        match m.set_read_ahead_kb(kb) {
+            Ok(()) => log::info!(
+                "fuse: read-ahead of connection {} set to {kb} KiB",
+                self.connection
+            ),
+            Err(e) => log::warn!(
+                "fuse: could not set the read-ahead of connection {} (reads use the kernel's): {e}",
+                self.connection
             ),
         }
     }
@@ -171,6 +198,7 @@ pub fn mount(
         dialect,
         daxdev_configured,
         records: Some(records),
+        max_readahead: cfg.read_ahead,
         ..Default::default()
     };
     let session = Arc::new(Session::new(fs.clone(), channel, session_cfg));
@@ -183,6 +211,7 @@ pub fn mount(
         ended: Arc::new(AtomicBool::new(false)),
         connection,
         mountpoint,
+        read_ahead: cfg.read_ahead,
     })
 }
 

@@ -3,7 +3,8 @@
 //! itself: `mount(2)` of type `fuse`, the connection id from `/proc/self/mountinfo`, stale-mount
 //! detection and `umount2(MNT_DETACH)`.
 //!
-//! Owns: fds, mount(2)/umount2(2), the FUSE_DEV_IOC_CLONE ioctl, mountinfo parsing. Must not interpret
+//! Owns: fds, mount(2)/umount2(2), the FUSE_DEV_IOC_CLONE ioctl, mountinfo parsing, the mount's
+//! read-ahead (its backing device info's `read_ahead_kb` in sysfs). Must not interpret
 //! requests (that is `session`). Never `stat()`s its own mount point after mounting: before INIT is
 //! answered that sends GETATTR to a server that is not serving yet.
 
@@ -301,6 +302,17 @@ impl Mount {
         self.stale_detached
     }
 
+    /// The kernel's read-ahead for this mount, in KiB ([`read_ahead_kb`]).
+    pub fn read_ahead_kb(&self) -> io::Result<u32> {
+        read_ahead_kb(self.connection)
+    }
+
+    /// Set the kernel's read-ahead for this mount ([`set_read_ahead_kb`]): only after INIT was
+    /// answered, or INIT lowers it again.
+    pub fn set_read_ahead_kb(&self, kb: u32) -> io::Result<()> {
+        set_read_ahead_kb(self.connection, kb)
+    }
+
     /// Detach the mount now (idempotent).
     pub fn unmount(&mut self) -> io::Result<()> {
         if !self.active {
@@ -326,6 +338,38 @@ fn cstring(b: &[u8], what: &str) -> io::Result<CString> {
             format!("{what} contains a NUL byte"),
         )
     })
+}
+
+/// The sysfs file holding the read-ahead (KiB) of FUSE connection `connection`'s backing device
+/// info: FUSE registers it as `MAJOR:MINOR` of the mount's device.
+pub fn read_ahead_path(connection: u32) -> PathBuf {
+    PathBuf::from(format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        connection >> 20,
+        connection & 0xf_ffff
+    ))
+}
+
+/// The read-ahead (KiB) the kernel uses for files of FUSE connection `connection`.
+pub fn read_ahead_kb(connection: u32) -> io::Result<u32> {
+    let p = read_ahead_path(connection);
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+    text.trim().parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: not a number: {:?}", p.display(), text.trim()),
+        )
+    })
+}
+
+/// Set the read-ahead (KiB) of FUSE connection `connection`. The kernel caps FUSE read-ahead at
+/// this value whatever INIT's `max_readahead` says, and INIT's reply lowers it to
+/// `min(this, max_readahead)`: set it after INIT was answered. Needs write access to sysfs (root).
+pub fn set_read_ahead_kb(connection: u32, kb: u32) -> io::Result<()> {
+    let p = read_ahead_path(connection);
+    std::fs::write(&p, kb.to_string())
+        .map_err(|e| io::Error::new(e.kind(), format!("write {kb} to {}: {e}", p.display())))
 }
 
 /// `umount2(path, MNT_DETACH)`.

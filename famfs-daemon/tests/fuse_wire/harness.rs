@@ -15,6 +15,8 @@ pub struct SimOpts {
     pub kallsyms: Option<PathBuf>,
     pub workers: usize,
     pub sink: usize,
+    /// [`SessionConfig::max_readahead`] (0: echo the kernel's offer).
+    pub max_readahead: u32,
 }
 
 impl Default for SimOpts {
@@ -25,6 +27,7 @@ impl Default for SimOpts {
             kallsyms: None,
             workers: 1,
             sink: 4096,
+            max_readahead: 0,
         }
     }
 }
@@ -42,6 +45,7 @@ pub fn start(o: SimOpts) -> Sim {
         .config(SessionConfig {
             daxdev_configured: o.daxdev,
             kallsyms: o.kallsyms.unwrap_or(base.kallsyms),
+            max_readahead: o.max_readahead,
             ..base
         })
         .workers(o.workers)

@@ -1,6 +1,7 @@
 //! INIT negotiation over the simulated kernel: the exact reply flags for every famfs dialect
 //! setting, daxdev and kallsyms combination and famfs bit offered; old minors (the 24-byte reply),
-//! no INIT_EXT, a too-old and a too-new major, a second INIT and a short INIT body.
+//! no INIT_EXT, a too-old and a too-new major, a second INIT and a short INIT body; the configured
+//! read-ahead announced instead of the offer's.
 
 use std::sync::atomic::Ordering;
 
@@ -232,4 +233,20 @@ fn init_variants_old_minor_no_init_ext_bad_major() {
             .error,
         0
     );
+}
+
+#[test]
+fn init_announces_the_configured_read_ahead_not_the_offer() {
+    let mut sim = start(SimOpts {
+        max_readahead: 8 << 20,
+        ..Default::default()
+    });
+    let out = sim.init_offer(0).unwrap();
+    // The simulated kernel offers 128 KiB; the session announces what it was configured with.
+    assert_eq!(
+        (out.max_readahead, out.max_write, out.max_pages),
+        (8 << 20, 1 << 20, 256)
+    );
+    let n = sim.session().negotiated().expect("negotiated");
+    assert_eq!(n.max_readahead, 8 << 20);
 }

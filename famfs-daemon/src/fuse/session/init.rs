@@ -45,6 +45,7 @@ pub struct Negotiated {
     pub offered: u64,
     /// The flags sent in the reply (accepted bits, INIT_EXT included).
     pub flags: u64,
+    /// Announced in the reply: [`super::SessionConfig::max_readahead`], or the kernel's offer.
     pub max_readahead: u32,
     pub max_write: u32,
     pub max_pages: u16,
@@ -149,7 +150,10 @@ fn negotiate<F: Filesystem>(s: &Session<F>, arg: &InitIn, init_ns: u64) -> Negot
         minor: arg.minor.min(KERNEL_MINOR_VERSION),
         offered,
         flags,
-        max_readahead: arg.max_readahead,
+        max_readahead: match cfg.max_readahead {
+            0 => arg.max_readahead,
+            ra => ra,
+        },
         max_write: s.max_write,
         max_pages: s.max_pages,
         max_background: cfg.max_background,

@@ -53,8 +53,13 @@ pub struct SessionConfig {
     pub daxdev_configured: bool,
     /// Where `auto` looks for `famfs_fuse_iomap_begin`.
     pub kallsyms: PathBuf,
-    /// `max_write` announced in INIT (≥ 4096); also sizes `max_pages` and the worker buffers.
+    /// `max_write` announced in INIT (≥ 4096); also sizes `max_pages` (so the largest READ the
+    /// kernel sends) and the worker buffers.
     pub max_write: u32,
+    /// `max_readahead` announced in INIT, bytes; 0: the kernel's offer echoed. The kernel keeps
+    /// `min(its bdi read-ahead, this)`, so this can lower the read-ahead but not raise it: raising
+    /// it is the mount's ([`crate::fuse::Mount::set_read_ahead_kb`]) once INIT was answered.
+    pub max_readahead: u32,
     pub max_background: u16,
     pub congestion_threshold: u16,
     /// Bounded sink for per-request records; a full sink drops (and counts) instead of blocking.
@@ -70,6 +75,7 @@ impl Default for SessionConfig {
             daxdev_configured: false,
             kallsyms: PathBuf::from("/proc/kallsyms"),
             max_write: 1 << 20,
+            max_readahead: 0,
             max_background: 64,
             congestion_threshold: 48,
             records: None,
