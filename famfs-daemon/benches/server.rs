@@ -160,7 +160,7 @@ fn main() {
     let t = std::time::Instant::now();
     let shm = tempfile::tempdir_in("/dev/shm").expect("a tmpfs at /dev/shm");
     let d = shm.path();
-    let (img, mut image) = mkfs(d, "famfs.img", 4 * GIB);
+    let (img, mut image) = mkfs(d, "famfs.img", 16 * GIB);
     for k in 0..DIRS {
         image
             .mkdir(&format!("d{k:02}"), 0o755, 0, 0, false)
