@@ -239,13 +239,19 @@ fn random(ours: &Served, refs: &Refs<'_>, want: &[u8]) {
     let sq_file = refs.squash.join("big.bin");
     for direct in [false, true] {
         let (mut o, mut t, mut q) = (Stats::default(), Stats::default(), Stats::default());
+        let mut reads = Stats::default();
         let mut tmpfs_direct = true;
         for round in 0..=ROUNDS {
             for k in 0..3 {
                 let v = match (round + k) % 3 {
                     0 => {
                         drop_cache(&ours_file);
-                        random_read(&ours_file, direct, &offs, want).map(|v| (&mut o, v))
+                        let before = ours.reads();
+                        let v = random_read(&ours_file, direct, &offs, want);
+                        if round > 0 {
+                            reads.push((ours.reads() - before) as f64);
+                        }
+                        v.map(|v| (&mut o, v))
                     }
                     1 => match random_read(refs.tmpfs, direct, &offs, want) {
                         Some(v) => Some((&mut t, v)),
@@ -276,11 +282,19 @@ fn random(ours: &Served, refs: &Refs<'_>, want: &[u8]) {
         };
         println!(
             "random 4 KiB reads, {mode}, {RANDOM_READS} per round: ours {} | squashfuse_ll {} | \
-             tmpfs ({tmpfs_mode}) {}",
+             tmpfs ({tmpfs_mode}) {} | our READ requests per round {:.0}",
             o.show(1, "k reads/s"),
             q.show(1, "k reads/s"),
             t.show(1, "k reads/s"),
+            reads.median(),
         );
+        if direct {
+            assert_eq!(
+                reads.min(),
+                RANDOM_READS as f64,
+                "O_DIRECT: one READ per read"
+            );
+        }
         let fig = format!("random 4 KiB reads, {mode}, vs squashfuse_ll");
         ratio_row(&fig, &o, "k reads/s", "squashfuse_ll", &q, 1.0);
         let fig = format!("random 4 KiB reads, {mode}, vs tmpfs ({tmpfs_mode})");
