@@ -96,7 +96,7 @@ impl std::fmt::Display for FileSort {
 impl FileStats {
     /// Every fault counted for this file: DAX faults of any size and result, and page-cache faults.
     pub fn all_faults(&self) -> u64 {
-        self.faults.iter().flatten().sum::<u64>() + self.page_cache_faults
+        self.faults().iter().flatten().sum::<u64>() + self.page_cache_faults
     }
 
     /// What the sort keys look at.
@@ -130,33 +130,76 @@ impl Default for FileQuery {
     }
 }
 
+/// A file with its sort key's number taken out once (not per comparison).
+type Keyed<'a> = (u64, &'a FileStats);
+
+impl FileSort {
+    /// The number `self` orders by (0 for [`FileSort::Path`], which orders by path alone).
+    fn key_of(self, f: &FileStats) -> u64 {
+        match self {
+            FileSort::LastAccess => f.last_access_ns,
+            FileSort::Opens => f.opens,
+            FileSort::Faults => f.all_faults(),
+            FileSort::FmapBytes => u64::from(f.info.fmap_bytes),
+            FileSort::Path => 0,
+        }
+    }
+
+    /// [`FileSort::compare`] on keyed files: descending by the number, ties (and `Path`) by path.
+    fn compare_keyed(self, a: &Keyed<'_>, b: &Keyed<'_>) -> Ordering {
+        b.0.cmp(&a.0)
+            .then_with(|| a.1.info.path.cmp(&b.1.info.path))
+    }
+}
+
+/// Put the first `n` of `v` in `sort`'s order at its front, sorted (the rest, after them, in no
+/// particular order); returns how many that is.
+fn first_sorted(v: &mut [Keyed<'_>], sort: FileSort, n: usize) -> usize {
+    let cmp = |a: &Keyed<'_>, b: &Keyed<'_>| sort.compare_keyed(a, b);
+    let n = n.min(v.len());
+    if n < v.len() {
+        v.select_nth_unstable_by(n, cmp);
+    }
+    v[..n].sort_unstable_by(cmp);
+    n
+}
+
 /// Apply `q` to `files`: the matching files in the query's order, at most `q.limit` of them.
 pub fn query<'a>(files: impl Iterator<Item = &'a FileStats>, q: &FileQuery) -> Vec<&'a FileStats> {
-    let mut v: Vec<&FileStats> = files
+    let mut v: Vec<Keyed<'a>> = files
         .filter(|f| q.path.as_deref().is_none_or(|p| f.info.path.contains(p)))
+        .map(|f| (q.sort.key_of(f), f))
         .collect();
-    v.sort_by(|a, b| q.sort.compare(&a.sort_fields(), &b.sort_fields()));
-    v.truncate(q.limit);
-    v
+    let n = first_sorted(&mut v, q.sort, q.limit);
+    v.into_iter().take(n).map(|(_, f)| f).collect()
+}
+
+/// Files split for bounded-cardinality series: the most recently active keep their own series, the
+/// rest are folded into one.
+#[derive(Debug)]
+pub struct Fold<'a> {
+    /// The kept files, most recently active first.
+    pub kept: Vec<&'a FileStats>,
+    /// How many files were folded.
+    pub folded: usize,
+    /// The latest `last_access_ns` among the folded files (0 when none).
+    pub folded_last_access_ns: u64,
 }
 
 /// Split `files` into the `max` most recently active (their own series) and the rest (folded into
-/// `path="__other__"`). Ties break by path, so the choice is stable between scrapes.
-pub fn fold_for_series<'a>(
-    files: impl Iterator<Item = &'a FileStats>,
-    max: usize,
-) -> (Vec<&'a FileStats>, Vec<&'a FileStats>) {
-    let mut v: Vec<&FileStats> = files.collect();
-    let by_recency = |a: &&FileStats, b: &&FileStats| {
-        FileSort::LastAccess.compare(&a.sort_fields(), &b.sort_fields())
-    };
-    if v.len() > max {
-        v.select_nth_unstable_by(max, by_recency);
-        let rest = v.split_off(max);
-        v.sort_by(by_recency);
-        (v, rest)
-    } else {
-        v.sort_by(by_recency);
-        (v, Vec::new())
+/// `path="__other__"`; their sums are the join's totals minus the kept files'). Ties break by path, so
+/// the choice is stable between scrapes.
+pub fn fold_for_series<'a>(files: impl Iterator<Item = &'a FileStats>, max: usize) -> Fold<'a> {
+    let sort = FileSort::LastAccess;
+    let mut v: Vec<Keyed<'a>> = files.map(|f| (sort.key_of(f), f)).collect();
+    let n = first_sorted(&mut v, sort, max);
+    // After `first_sorted`, `v[n]` is the most recent of the folded files.
+    let folded_last_access_ns = v.get(n).map_or(0, |(k, _)| *k);
+    let folded = v.len() - n;
+    v.truncate(n);
+    Fold {
+        kept: v.into_iter().map(|(_, f)| f).collect(),
+        folded,
+        folded_last_access_ns,
     }
 }
