@@ -411,7 +411,7 @@ fn in_process() {
     for _ in 0..50 {
         let st = state.read().unwrap();
         let t = Instant::now();
-        black_box(famfs_daemon::join::fold_for_series(st.join.files(), 500).folded);
+        black_box(famfs_daemon::join::fold_for_series(&st.join, 500).folded);
         fold.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
         black_box(famfs_daemon::join::query(st.join.files(), &q).len());

@@ -6,7 +6,7 @@
 
 use std::cmp::Ordering;
 
-use super::FileStats;
+use super::{FileStats, Join};
 
 /// Sort keys of the file table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -186,20 +186,34 @@ pub struct Fold<'a> {
     pub folded_last_access_ns: u64,
 }
 
-/// Split `files` into the `max` most recently active (their own series) and the rest (folded into
-/// `path="__other__"`; their sums are the join's totals minus the kept files'). Ties break by path, so
-/// the choice is stable between scrapes.
-pub fn fold_for_series<'a>(files: impl Iterator<Item = &'a FileStats>, max: usize) -> Fold<'a> {
-    let sort = FileSort::LastAccess;
-    let mut v: Vec<Keyed<'a>> = files.map(|f| (sort.key_of(f), f)).collect();
-    let n = first_sorted(&mut v, sort, max);
-    // After `first_sorted`, `v[n]` is the most recent of the folded files.
-    let folded_last_access_ns = v.get(n).map_or(0, |(k, _)| *k);
-    let folded = v.len() - n;
-    v.truncate(n);
+/// Split the join's files into the `max` most recently active (their own series) and the rest
+/// (folded into `path="__other__"`; their sums are the join's totals minus the kept files'). Ties break
+/// by path, so the choice is stable between scrapes. Ranks by [`Join::recency`], so only the files it
+/// compares by path are read.
+pub fn fold_for_series(join: &Join, max: usize) -> Fold<'_> {
+    let files = join.file_slice();
+    let path = |i: u32| files.get(i as usize).map_or("", |f| f.info.path.as_str());
+    // Index into `files` (u32: half the size to move around; a table of 4 G files is not tracked).
+    let cmp = |a: &(u64, u32), b: &(u64, u32)| b.0.cmp(&a.0).then_with(|| path(a.1).cmp(path(b.1)));
+    let mut v: Vec<(u64, u32)> = join
+        .recency()
+        .iter()
+        .zip(0u32..)
+        .map(|(&t, i)| (t, i))
+        .collect();
+    let n = max.min(v.len());
+    if n < v.len() {
+        v.select_nth_unstable_by(n, cmp);
+    }
+    v[..n].sort_unstable_by(cmp);
+    // `v[n]` is now the most recent of the folded files.
+    let folded_last_access_ns = v.get(n).map_or(0, |(t, _)| *t);
     Fold {
-        kept: v.into_iter().map(|(_, f)| f).collect(),
-        folded,
+        kept: v[..n]
+            .iter()
+            .filter_map(|&(_, i)| files.get(i as usize))
+            .collect(),
+        folded: v.len() - n,
         folded_last_access_ns,
     }
 }

@@ -287,6 +287,9 @@ pub struct Join {
     /// `index`. Files are never removed.
     files: Vec<FileStats>,
     index: HashMap<u64, usize>,
+    /// `files[i].last_access_ns` for every `i`, side by side: what the metrics' fold ranks files by,
+    /// read without touching the files themselves.
+    recency: Vec<u64>,
     totals: FileTotals,
     pending_server: HashMap<u64, PendingServer>,
     pending_kernel: HashMap<u64, PendingKernel>,
@@ -304,6 +307,7 @@ impl Join {
             fmap_opcode,
             files: Vec::with_capacity(1024),
             index: HashMap::with_capacity(1024),
+            recency: Vec::with_capacity(1024),
             totals: FileTotals::default(),
             pending_server: HashMap::with_capacity(1024),
             pending_kernel: HashMap::with_capacity(1024),
@@ -344,6 +348,7 @@ impl Join {
                 self.totals.fmap_bytes += u64::from(info.fmap_bytes);
                 self.totals.fmap_extents += u64::from(info.fmap_extents);
                 self.files.push(FileStats::new(nodeid, info));
+                self.recency.push(0);
                 Some(*e.insert(self.files.len() - 1))
             }
         }
@@ -361,15 +366,16 @@ impl Join {
         if !interesting {
             return;
         }
-        let Some(f) = self
-            .file_index(r.nodeid, catalog)
-            .and_then(|i| self.files.get_mut(i))
-        else {
+        let Some(i) = self.file_index(r.nodeid, catalog) else {
             self.health.non_file += 1;
+            return;
+        };
+        let (Some(f), Some(recent)) = (self.files.get_mut(i), self.recency.get_mut(i)) else {
             return;
         };
         let t = &mut self.totals;
         f.last_access_ns = f.last_access_ns.max(r.reply_ns);
+        *recent = f.last_access_ns;
         match r.opcode {
             FUSE_OPEN => {
                 f.opens += 1;
@@ -537,12 +543,13 @@ impl Join {
             }
             e.lat_sum_ns += r.stats.lat_sum_ns;
         }
-        for f in &mut self.files {
+        for (f, recent) in self.files.iter_mut().zip(&mut self.recency) {
             match fresh.remove(&f.ino) {
                 Some(n) => {
                     let before: u64 = f.faults().iter().flatten().sum();
                     if n.counts.iter().flatten().sum::<u64>() > before {
                         f.last_access_ns = f.last_access_ns.max(now_ns);
+                        *recent = f.last_access_ns;
                     }
                     let d = f.dax_mut();
                     d.counts = n.counts;
@@ -616,6 +623,16 @@ impl Join {
 
     pub fn files(&self) -> impl ExactSizeIterator<Item = &FileStats> {
         self.files.iter()
+    }
+
+    /// Every file's `last_access_ns`, in the order of [`Join::files`].
+    pub fn recency(&self) -> &[u64] {
+        &self.recency
+    }
+
+    /// The files as a slice, in the order of [`Join::recency`].
+    pub fn file_slice(&self) -> &[FileStats] {
+        &self.files
     }
 
     pub fn file(&self, nodeid: u64) -> Option<&FileStats> {

@@ -158,12 +158,12 @@ fn folding_keeps_the_most_recent_and_breaks_ties_by_path() {
     for (u, id) in [(2u64, 2u64), (4, 3), (6, 4)] {
         j.ingest_server(&rec(u, 14, id), &c);
     }
-    let fold = fold_for_series(j.files(), 2);
+    let fold = fold_for_series(&j, 2);
     let keep: Vec<&str> = fold.kept.iter().map(|f| f.info.path.as_str()).collect();
     assert_eq!(keep, vec!["dir/c", "dir/b"]);
     let a = j.file(2).unwrap().last_access_ns;
     assert_eq!((fold.folded, fold.folded_last_access_ns), (1, a));
-    let fold = fold_for_series(j.files(), 10);
+    let fold = fold_for_series(&j, 10);
     assert_eq!(
         (fold.kept.len(), fold.folded, fold.folded_last_access_ns),
         (3, 0, 0)
@@ -546,6 +546,10 @@ fn totals_are_the_sum_of_every_file() {
     j.apply_fault_snapshot(&snap, 5_000);
     let t = j.totals().clone();
     assert_eq!(t, summed(&j));
+    // The recency column follows every file's last access (the faulted file 3 moved to 5000).
+    let recency: Vec<u64> = j.files().map(|f| f.last_access_ns).collect();
+    assert_eq!(j.recency(), recency.as_slice());
+    assert_eq!(j.file(3).map(|f| f.last_access_ns), Some(5_000));
     // The values themselves, so that the comparison above cannot pass on two empty sums.
     assert_eq!((t.opens, t.open_errors, t.open_lat_sum_ns), (3, 1, 701_500));
     assert_eq!(

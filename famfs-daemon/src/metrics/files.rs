@@ -194,7 +194,7 @@ impl Row {
 /// The rows of one scrape: the kept files, then `__other__` (every tracked file's totals minus the
 /// kept ones, so folding reads only the kept files) when some were folded; and how many were.
 fn rows(join: &Join, max_series: usize) -> (Vec<Row>, usize) {
-    let fold = fold_for_series(join.files(), max_series);
+    let fold = fold_for_series(join, max_series);
     let mut out: Vec<Row> = fold
         .kept
         .iter()
