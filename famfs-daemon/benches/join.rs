@@ -1,19 +1,55 @@
-//! Join and scrape benchmark (not a test): join ingest rate with nothing lost, `/metrics` render time
-//! and daemon RSS with 1k, 10k and 100k tracked files. Every figure is printed beside a baseline
-//! measured in the same run. Run: `cargo bench -p famfs-daemon --bench join`.
+//! Join and scrape benchmark (not a test): join ingest rate with nothing lost; what a scrape costs end to
+//! end with 100k tracked files (`/metrics` and `/api/v1/files` through the daemon's own HTTP server and
+//! views, p50/p99 over many requests); and the resident memory of the process holding those files.
+//! Every figure is printed beside a baseline measured in the same run.
+//! Run: `cargo bench -p famfs-daemon --bench join`.
+//!
+//! The scrape figures come from a child process (this binary re-run with `FAMFS_JOIN_BENCH_CHILD` set)
+//! that holds only what the daemon's HTTP side holds: the join's per-file table, the metrics registry
+//! and the HTTP server on a 2-worker tokio runtime, as `famfs-daemon run` builds them. Its VmRSS is read
+//! from `/proc/PID/status` before the files are added (the baseline) and after every scrape, so the
+//! client's buffers (in this process) are not counted. The child is killed when the bench ends.
 
 // A benchmark, not product code: a failed step should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{collections::HashMap, hint::black_box, time::Instant};
+#[path = "../tests/support/bench.rs"]
+mod bench;
 
-use famfs_common::event::{Event, KIND_REQ_END};
+use std::{
+    collections::HashMap,
+    hint::black_box,
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use famfs_common::{
+    event::{Event, KIND_REQ_END},
+    fault::{FaultKey, FaultStats},
+    hist::LAT_SLOTS,
+};
 use famfs_daemon::{
+    daemon::views::DaemonViews,
     fuse::RequestRecord,
+    http::{self, Limits, WebConfig, client::Client},
     join::{FileState, Join, SharedFileState},
-    metrics::{Format, Metrics},
+    metrics::Metrics,
+    probes::{FaultRow, ProbeSnapshot},
     server::{Catalog, FileInfo},
 };
+
+const CHILD_ENV: &str = "FAMFS_JOIN_BENCH_CHILD";
+/// Tracked files in the scrape figures.
+const FILES: u64 = 100_000;
+/// Requests per endpoint (p99 = the 2nd slowest of 200).
+const SCRAPES: usize = 200;
+/// `famfs-trace top`'s query (its defaults: `--sort last_access --limit 500`).
+const TOP_QUERY: &str = "/api/v1/files?sort=last_access&limit=500";
+/// `famfs-trace snapshot`'s query: every file, by path.
+const ALL_QUERY: &str = "/api/v1/files?sort=path&limit=1099511627776";
 
 struct Cat;
 
@@ -28,16 +64,6 @@ impl Catalog for Cat {
     }
 }
 
-fn rss_mib() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = s
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    pages * 4096.0 / (1 << 20) as f64
-}
-
 fn records(n: usize, files: u64) -> (Vec<RequestRecord>, Vec<Event>) {
     let mut r = Vec::with_capacity(n);
     let mut e = Vec::with_capacity(n);
@@ -49,6 +75,7 @@ fn records(n: usize, files: u64) -> (Vec<RequestRecord>, Vec<Event>) {
             unique,
             opcode: 14,
             nodeid: 2 + i % files,
+            pid: 1000 + (i % 37) as u32,
             reply_bytes: 32,
             recv_ns: 1000 + i,
             reply_ns: 2000 + i,
@@ -94,74 +121,325 @@ fn ingest() {
     let took = t.elapsed().as_secs_f64();
     let lost = N as u64 - j.health.matched;
     let events = 2.0 * N as f64;
+    let (ours, baseline) = (events / took / 1e6, events / base / 1e6);
     println!(
-        "join ingest: {N} requests + {N} kernel events in {:.3} s = {:.2} M events/s, lost {lost}",
-        took,
-        events / took / 1e6
+        "join ingest: {N} requests + {N} kernel events (10k files) in {took:.3} s = {ours:.2} M events/s, lost {lost}"
     );
     println!(
-        "  baseline (hash insert+remove): {:.3} s = {:.2} M events/s; join/baseline time ratio {:.2}",
-        base,
-        events / base / 1e6,
+        "  baseline (hash insert+remove): {base:.3} s = {baseline:.2} M events/s; join/baseline time ratio {:.2}",
         took / base
     );
     assert_eq!(lost, 0, "the join lost events");
+    bench::row(&bench::Row {
+        figure: "join ingest, 2 M OPEN records + 2 M kernel ends over 10k files",
+        ours: format!("{ours:.1} M events/s, {lost} lost"),
+        baseline: format!("hash insert+remove per request {baseline:.1} M events/s"),
+        ratio: Some(ours / baseline),
+        goal: "≥ 10 M events/s, 0 lost",
+        met: Some(ours >= 10.0 && lost == 0),
+    });
 }
 
-fn scrape(files: u64) -> (f64, f64, f64, f64, f64) {
-    let rss0 = rss_mib();
+/// A join holding `files` files as a busy daemon's would: each opened once (by one of 37 processes)
+/// with its kernel-observed OPEN latency joined, every 10th with DAX faults from a kernel snapshot.
+fn populated(files: u64) -> Join {
     let mut j = Join::new(40, 1, 0, 0);
-    for id in 0..files {
-        let r = RequestRecord {
-            mount_epoch: 1,
-            connection: 40,
-            unique: 2 * id + 2,
-            opcode: 14,
-            nodeid: 2 + id,
-            reply_ns: id,
-            ..Default::default()
-        };
-        j.ingest_server(&r, &Cat);
+    let (recs, evs) = records(files as usize, files);
+    for (r, e) in recs.iter().zip(&evs) {
+        j.ingest_server(r, &Cat);
+        j.ingest_kernel(e);
     }
+    let mut snap = ProbeSnapshot::default();
+    for id in (0..files).step_by(10) {
+        let mut lat_slots = [0u64; LAT_SLOTS];
+        lat_slots[12 + (id % 5) as usize] = 4;
+        lat_slots[20] = 1;
+        snap.faults.push(FaultRow {
+            key: FaultKey {
+                dev: 40,
+                size: 1,
+                ino: 2 + id,
+                ..Default::default()
+            },
+            stats: FaultStats {
+                count: 5,
+                lat_sum_ns: 4 * 5000 + 1_500_000,
+                max_pgoff: 512,
+                lat_slots,
+            },
+        });
+    }
+    j.apply_fault_snapshot(&snap, 10_000_000);
+    assert_eq!(j.files().count() as u64, files);
+    j
+}
+
+/// VmRSS of `pid` in KiB.
+fn vm_rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The child: serve a daemon's HTTP views of `FILES` files on one port and of no file table on another,
+/// print `ready PORT BASE_PORT` and serve until killed.
+fn child() {
+    // The daemon's heap policy, set at its start-up as here.
+    famfs_daemon::util::alloc::tune();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("famfs-http")
+        .build()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<(SocketAddr, SocketAddr)>();
+    let go = Arc::new(std::sync::Barrier::new(2));
+    let go2 = go.clone();
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            // Views without a file table: the baseline's server, up before the files exist.
+            let base = DaemonViews {
+                metrics: Metrics::new(None, None),
+                probes: None,
+                files: None,
+                session_ended: None,
+                fs: None,
+            };
+            let bl = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let base_addr = bl.local_addr().unwrap();
+            tokio::spawn(http::serve(
+                bl,
+                Arc::new(base),
+                Limits::default(),
+                WebConfig::default(),
+            ));
+            // The parent reads the baseline RSS now, then lets the files in.
+            println!("base {base_addr}");
+            go2.wait();
+            let state = SharedFileState::new(FileState {
+                join: populated(FILES),
+                fs_uuid: "3f2d9c1e-7b4a-4e8f-9a61-0c5d2e7f8a93".into(),
+                max_series: 500,
+            });
+            let views = DaemonViews {
+                metrics: Metrics::new(None, Some(state.clone())),
+                probes: None,
+                files: Some(state),
+                session_ended: None,
+                fs: None,
+            };
+            let l = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            tx.send((l.local_addr().unwrap(), base_addr)).unwrap();
+            http::serve(l, Arc::new(views), Limits::default(), WebConfig::default()).await;
+        });
+    });
+    // Wait for the parent's "go" line on stdin before adding the files.
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    go.wait();
+    let (addr, _) = rx.recv().unwrap();
+    println!("ready {addr}");
+    // Serve until the parent kills us.
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The child process, killed on drop.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn read_word(r: &mut impl BufRead, tag: &str) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let rest = line
+        .trim()
+        .strip_prefix(tag)
+        .unwrap_or_else(|| panic!("child said {line:?}, expected {tag}"));
+    rest.trim().to_string()
+}
+
+/// p50 and p99 (ms) of `t` (seconds).
+fn pcts(t: &mut [f64]) -> (f64, f64) {
+    t.sort_by(f64::total_cmp);
+    let at = |q: f64| t[((q * t.len() as f64).ceil() as usize).clamp(1, t.len()) - 1] * 1e3;
+    (at(0.50), at(0.99))
+}
+
+/// `n` alternating GETs of `path` on `ours` and `base`: (ours p50, p99, base p50, p99, body bytes).
+fn timed(ours: &Client, base: &Client, path: &str, n: usize) -> ([f64; 4], usize) {
+    let mut t = Vec::with_capacity(n);
+    let mut b = Vec::with_capacity(n);
+    let mut bytes = 0;
+    for _ in 0..n {
+        let s = Instant::now();
+        bytes = ours.get(path).unwrap().len();
+        t.push(s.elapsed().as_secs_f64());
+        let s = Instant::now();
+        black_box(base.get(path).unwrap());
+        b.push(s.elapsed().as_secs_f64());
+    }
+    let (p50, p99) = pcts(&mut t);
+    let (b50, b99) = pcts(&mut b);
+    ([p50, p99, b50, b99], bytes)
+}
+
+fn endpoint_row(figure: &str, base_what: &str, f: [f64; 4], goal_ms: Option<f64>) {
+    let [p50, p99, b50, b99] = f;
+    bench::row(&bench::Row {
+        figure,
+        ours: format!("p99 {p99:.2} ms (p50 {p50:.2})"),
+        baseline: format!("{base_what}: p99 {b99:.2} ms (p50 {b50:.2})"),
+        ratio: Some(p99 / b99),
+        goal: if goal_ms.is_some() { "p99 < 25 ms" } else { "" },
+        met: goal_ms.map(|g| p99 < g),
+    });
+}
+
+fn scrapes() {
+    let exe = std::env::current_exe().unwrap();
+    let mut c = ChildGuard(
+        Command::new(exe)
+            .env(CHILD_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = c.0.id();
+    let mut out = BufReader::new(c.0.stdout.take().unwrap());
+    let base_addr: SocketAddr = read_word(&mut out, "base").parse().unwrap();
+    let rss_before = vm_rss_kib(pid);
+    {
+        use std::io::Write;
+        let mut stdin = c.0.stdin.take().unwrap();
+        writeln!(stdin, "go").unwrap();
+    }
+    let t = Instant::now();
+    let addr: SocketAddr = read_word(&mut out, "ready").parse().unwrap();
+    let fill = t.elapsed().as_secs_f64();
+    let rss_filled = vm_rss_kib(pid);
+    let ours = Client::new(addr, Duration::from_secs(30)).unwrap();
+    let base = Client::new(base_addr, Duration::from_secs(30)).unwrap();
+    // Warm both servers up.
+    for p in ["/metrics", TOP_QUERY] {
+        black_box(ours.get(p).unwrap());
+        black_box(base.get(p).unwrap());
+    }
+    let (m, m_bytes) = timed(&ours, &base, "/metrics", SCRAPES);
+    let (f, f_bytes) = timed(&ours, &base, TOP_QUERY, SCRAPES);
+    let rss_scraped = vm_rss_kib(pid);
+    let (a, a_bytes) = timed(&ours, &base, ALL_QUERY, 20);
+    let rss_all = vm_rss_kib(pid);
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "\nscrape through the HTTP server, {FILES} files (each opened with a joined latency, every 10th DAX-faulted), \
+         max 500 file series; baseline = the same daemon views without a file table, same process, alternating"
+    );
+    println!(
+        "{:<52} {:>9} {:>9} {:>13} {:>13} {:>10}",
+        "request", "p50 ms", "p99 ms", "base p50 ms", "base p99 ms", "body KiB"
+    );
+    for (what, v, bytes, n) in [
+        ("/metrics", m, m_bytes, SCRAPES),
+        (TOP_QUERY, f, f_bytes, SCRAPES),
+        (ALL_QUERY, a, a_bytes, 20),
+    ] {
+        println!(
+            "{:<52} {:>9.2} {:>9.2} {:>13.2} {:>13.2} {:>10.0}   ({n} requests)",
+            what,
+            v[0],
+            v[1],
+            v[2],
+            v[3],
+            bytes as f64 / 1024.0
+        );
+    }
+    println!(
+        "daemon-side process VmRSS: {:.1} MiB before the files, {:.1} MiB with them ({fill:.2} s to add), \
+         {:.1} MiB after the /metrics and top scrapes, {:.1} MiB after 20 unlimited file listings",
+        mib(rss_before),
+        mib(rss_filled),
+        mib(rss_scraped),
+        mib(rss_all)
+    );
+    endpoint_row(
+        "/metrics at 100k files, HTTP, 200 scrapes",
+        "the same views without a file table",
+        m,
+        Some(25.0),
+    );
+    endpoint_row(
+        "/api/v1/files (top's query: last_access, limit 500) at 100k files, HTTP, 200 requests",
+        "the same views without a file table",
+        f,
+        Some(25.0),
+    );
+    endpoint_row(
+        "/api/v1/files unlimited (snapshot's query: sort=path, all 100k rows), HTTP, 20 requests",
+        "the same views without a file table",
+        a,
+        None,
+    );
+    let rss = rss_scraped.max(rss_all);
+    bench::row(&bench::Row {
+        figure: "process RSS holding 100k files + HTTP server, after the scrapes (VmRSS)",
+        ours: format!("{:.1} MiB", mib(rss)),
+        baseline: format!("same process before the files {:.1} MiB", mib(rss_before)),
+        ratio: Some(rss as f64 / rss_before as f64),
+        goal: "< 64 MiB",
+        met: Some(mib(rss) < 64.0),
+    });
+}
+
+/// Where a scrape's time goes, in this process: the render functions the server calls, alone.
+fn in_process() {
     let state = SharedFileState::new(FileState {
-        join: j,
+        join: populated(FILES),
         fs_uuid: "3f2d9c1e-7b4a-4e8f-9a61-0c5d2e7f8a93".into(),
         max_series: 500,
     });
-    let metrics = Metrics::new(None, Some(state));
-    let baseline = Metrics::new(None, None);
-    let rss = rss_mib() - rss0;
-    let mut times = Vec::with_capacity(50);
-    let mut base_times = Vec::with_capacity(50);
-    let mut bytes = 0;
+    let metrics = Metrics::new(None, Some(state.clone()));
+    let q = famfs_daemon::http::api::parse_file_query(Some("sort=last_access&limit=500")).unwrap();
+    let (mut fold, mut render, mut top) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..50 {
+        let st = state.read().unwrap();
         let t = Instant::now();
-        bytes = black_box(metrics.render(Format::PrometheusText).unwrap()).len();
-        times.push(t.elapsed().as_secs_f64());
+        black_box(famfs_daemon::join::fold_for_series(&st.join, 500).folded);
+        fold.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        black_box(baseline.render(Format::PrometheusText).unwrap());
-        base_times.push(t.elapsed().as_secs_f64());
+        black_box(famfs_daemon::join::query(st.join.files(), &q).len());
+        top.push(t.elapsed().as_secs_f64());
+        drop(st);
+        let t = Instant::now();
+        black_box(
+            metrics
+                .render(famfs_daemon::metrics::Format::PrometheusText)
+                .unwrap(),
+        );
+        render.push(t.elapsed().as_secs_f64());
     }
-    times.sort_by(f64::total_cmp);
-    base_times.sort_by(f64::total_cmp);
-    let p50 = times[25] * 1e3;
-    let p99 = times[49] * 1e3;
-    let base_p50 = base_times[25] * 1e3;
-    (p50, p99, base_p50, rss, bytes as f64 / 1024.0)
+    let (f50, _) = pcts(&mut fold);
+    let (r50, r99) = pcts(&mut render);
+    let (q50, _) = pcts(&mut top);
+    println!(
+        "in process, {FILES} files, 50 runs: Metrics::render p50 {r50:.2} ms (p99 {r99:.2}), of which the fold \
+         {f50:.2} ms; top's query (select and sort, no rows) {q50:.2} ms"
+    );
 }
 
 fn main() {
-    ingest();
-    println!();
-    println!(
-        "scrape (/metrics render, 500 file series, 50 runs)  baseline = registry without the per-file families"
-    );
-    println!(
-        "{:>8}  {:>9}  {:>9}  {:>13}  {:>10}  {:>9}",
-        "files", "p50 ms", "p99 ms", "baseline p50", "body KiB", "RSS MiB"
-    );
-    for n in [1_000u64, 10_000, 100_000] {
-        let (p50, p99, b, rss, kib) = scrape(n);
-        println!("{n:>8}  {p50:>9.2}  {p99:>9.2}  {b:>10.3} ms  {kib:>10.0}  {rss:>9.1}");
+    if std::env::var_os(CHILD_ENV).is_some() {
+        child();
+        return;
     }
+    ingest();
+    scrapes();
+    in_process();
 }

@@ -391,6 +391,8 @@ fn serve_http(
 
 /// Run the daemon until SIGINT/SIGTERM.
 pub fn run(cfg: &DaemonConfig) -> Result<ExitCode> {
+    // Before any thread: scrape-sized buffers must not stay resident (see `util::alloc`).
+    crate::util::alloc::tune();
     let web = load_web_config(cfg)?;
     let fs = open_image(cfg)?;
     let probes = load_probes(cfg, fs.as_ref());

@@ -12,7 +12,7 @@ use std::sync::{
 use crate::{
     http::{
         Views,
-        api::{FileDetail, FileRow, ProbeRow, Snapshot},
+        api::{FileDetail, FileRow, FileRows, ProbeRow, Snapshot},
     },
     join::{FileQuery, SharedFileState, query},
     metrics::{Format, Metrics},
@@ -39,6 +39,10 @@ impl std::fmt::Debug for DaemonViews {
             .finish_non_exhaustive()
     }
 }
+
+/// A file listing at least this long freed many blocks: their pages go back to the kernel
+/// (`util::alloc`).
+const RELEASE_AFTER: usize = 4 << 20;
 
 /// The name of process `pid` (`/proc/PID/comm`), empty when it has exited. Read at view time only.
 fn comm(pid: u32) -> String {
@@ -100,6 +104,27 @@ impl Views for DaemonViews {
             .into_iter()
             .map(|f| FileRow::of(f, now))
             .collect())
+    }
+
+    /// Encoded row by row under the read lock: a listing of every file never holds every row at once.
+    fn files_json(&self, q: &FileQuery) -> Result<String, String> {
+        let Some(files) = &self.files else {
+            return Ok("[]".into());
+        };
+        let st = files.read().map_err(|e| e.to_string())?;
+        let now = crate::util::monotonic_ns();
+        let picked = query(st.join.files(), q);
+        let body = serde_json::to_string(&FileRows {
+            files: &picked,
+            now_ns: now,
+        })
+        .map_err(|e| format!("encoding JSON: {e}"))?;
+        drop(picked);
+        drop(st);
+        if body.len() >= RELEASE_AFTER {
+            crate::util::alloc::release_free();
+        }
+        Ok(body)
     }
 
     fn file(&self, path: &str) -> Result<Option<FileDetail>, String> {

@@ -309,11 +309,9 @@ pub struct FileRow {
 impl FileRow {
     /// The row of `f`, with the last access's age relative to `now_ns` (CLOCK_MONOTONIC).
     pub fn of(f: &FileStats, now_ns: u64) -> FileRow {
-        let used = f
-            .open_lat_slots
-            .iter()
-            .rposition(|&c| c != 0)
-            .map_or(0, |i| i + 1);
+        let open_lat = f.open_lat.to_array();
+        let faults = f.faults();
+        let used = open_lat.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
         FileRow {
             path: f.info.path.clone(),
             ino: f.ino,
@@ -328,7 +326,7 @@ impl FileRow {
                 f.open_lat_sum_ns as f64 * 1e-9 / f.open_lat_count as f64
             },
             open_latency_count: f.open_lat_count,
-            open_latency_log2_ns: f.open_lat_slots[..used].to_vec(),
+            open_latency_log2_ns: open_lat[..used].to_vec(),
             get_fmap: f.get_fmap,
             get_fmap_retries: f.get_fmap_retries,
             get_fmap_errors: f.get_fmap_errors,
@@ -336,10 +334,10 @@ impl FileRow {
             read_bytes: f.read_bytes,
             writes: f.writes,
             write_bytes: f.write_bytes,
-            faults_pte: f.faults[0][0],
-            faults_pmd: f.faults[1][0],
-            faults_fallback: f.faults[1][1] + f.faults[0][1],
-            faults_error: f.faults[1][2] + f.faults[0][2],
+            faults_pte: faults[0][0],
+            faults_pmd: faults[1][0],
+            faults_fallback: faults[1][1] + faults[0][1],
+            faults_error: faults[1][2] + faults[0][2],
             page_cache_faults: f.page_cache_faults,
             last_access_ns: f.last_access_ns,
             last_access_age_seconds: (f.last_access_ns != 0)
@@ -381,6 +379,26 @@ impl FileRow {
     pub fn fallback_ratio(&self) -> Option<f64> {
         let t = self.faults_pmd + self.faults_fallback;
         (t > 0).then(|| self.faults_fallback as f64 / t as f64)
+    }
+}
+
+/// Files encoded as a JSON array of [`FileRow`]s, each row made only while it is written (a listing
+/// of 100k files then holds one row at a time, not 100k). The same text as the `Vec<FileRow>`.
+#[derive(Debug)]
+pub struct FileRows<'a> {
+    pub files: &'a [&'a FileStats],
+    /// The rows' clock ([`FileRow::of`]).
+    pub now_ns: u64,
+}
+
+impl Serialize for FileRows<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.files.len()))?;
+        for f in self.files {
+            seq.serialize_element(&FileRow::of(f, self.now_ns))?;
+        }
+        seq.end()
     }
 }
 
@@ -436,7 +454,7 @@ impl FileDetail {
                 opens: rows(&f.open_procs),
                 other_opens: f.open_procs.other,
                 faults: f
-                    .fault_procs
+                    .fault_procs()
                     .sorted()
                     .into_iter()
                     .map(|p| ProcRow {
@@ -445,7 +463,7 @@ impl FileDetail {
                         count: p.count,
                     })
                     .collect(),
-                other_faults: f.fault_procs.other,
+                other_faults: f.fault_procs().other,
             },
         }
     }

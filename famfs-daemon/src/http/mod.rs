@@ -40,6 +40,11 @@ pub trait Views: Send + Sync + 'static {
     fn probes(&self) -> Result<Vec<api::ProbeRow>, String>;
     /// The file table, as `query` selects and orders it.
     fn files(&self, query: &FileQuery) -> Result<Vec<api::FileRow>, String>;
+    /// [`Views::files`] as its JSON text (what `/api/v1/files` sends). A view over a large table may
+    /// encode the rows one at a time instead of building them all first; the text must be the same.
+    fn files_json(&self, query: &FileQuery) -> Result<String, String> {
+        serde_json::to_string(&self.files(query)?).map_err(|e| format!("encoding JSON: {e}"))
+    }
     /// One file's detail (`path` as `/api/v1/files` spells it; the leading `/` may be left out); `Ok(None)` when no such file was seen.
     fn file(&self, path: &str) -> Result<Option<api::FileDetail>, String>;
     /// Everything the operator views read at once; the files as `query` selects them.
@@ -83,11 +88,20 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
 const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// A JSON answer at least this long was made of many small blocks (one listing of a whole large file
+/// table): once they are freed, their pages go back to the kernel.
+const RELEASE_AFTER: usize = 4 << 20;
+
 /// A view's answer as JSON: 200, or 500 with the view's reason.
 fn json<T: serde::Serialize>(answer: Result<T, String>) -> Response<Full<Bytes>> {
     match answer.and_then(|v| serde_json::to_string(&v).map_err(|e| format!("encoding JSON: {e}")))
     {
-        Ok(body) => respond(StatusCode::OK, JSON, body),
+        Ok(body) => {
+            if body.len() >= RELEASE_AFTER {
+                crate::util::alloc::release_free();
+            }
+            respond(StatusCode::OK, JSON, body)
+        }
         Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
     }
 }
@@ -128,7 +142,13 @@ fn route(views: &dyn Views, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             Some(why) => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{why}\n")),
         },
         api::PROBES_PATH => json(views.probes()),
-        api::FILES_PATH => file_view(req.uri().query(), |q| views.files(q)),
+        api::FILES_PATH => match api::parse_file_query(req.uri().query()) {
+            Ok(q) => match views.files_json(&q) {
+                Ok(body) => respond(StatusCode::OK, JSON, body),
+                Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
+            },
+            Err(e) => respond(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")),
+        },
         api::FILE_PATH => match api::parse_file_path(req.uri().query()) {
             Err(e) => respond(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")),
             Ok(path) => match views.file(&path) {

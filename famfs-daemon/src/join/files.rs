@@ -6,7 +6,7 @@
 
 use std::cmp::Ordering;
 
-use super::FileStats;
+use super::{FileStats, Join};
 
 /// Sort keys of the file table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -96,7 +96,7 @@ impl std::fmt::Display for FileSort {
 impl FileStats {
     /// Every fault counted for this file: DAX faults of any size and result, and page-cache faults.
     pub fn all_faults(&self) -> u64 {
-        self.faults.iter().flatten().sum::<u64>() + self.page_cache_faults
+        self.faults().iter().flatten().sum::<u64>() + self.page_cache_faults
     }
 
     /// What the sort keys look at.
@@ -130,33 +130,90 @@ impl Default for FileQuery {
     }
 }
 
-/// Apply `q` to `files`: the matching files in the query's order, at most `q.limit` of them.
-pub fn query<'a>(files: impl Iterator<Item = &'a FileStats>, q: &FileQuery) -> Vec<&'a FileStats> {
-    let mut v: Vec<&FileStats> = files
-        .filter(|f| q.path.as_deref().is_none_or(|p| f.info.path.contains(p)))
-        .collect();
-    v.sort_by(|a, b| q.sort.compare(&a.sort_fields(), &b.sort_fields()));
-    v.truncate(q.limit);
-    v
+/// A file with its sort key's number taken out once (not per comparison).
+type Keyed<'a> = (u64, &'a FileStats);
+
+impl FileSort {
+    /// The number `self` orders by (0 for [`FileSort::Path`], which orders by path alone).
+    fn key_of(self, f: &FileStats) -> u64 {
+        match self {
+            FileSort::LastAccess => f.last_access_ns,
+            FileSort::Opens => f.opens,
+            FileSort::Faults => f.all_faults(),
+            FileSort::FmapBytes => u64::from(f.info.fmap_bytes),
+            FileSort::Path => 0,
+        }
+    }
+
+    /// [`FileSort::compare`] on keyed files: descending by the number, ties (and `Path`) by path.
+    fn compare_keyed(self, a: &Keyed<'_>, b: &Keyed<'_>) -> Ordering {
+        b.0.cmp(&a.0)
+            .then_with(|| a.1.info.path.cmp(&b.1.info.path))
+    }
 }
 
-/// Split `files` into the `max` most recently active (their own series) and the rest (folded into
-/// `path="__other__"`). Ties break by path, so the choice is stable between scrapes.
-pub fn fold_for_series<'a>(
-    files: impl Iterator<Item = &'a FileStats>,
-    max: usize,
-) -> (Vec<&'a FileStats>, Vec<&'a FileStats>) {
-    let mut v: Vec<&FileStats> = files.collect();
-    let by_recency = |a: &&FileStats, b: &&FileStats| {
-        FileSort::LastAccess.compare(&a.sort_fields(), &b.sort_fields())
-    };
-    if v.len() > max {
-        v.select_nth_unstable_by(max, by_recency);
-        let rest = v.split_off(max);
-        v.sort_by(by_recency);
-        (v, rest)
-    } else {
-        v.sort_by(by_recency);
-        (v, Vec::new())
+/// Put the first `n` of `v` in `sort`'s order at its front, sorted (the rest, after them, in no
+/// particular order); returns how many that is.
+fn first_sorted(v: &mut [Keyed<'_>], sort: FileSort, n: usize) -> usize {
+    let cmp = |a: &Keyed<'_>, b: &Keyed<'_>| sort.compare_keyed(a, b);
+    let n = n.min(v.len());
+    if n < v.len() {
+        v.select_nth_unstable_by(n, cmp);
+    }
+    v[..n].sort_unstable_by(cmp);
+    n
+}
+
+/// Apply `q` to `files`: the matching files in the query's order, at most `q.limit` of them.
+pub fn query<'a>(files: impl Iterator<Item = &'a FileStats>, q: &FileQuery) -> Vec<&'a FileStats> {
+    let mut v: Vec<Keyed<'a>> = files
+        .filter(|f| q.path.as_deref().is_none_or(|p| f.info.path.contains(p)))
+        .map(|f| (q.sort.key_of(f), f))
+        .collect();
+    let n = first_sorted(&mut v, q.sort, q.limit);
+    v.into_iter().take(n).map(|(_, f)| f).collect()
+}
+
+/// Files split for bounded-cardinality series: the most recently active keep their own series, the
+/// rest are folded into one.
+#[derive(Debug)]
+pub struct Fold<'a> {
+    /// The kept files, most recently active first.
+    pub kept: Vec<&'a FileStats>,
+    /// How many files were folded.
+    pub folded: usize,
+    /// The latest `last_access_ns` among the folded files (0 when none).
+    pub folded_last_access_ns: u64,
+}
+
+/// Split the join's files into the `max` most recently active (their own series) and the rest
+/// (folded into `path="__other__"`; their sums are the join's totals minus the kept files'). Ties break
+/// by path, so the choice is stable between scrapes. Ranks by [`Join::recency`], so only the files it
+/// compares by path are read.
+pub fn fold_for_series(join: &Join, max: usize) -> Fold<'_> {
+    let files = join.file_slice();
+    let path = |i: u32| files.get(i as usize).map_or("", |f| f.info.path.as_str());
+    // Index into `files` (u32: half the size to move around; a table of 4 G files is not tracked).
+    let cmp = |a: &(u64, u32), b: &(u64, u32)| b.0.cmp(&a.0).then_with(|| path(a.1).cmp(path(b.1)));
+    let mut v: Vec<(u64, u32)> = join
+        .recency()
+        .iter()
+        .zip(0u32..)
+        .map(|(&t, i)| (t, i))
+        .collect();
+    let n = max.min(v.len());
+    if n < v.len() {
+        v.select_nth_unstable_by(n, cmp);
+    }
+    v[..n].sort_unstable_by(cmp);
+    // `v[n]` is now the most recent of the folded files.
+    let folded_last_access_ns = v.get(n).map_or(0, |(t, _)| *t);
+    Fold {
+        kept: v[..n]
+            .iter()
+            .filter_map(|&(_, i)| files.get(i as usize))
+            .collect(),
+        folded: v.len() - n,
+        folded_last_access_ns,
     }
 }

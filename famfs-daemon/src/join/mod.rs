@@ -13,6 +13,7 @@
 //! appears, never per repeated event.
 
 mod files;
+mod lat;
 mod procs;
 mod state;
 mod worker;
@@ -21,7 +22,8 @@ use std::collections::HashMap;
 
 use famfs_common::{event, fault::FaultKey, hist::LAT_SLOTS, hist::log2_slot};
 
-pub use files::{FileQuery, FileSort, SortFields, fold_for_series, query};
+pub use files::{FileQuery, FileSort, Fold, SortFields, fold_for_series, query};
+pub use lat::LatHist;
 pub use procs::{FaultTop, PROC_SLOTS, ProcCount, ProcFaults, ProcTop};
 pub use state::{FileState, SharedFileState, StatePoisoned};
 pub use worker::{FAULT_TICK, FaultSource, JoinInputs, JoinWorker};
@@ -51,7 +53,9 @@ use crate::fuse::RequestRecord;
 
 use crate::server::{Catalog, FileInfo};
 
-/// Per-file statistics.
+/// Per-file statistics. Kept small (a daemon may track 100k files): the OPEN latency histogram is a
+/// compact [`LatHist`], and everything about DAX faults lives in one [`DaxFaults`] that only files
+/// the kernel saw fault carry.
 #[derive(Clone, Debug)]
 pub struct FileStats {
     pub ino: u64,
@@ -61,7 +65,7 @@ pub struct FileStats {
     /// The processes that opened the file (FUSE OPEN's requesting pid), bounded.
     pub open_procs: ProcTop,
     /// Kernel-observed OPEN latency (send → reply), log2 ns slots.
-    pub open_lat_slots: [u64; LAT_SLOTS],
+    pub open_lat: LatHist,
     pub open_lat_sum_ns: u64,
     pub open_lat_count: u64,
     pub get_fmap: u64,
@@ -73,15 +77,104 @@ pub struct FileStats {
     pub read_bytes: u64,
     pub writes: u64,
     pub write_bytes: u64,
-    /// DAX faults from the last kernel snapshot the join applied.
+    /// DAX faults from the last kernel snapshot the join applied (`None`: none, see [`FileStats::dax`]).
+    dax: Option<Box<DaxFaults>>,
+    pub page_cache_faults: u64,
+    /// CLOCK_MONOTONIC ns of the last request or fault seen for this file.
+    pub last_access_ns: u64,
+}
+
+/// A file's DAX faults as of the last kernel snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaxFaults {
+    pub counts: FaultMatrix,
+    pub lat_slots: [u64; LAT_SLOTS],
+    pub lat_sum_ns: u64,
+    /// The processes that DAX-faulted on the file (from the kernel's per-process map, each snapshot).
+    pub procs: FaultTop,
+}
+
+impl DaxFaults {
+    /// No faults.
+    pub const NONE: DaxFaults = DaxFaults {
+        counts: [[0; 3]; 2],
+        lat_slots: [0; LAT_SLOTS],
+        lat_sum_ns: 0,
+        procs: FaultTop::EMPTY,
+    };
+}
+
+static NO_DAX_FAULTS: DaxFaults = DaxFaults::NONE;
+
+/// Every tracked file's counters summed, kept up to date as the files change, so a view that folds
+/// most files into one row (metrics' `path="__other__"`) gets their sum as these totals minus the few
+/// files it keeps, without reading every file. Exact: the same integer sums, in another order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileTotals {
+    pub opens: u64,
+    pub open_errors: u64,
+    pub open_lat_slots: [u64; LAT_SLOTS],
+    pub open_lat_sum_ns: u64,
+    pub get_fmap: u64,
+    pub get_fmap_retries: u64,
+    pub get_fmap_errors: u64,
+    pub fmap_bytes: u64,
+    pub fmap_extents: u64,
+    pub size: u64,
+    pub reads: u64,
+    pub read_bytes: u64,
+    pub writes: u64,
+    pub write_bytes: u64,
     pub faults: FaultMatrix,
     pub fault_lat_slots: [u64; LAT_SLOTS],
     pub fault_lat_sum_ns: u64,
     pub page_cache_faults: u64,
-    /// The processes that DAX-faulted on the file (from the kernel's per-process map, each snapshot).
-    pub fault_procs: FaultTop,
-    /// CLOCK_MONOTONIC ns of the last request or fault seen for this file.
-    pub last_access_ns: u64,
+}
+
+impl Default for FileTotals {
+    fn default() -> Self {
+        FileTotals {
+            opens: 0,
+            open_errors: 0,
+            open_lat_slots: [0; LAT_SLOTS],
+            open_lat_sum_ns: 0,
+            get_fmap: 0,
+            get_fmap_retries: 0,
+            get_fmap_errors: 0,
+            fmap_bytes: 0,
+            fmap_extents: 0,
+            size: 0,
+            reads: 0,
+            read_bytes: 0,
+            writes: 0,
+            write_bytes: 0,
+            faults: [[0; 3]; 2],
+            fault_lat_slots: [0; LAT_SLOTS],
+            fault_lat_sum_ns: 0,
+            page_cache_faults: 0,
+        }
+    }
+}
+
+impl FileTotals {
+    /// Add the kernel-snapshot part of `f` (DAX and page-cache faults).
+    fn add_faults(&mut self, f: &FileStats) {
+        self.page_cache_faults += f.page_cache_faults;
+        if let Some(d) = f.dax_faults() {
+            for (a, b) in self
+                .faults
+                .iter_mut()
+                .flatten()
+                .zip(d.counts.iter().flatten())
+            {
+                *a += b;
+            }
+            for (a, b) in self.fault_lat_slots.iter_mut().zip(&d.lat_slots) {
+                *a += b;
+            }
+            self.fault_lat_sum_ns += d.lat_sum_ns;
+        }
+    }
 }
 
 impl FileStats {
@@ -92,7 +185,7 @@ impl FileStats {
             opens: 0,
             open_errors: 0,
             open_procs: ProcTop::default(),
-            open_lat_slots: [0; LAT_SLOTS],
+            open_lat: LatHist::default(),
             open_lat_sum_ns: 0,
             open_lat_count: 0,
             get_fmap: 0,
@@ -102,13 +195,36 @@ impl FileStats {
             read_bytes: 0,
             writes: 0,
             write_bytes: 0,
-            faults: [[0; 3]; 2],
-            fault_lat_slots: [0; LAT_SLOTS],
-            fault_lat_sum_ns: 0,
+            dax: None,
             page_cache_faults: 0,
-            fault_procs: FaultTop::default(),
             last_access_ns: 0,
         }
+    }
+
+    /// The file's DAX faults ([`DaxFaults::NONE`] for a file that never faulted).
+    pub fn dax(&self) -> &DaxFaults {
+        self.dax.as_deref().unwrap_or(&NO_DAX_FAULTS)
+    }
+
+    /// The file's DAX faults, `None` for a file that never faulted (what [`FileStats::dax`] shows as
+    /// [`DaxFaults::NONE`]).
+    pub fn dax_faults(&self) -> Option<&DaxFaults> {
+        self.dax.as_deref()
+    }
+
+    /// DAX fault counts by `[size][result]`.
+    pub fn faults(&self) -> &FaultMatrix {
+        &self.dax().counts
+    }
+
+    /// The processes that DAX-faulted on the file.
+    pub fn fault_procs(&self) -> &FaultTop {
+        &self.dax().procs
+    }
+
+    /// The fault state to update on a snapshot (made on the file's first fault, then reused).
+    fn dax_mut(&mut self) -> &mut DaxFaults {
+        self.dax.get_or_insert_with(|| Box::new(DaxFaults::NONE))
     }
 }
 
@@ -167,7 +283,14 @@ pub struct Join {
     /// CLOCK_MONOTONIC ns at which the current epoch began (INIT); kernel events before it are late.
     epoch_start_ns: u64,
     fmap_opcode: u32,
-    files: HashMap<u64, FileStats>,
+    /// Every tracked file, densely (scans for a scrape touch only file data), found by nodeid through
+    /// `index`. Files are never removed.
+    files: Vec<FileStats>,
+    index: HashMap<u64, usize>,
+    /// `files[i].last_access_ns` for every `i`, side by side: what the metrics' fold ranks files by,
+    /// read without touching the files themselves.
+    recency: Vec<u64>,
+    totals: FileTotals,
     pending_server: HashMap<u64, PendingServer>,
     pending_kernel: HashMap<u64, PendingKernel>,
     pub health: JoinHealth,
@@ -182,7 +305,10 @@ impl Join {
             epoch,
             epoch_start_ns,
             fmap_opcode,
-            files: HashMap::with_capacity(1024),
+            files: Vec::with_capacity(1024),
+            index: HashMap::with_capacity(1024),
+            recency: Vec::with_capacity(1024),
+            totals: FileTotals::default(),
             pending_server: HashMap::with_capacity(1024),
             pending_kernel: HashMap::with_capacity(1024),
             health: JoinHealth::default(),
@@ -212,12 +338,18 @@ impl Join {
         self.connection
     }
 
-    fn file_mut(&mut self, nodeid: u64, catalog: &dyn Catalog) -> Option<&mut FileStats> {
-        match self.files.entry(nodeid) {
-            std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+    /// The index of `nodeid`'s file, tracking it (and counting its catalog facts in the totals) if new.
+    fn file_index(&mut self, nodeid: u64, catalog: &dyn Catalog) -> Option<usize> {
+        match self.index.entry(nodeid) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
             std::collections::hash_map::Entry::Vacant(e) => {
                 let info = catalog.file(nodeid)?;
-                Some(e.insert(FileStats::new(nodeid, info)))
+                self.totals.size += info.size;
+                self.totals.fmap_bytes += u64::from(info.fmap_bytes);
+                self.totals.fmap_extents += u64::from(info.fmap_extents);
+                self.files.push(FileStats::new(nodeid, info));
+                self.recency.push(0);
+                Some(*e.insert(self.files.len() - 1))
             }
         }
     }
@@ -234,34 +366,53 @@ impl Join {
         if !interesting {
             return;
         }
-        let Some(f) = self.file_mut(r.nodeid, catalog) else {
+        let Some(i) = self.file_index(r.nodeid, catalog) else {
             self.health.non_file += 1;
             return;
         };
+        let (Some(f), Some(recent)) = (self.files.get_mut(i), self.recency.get_mut(i)) else {
+            return;
+        };
+        let t = &mut self.totals;
         f.last_access_ns = f.last_access_ns.max(r.reply_ns);
+        *recent = f.last_access_ns;
         match r.opcode {
             FUSE_OPEN => {
                 f.opens += 1;
+                t.opens += 1;
                 f.open_procs.count(r.pid);
                 if r.error != 0 {
                     f.open_errors += 1;
+                    t.open_errors += 1;
                 }
             }
             FUSE_READ if r.error == 0 => {
                 f.reads += 1;
                 f.read_bytes += u64::from(r.io_bytes);
+                t.reads += 1;
+                t.read_bytes += u64::from(r.io_bytes);
             }
             FUSE_WRITE if r.error == 0 => {
                 f.writes += 1;
                 f.write_bytes += u64::from(r.io_bytes);
+                t.writes += 1;
+                t.write_bytes += u64::from(r.io_bytes);
             }
             _ if is_fmap => {
                 f.get_fmap += 1;
+                t.get_fmap += 1;
                 if r.retry {
                     f.get_fmap_retries += 1;
+                    t.get_fmap_retries += 1;
                 } else if r.error != 0 {
                     f.get_fmap_errors += 1;
+                    t.get_fmap_errors += 1;
                 } else if r.fmap_bytes > 0 {
+                    // The totals hold every file's current map size: swap this file's old one out.
+                    t.fmap_bytes =
+                        t.fmap_bytes - u64::from(f.info.fmap_bytes) + u64::from(r.fmap_bytes);
+                    t.fmap_extents =
+                        t.fmap_extents - u64::from(f.info.fmap_extents) + u64::from(r.fmap_extents);
                     f.info.fmap_bytes = r.fmap_bytes;
                     f.info.fmap_extents = r.fmap_extents;
                 }
@@ -295,9 +446,15 @@ impl Join {
         if opcode != FUSE_OPEN || error != 0 {
             return;
         }
-        if let Some(f) = self.files.get_mut(&nodeid) {
-            f.open_lat_slots[log2_slot(lat_ns, LAT_SLOTS)] += 1;
+        let Some(i) = self.index.get(&nodeid).copied() else {
+            return;
+        };
+        if let Some(f) = self.files.get_mut(i) {
+            let slot = log2_slot(lat_ns, LAT_SLOTS);
+            f.open_lat.add(slot, 1);
             f.open_lat_sum_ns += lat_ns;
+            self.totals.open_lat_slots[slot] += 1;
+            self.totals.open_lat_sum_ns += lat_ns;
             f.open_lat_count += 1;
         }
     }
@@ -371,7 +528,7 @@ impl Join {
         }
         let mut fresh: HashMap<u64, Faults> = HashMap::new();
         for r in snap.faults.iter().filter(|r| r.key.dev == self.connection) {
-            if !self.files.contains_key(&r.key.ino) {
+            if !self.index.contains_key(&r.key.ino) {
                 continue;
             }
             let e = fresh.entry(r.key.ino).or_insert(Faults {
@@ -386,30 +543,35 @@ impl Join {
             }
             e.lat_sum_ns += r.stats.lat_sum_ns;
         }
-        for (ino, f) in &mut self.files {
-            let before: u64 = f.faults.iter().flatten().sum();
-            match fresh.remove(ino) {
+        for (f, recent) in self.files.iter_mut().zip(&mut self.recency) {
+            match fresh.remove(&f.ino) {
                 Some(n) => {
+                    let before: u64 = f.faults().iter().flatten().sum();
                     if n.counts.iter().flatten().sum::<u64>() > before {
                         f.last_access_ns = f.last_access_ns.max(now_ns);
+                        *recent = f.last_access_ns;
                     }
-                    f.faults = n.counts;
-                    f.fault_lat_slots = n.lat_slots;
-                    f.fault_lat_sum_ns = n.lat_sum_ns;
+                    let d = f.dax_mut();
+                    d.counts = n.counts;
+                    d.lat_slots = n.lat_slots;
+                    d.lat_sum_ns = n.lat_sum_ns;
                 }
                 None => {
-                    f.faults = [[0; 3]; 2];
-                    f.fault_lat_slots = [0; LAT_SLOTS];
-                    f.fault_lat_sum_ns = 0;
+                    if let Some(d) = &mut f.dax {
+                        d.counts = [[0; 3]; 2];
+                        d.lat_slots = [0; LAT_SLOTS];
+                        d.lat_sum_ns = 0;
+                    }
                 }
             }
             f.page_cache_faults = 0;
+            // Per-process faults: none until this snapshot's rows say otherwise.
+            if let Some(d) = &mut f.dax {
+                let total = d.counts.iter().flatten().sum();
+                d.procs.rebuild(std::iter::empty(), total);
+            }
         }
         // Per-process faults: the snapshot's rows are sorted by (dev, ino, tgid), one group per file.
-        for f in self.files.values_mut() {
-            f.fault_procs
-                .rebuild(std::iter::empty(), f.faults.iter().flatten().sum());
-        }
         for group in snap
             .fault_procs
             .chunk_by(|a, b| a.0.dev == b.0.dev && a.0.ino == b.0.ino)
@@ -420,38 +582,66 @@ impl Join {
             if k.dev != self.connection {
                 continue;
             }
-            if let Some(f) = self.files.get_mut(&k.ino) {
+            if let Some(f) = self.file_at(k.ino) {
                 let rows = group.iter().map(|(k, v)| ProcFaults {
                     pid: k.tgid,
                     comm: v.comm,
                     count: v.count,
                 });
-                f.fault_procs.rebuild(rows, f.faults.iter().flatten().sum());
+                let d = f.dax_mut();
+                let total = d.counts.iter().flatten().sum();
+                d.procs.rebuild(rows, total);
             }
         }
-        for (k, n) in snap
-            .filemap
-            .iter()
-            .filter(|(k, _)| k.dev == self.connection)
-        {
-            if let Some(f) = self.files.get_mut(&k.ino) {
+        let conn = self.connection;
+        for (k, n) in snap.filemap.iter().filter(|(k, _)| k.dev == conn) {
+            if let Some(f) = self.file_at(k.ino) {
                 f.page_cache_faults = *n;
             }
+        }
+        // The snapshot replaced every file's fault counters: sum them afresh.
+        let t = &mut self.totals;
+        t.faults = [[0; 3]; 2];
+        t.fault_lat_slots = [0; LAT_SLOTS];
+        t.fault_lat_sum_ns = 0;
+        t.page_cache_faults = 0;
+        for f in &self.files {
+            t.add_faults(f);
         }
     }
 
     /// Make sure `nodeid` is tracked (e.g. a file that only faults, never seen by the server since the
     /// daemon started). Returns whether it is a file.
     pub fn track(&mut self, nodeid: u64, catalog: &dyn Catalog) -> bool {
-        self.file_mut(nodeid, catalog).is_some()
+        self.file_index(nodeid, catalog).is_some()
     }
 
-    pub fn files(&self) -> impl Iterator<Item = &FileStats> {
-        self.files.values()
+    /// Every tracked file's counters summed.
+    pub fn totals(&self) -> &FileTotals {
+        &self.totals
+    }
+
+    pub fn files(&self) -> impl ExactSizeIterator<Item = &FileStats> {
+        self.files.iter()
+    }
+
+    /// Every file's `last_access_ns`, in the order of [`Join::files`].
+    pub fn recency(&self) -> &[u64] {
+        &self.recency
+    }
+
+    /// The files as a slice, in the order of [`Join::recency`].
+    pub fn file_slice(&self) -> &[FileStats] {
+        &self.files
     }
 
     pub fn file(&self, nodeid: u64) -> Option<&FileStats> {
-        self.files.get(&nodeid)
+        self.index.get(&nodeid).and_then(|&i| self.files.get(i))
+    }
+
+    fn file_at(&mut self, nodeid: u64) -> Option<&mut FileStats> {
+        let i = *self.index.get(&nodeid)?;
+        self.files.get_mut(i)
     }
 
     pub fn pending(&self) -> (usize, usize) {

@@ -99,6 +99,17 @@ pub struct FaultTop {
 }
 
 impl FaultTop {
+    /// No processes, no faults.
+    pub const EMPTY: FaultTop = FaultTop {
+        slots: [ProcFaults {
+            pid: 0,
+            comm: [0; 16],
+            count: 0,
+        }; PROC_SLOTS],
+        used: 0,
+        other: 0,
+    };
+
     /// Rebuild from one snapshot: `rows` are this file's per-process counts, `total` its DAX faults.
     pub fn rebuild(&mut self, rows: impl Iterator<Item = ProcFaults>, total: u64) {
         self.used = 0;

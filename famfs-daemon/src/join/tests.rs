@@ -75,8 +75,8 @@ fn open_latency_joins_in_either_order() {
     assert_eq!(f.opens, 2);
     assert_eq!(f.open_lat_count, 2);
     assert_eq!(f.open_lat_sum_ns, 4500);
-    assert_eq!(f.open_lat_slots[10], 1, "1500 ns is in slot 10");
-    assert_eq!(f.open_lat_slots[11], 1, "3000 ns is in slot 11");
+    assert_eq!(f.open_lat.get(10), 1, "1500 ns is in slot 10");
+    assert_eq!(f.open_lat.get(11), 1, "3000 ns is in slot 11");
     assert_eq!(j.health.matched, 2);
     assert_eq!(j.pending(), (0, 0));
 }
@@ -158,13 +158,16 @@ fn folding_keeps_the_most_recent_and_breaks_ties_by_path() {
     for (u, id) in [(2u64, 2u64), (4, 3), (6, 4)] {
         j.ingest_server(&rec(u, 14, id), &c);
     }
-    let (keep, rest) = fold_for_series(j.files(), 2);
-    let keep: Vec<&str> = keep.iter().map(|f| f.info.path.as_str()).collect();
-    let rest: Vec<&str> = rest.iter().map(|f| f.info.path.as_str()).collect();
+    let fold = fold_for_series(&j, 2);
+    let keep: Vec<&str> = fold.kept.iter().map(|f| f.info.path.as_str()).collect();
     assert_eq!(keep, vec!["dir/c", "dir/b"]);
-    assert_eq!(rest, vec!["a"]);
-    let (keep, rest) = fold_for_series(j.files(), 10);
-    assert_eq!((keep.len(), rest.len()), (3, 0));
+    let a = j.file(2).unwrap().last_access_ns;
+    assert_eq!((fold.folded, fold.folded_last_access_ns), (1, a));
+    let fold = fold_for_series(&j, 10);
+    assert_eq!(
+        (fold.kept.len(), fold.folded, fold.folded_last_access_ns),
+        (3, 0, 0)
+    );
 }
 
 #[test]
@@ -305,7 +308,7 @@ fn worker_with(kernel: Arc<Kernel>) -> (SharedFileState, JoinWorker) {
 fn faults_of_file_2(state: &SharedFileState) -> Option<(u64, u64, u64)> {
     let st = state.read().unwrap();
     let f = st.join.file(2)?;
-    Some((f.opens, f.faults[0][0], f.page_cache_faults))
+    Some((f.opens, f.faults()[0][0], f.page_cache_faults))
 }
 
 #[test]
@@ -370,24 +373,24 @@ fn only_new_dax_faults_make_a_file_recent() {
     assert!(j.track(2, &cat()));
     j.apply_fault_snapshot(&snap(4), 1_000);
     assert_eq!(
-        j.file(2).map(|f| (f.faults[0][0], f.last_access_ns)),
+        j.file(2).map(|f| (f.faults()[0][0], f.last_access_ns)),
         Some((4, 1_000))
     );
     // The same cumulative count later: no new fault, no new access.
     j.apply_fault_snapshot(&snap(4), 2_000);
     assert_eq!(
-        j.file(2).map(|f| (f.faults[0][0], f.last_access_ns)),
+        j.file(2).map(|f| (f.faults()[0][0], f.last_access_ns)),
         Some((4, 1_000))
     );
     j.apply_fault_snapshot(&snap(5), 3_000);
     assert_eq!(
-        j.file(2).map(|f| (f.faults[0][0], f.last_access_ns)),
+        j.file(2).map(|f| (f.faults()[0][0], f.last_access_ns)),
         Some((5, 3_000))
     );
     // Gone from the kernel's map (evicted): zero, and still last accessed at 3000.
     j.apply_fault_snapshot(&crate::probes::ProbeSnapshot::default(), 4_000);
     assert_eq!(
-        j.file(2).map(|f| (f.faults[0][0], f.last_access_ns)),
+        j.file(2).map(|f| (f.faults()[0][0], f.last_access_ns)),
         Some((0, 3_000))
     );
 }
@@ -437,7 +440,7 @@ fn dax_faults_are_attributed_to_the_kernel_s_processes() {
     j.apply_fault_snapshot(&snap, 1_000);
     let f = j.file(2).unwrap();
     let got: Vec<(u32, String, u64)> = f
-        .fault_procs
+        .fault_procs()
         .sorted()
         .iter()
         .map(|p| (p.pid, p.comm_str(), p.count))
@@ -449,7 +452,7 @@ fn dax_faults_are_attributed_to_the_kernel_s_processes() {
             (51, "reader-with-a-15".to_string(), 3)
         ]
     );
-    assert_eq!(f.fault_procs.other, 1);
+    assert_eq!(f.fault_procs().other, 1);
     // The processes' rows gone from the kernel: nothing attributed, every fault is "other".
     let snap2 = crate::probes::ProbeSnapshot {
         fault_procs: Vec::new(),
@@ -458,7 +461,114 @@ fn dax_faults_are_attributed_to_the_kernel_s_processes() {
     j.apply_fault_snapshot(&snap2, 2_000);
     let f = j.file(2).unwrap();
     assert_eq!(
-        (f.fault_procs.entries().len(), f.fault_procs.other),
+        (f.fault_procs().entries().len(), f.fault_procs().other),
         (0, 10)
+    );
+}
+
+/// Every file's counters summed the slow way, as [`FileTotals`] keeps them.
+fn summed(j: &Join) -> FileTotals {
+    let mut t = FileTotals::default();
+    for f in j.files() {
+        t.opens += f.opens;
+        t.open_errors += f.open_errors;
+        f.open_lat.for_each(|i, c| t.open_lat_slots[i] += c);
+        t.open_lat_sum_ns += f.open_lat_sum_ns;
+        t.get_fmap += f.get_fmap;
+        t.get_fmap_retries += f.get_fmap_retries;
+        t.get_fmap_errors += f.get_fmap_errors;
+        t.fmap_bytes += u64::from(f.info.fmap_bytes);
+        t.fmap_extents += u64::from(f.info.fmap_extents);
+        t.size += f.info.size;
+        t.reads += f.reads;
+        t.read_bytes += f.read_bytes;
+        t.writes += f.writes;
+        t.write_bytes += f.write_bytes;
+        t.add_faults(f);
+    }
+    t
+}
+
+#[test]
+fn totals_are_the_sum_of_every_file() {
+    use famfs_common::fault::{FaultKey, FaultStats, FileKey};
+    let c = cat();
+    let mut j = Join::new(CONN, EPOCH, 0, 54);
+    // Opens with joined latencies (one an error), a retried and a sized GET_FMAP, reads and writes.
+    j.ingest_server(&rec(2, 14, 2), &c);
+    j.ingest_kernel(&kev(2, 14, 1500, 3000));
+    j.ingest_kernel(&kev(4, 14, 700_000, 3100));
+    j.ingest_server(&rec(4, 14, 3), &c);
+    let mut r = rec(6, 14, 4);
+    r.error = -libc::ENOENT;
+    j.ingest_server(&r, &c);
+    let mut r = rec(8, 54, 3);
+    r.retry = true;
+    j.ingest_server(&r, &c);
+    let mut r = rec(10, 54, 3);
+    r.fmap_bytes = 824;
+    r.fmap_extents = 32;
+    j.ingest_server(&r, &c);
+    let mut r = rec(12, 15, 4);
+    r.io_bytes = 4096;
+    j.ingest_server(&r, &c);
+    let mut r = rec(14, 16, 2);
+    r.io_bytes = 10;
+    j.ingest_server(&r, &c);
+    let mut lat_slots = [0u64; LAT_SLOTS];
+    lat_slots[12] = 2;
+    lat_slots[20] = 1;
+    let snap = crate::probes::ProbeSnapshot {
+        faults: vec![crate::probes::FaultRow {
+            key: FaultKey {
+                dev: CONN,
+                size: 1,
+                ino: 3,
+                ..Default::default()
+            },
+            stats: FaultStats {
+                count: 3,
+                lat_sum_ns: 1_010_000,
+                max_pgoff: 0,
+                lat_slots,
+            },
+        }],
+        filemap: vec![(
+            FileKey {
+                dev: CONN,
+                _pad: 0,
+                ino: 4,
+            },
+            9,
+        )],
+        ..Default::default()
+    };
+    j.apply_fault_snapshot(&snap, 5_000);
+    let t = j.totals().clone();
+    assert_eq!(t, summed(&j));
+    // The recency column follows every file's last access (the faulted file 3 moved to 5000).
+    let recency: Vec<u64> = j.files().map(|f| f.last_access_ns).collect();
+    assert_eq!(j.recency(), recency.as_slice());
+    assert_eq!(j.file(3).map(|f| f.last_access_ns), Some(5_000));
+    // The values themselves, so that the comparison above cannot pass on two empty sums.
+    assert_eq!((t.opens, t.open_errors, t.open_lat_sum_ns), (3, 1, 701_500));
+    assert_eq!(
+        (t.get_fmap, t.get_fmap_retries, t.fmap_bytes, t.fmap_extents),
+        (2, 1, 56 + 824 + 56, 34)
+    );
+    assert_eq!(
+        (t.size, t.reads, t.read_bytes, t.writes, t.write_bytes),
+        (900, 1, 4096, 1, 10)
+    );
+    assert_eq!(
+        (t.faults[1][0], t.fault_lat_sum_ns, t.page_cache_faults),
+        (3, 1_010_000, 9)
+    );
+    // A later snapshot without those faults: the totals follow it.
+    j.apply_fault_snapshot(&crate::probes::ProbeSnapshot::default(), 6_000);
+    assert_eq!(j.totals(), &summed(&j));
+    assert_eq!(
+        (j.totals().faults[1][0], j.totals().page_cache_faults),
+        (0, 0)
     );
 }

@@ -20,7 +20,7 @@ use prometheus_client::{
 };
 
 use super::{FileLabels, path_hash};
-use crate::join::{FileState, FileStats, Join, JoinHealth, fold_for_series};
+use crate::join::{FileState, FileStats, FileTotals, Join, JoinHealth, fold_for_series};
 
 /// Slot boundaries (log2 ns, exclusive upper bound 2^(i+1)) kept for per-file histograms: about 1 µs to
 /// 1 s in factors of 4, so 500 files × 12 buckets stays affordable.
@@ -45,6 +45,7 @@ fn coarse_buckets(slots: &[u64; LAT_SLOTS], out: &mut Vec<(f64, u64)>) -> u64 {
 }
 
 /// What one series shows: a file, or the fold of many.
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Row {
     path: String,
     opens: u64,
@@ -97,9 +98,7 @@ impl Row {
     fn add(&mut self, f: &FileStats) {
         self.opens += f.opens;
         self.open_errors += f.open_errors;
-        for (a, b) in self.open_slots.iter_mut().zip(&f.open_lat_slots) {
-            *a += b;
-        }
+        f.open_lat.for_each(|i, c| self.open_slots[i] += c);
         self.open_sum_ns += f.open_lat_sum_ns;
         self.get_fmap += f.get_fmap;
         self.retries += f.get_fmap_retries;
@@ -111,26 +110,93 @@ impl Row {
         self.read_bytes += f.read_bytes;
         self.writes += f.writes;
         self.write_bytes += f.write_bytes;
-        for (a, b) in self
-            .faults
-            .iter_mut()
-            .flatten()
-            .zip(f.faults.iter().flatten())
-        {
-            *a += b;
+        // Files that never faulted carry no fault state: nothing to add.
+        if let Some(d) = f.dax_faults() {
+            for (a, b) in self
+                .faults
+                .iter_mut()
+                .flatten()
+                .zip(d.counts.iter().flatten())
+            {
+                *a += b;
+            }
+            for (a, b) in self.fault_slots.iter_mut().zip(&d.lat_slots) {
+                *a += b;
+            }
+            self.fault_sum_ns += d.lat_sum_ns;
         }
-        for (a, b) in self.fault_slots.iter_mut().zip(&f.fault_lat_slots) {
-            *a += b;
-        }
-        self.fault_sum_ns += f.fault_lat_sum_ns;
         self.page_cache += f.page_cache_faults;
         self.last_access_ns = self.last_access_ns.max(f.last_access_ns);
     }
 }
 
+impl Row {
+    /// The sum of every tracked file (`join`'s totals).
+    fn totals(path: String, t: &FileTotals) -> Row {
+        Row {
+            path,
+            opens: t.opens,
+            open_errors: t.open_errors,
+            open_slots: t.open_lat_slots,
+            open_sum_ns: t.open_lat_sum_ns,
+            get_fmap: t.get_fmap,
+            retries: t.get_fmap_retries,
+            fmap_errors: t.get_fmap_errors,
+            fmap_bytes: t.fmap_bytes,
+            extents: t.fmap_extents,
+            size: t.size,
+            reads: t.reads,
+            read_bytes: t.read_bytes,
+            writes: t.writes,
+            write_bytes: t.write_bytes,
+            faults: t.faults,
+            fault_slots: t.fault_lat_slots,
+            fault_sum_ns: t.fault_lat_sum_ns,
+            page_cache: t.page_cache_faults,
+            last_access_ns: 0,
+        }
+    }
+
+    /// Take out a row [`Row::add`]ed into the totals `self` came from.
+    fn sub(&mut self, r: &Row) {
+        self.opens -= r.opens;
+        self.open_errors -= r.open_errors;
+        for (a, b) in self.open_slots.iter_mut().zip(&r.open_slots) {
+            *a -= b;
+        }
+        self.open_sum_ns -= r.open_sum_ns;
+        self.get_fmap -= r.get_fmap;
+        self.retries -= r.retries;
+        self.fmap_errors -= r.fmap_errors;
+        self.fmap_bytes -= r.fmap_bytes;
+        self.extents -= r.extents;
+        self.size -= r.size;
+        self.reads -= r.reads;
+        self.read_bytes -= r.read_bytes;
+        self.writes -= r.writes;
+        self.write_bytes -= r.write_bytes;
+        for (a, b) in self
+            .faults
+            .iter_mut()
+            .flatten()
+            .zip(r.faults.iter().flatten())
+        {
+            *a -= b;
+        }
+        for (a, b) in self.fault_slots.iter_mut().zip(&r.fault_slots) {
+            *a -= b;
+        }
+        self.fault_sum_ns -= r.fault_sum_ns;
+        self.page_cache -= r.page_cache;
+    }
+}
+
+/// The rows of one scrape: the kept files, then `__other__` (every tracked file's totals minus the
+/// kept ones, so folding reads only the kept files) when some were folded; and how many were.
 fn rows(join: &Join, max_series: usize) -> (Vec<Row>, usize) {
-    let (keep, rest) = fold_for_series(join.files(), max_series);
-    let mut out: Vec<Row> = keep
+    let fold = fold_for_series(join, max_series);
+    let mut out: Vec<Row> = fold
+        .kept
         .iter()
         .map(|f| {
             let mut r = Row::empty(f.info.path.clone());
@@ -138,14 +204,15 @@ fn rows(join: &Join, max_series: usize) -> (Vec<Row>, usize) {
             r
         })
         .collect();
-    if !rest.is_empty() {
-        let mut other = Row::empty("__other__".into());
-        for f in &rest {
-            other.add(f);
+    if fold.folded > 0 {
+        let mut other = Row::totals("__other__".into(), join.totals());
+        for r in &out {
+            other.sub(r);
         }
+        other.last_access_ns = fold.folded_last_access_ns;
         out.push(other);
     }
-    (out, rest.len())
+    (out, fold.folded)
 }
 
 /// One per-file counter or gauge: its name, help, unit, type and value.
@@ -403,6 +470,90 @@ pub fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fold_from_totals_is_the_sum_of_the_folded_files() {
+        use crate::{
+            fuse::RequestRecord,
+            server::{Catalog, FileInfo},
+        };
+        use famfs_common::{
+            event::{Event, KIND_REQ_END},
+            fault::{FaultKey, FaultStats},
+        };
+        struct Cat;
+        impl Catalog for Cat {
+            fn file(&self, nodeid: u64) -> Option<FileInfo> {
+                Some(FileInfo {
+                    path: format!("/f{nodeid}"),
+                    size: 10 * nodeid,
+                    fmap_bytes: 56,
+                    fmap_extents: 1,
+                })
+            }
+        }
+        let mut j = Join::new(9, 1, 0, 54);
+        // Files 2..=9: opens with joined latencies in many slots, reads, GET_FMAPs; faults on some.
+        for u in 0..40u64 {
+            let nodeid = 2 + u % 8;
+            let opcode = [14, 15, 54][(u % 3) as usize];
+            j.ingest_server(
+                &RequestRecord {
+                    mount_epoch: 1,
+                    connection: 9,
+                    unique: 2 * u + 2,
+                    opcode,
+                    nodeid,
+                    io_bytes: 100 + u as u32,
+                    fmap_bytes: 56 + 8 * u as u32,
+                    fmap_extents: 1 + u as u32,
+                    reply_ns: 1000 + u,
+                    ..Default::default()
+                },
+                &Cat,
+            );
+            j.ingest_kernel(&Event {
+                kind: KIND_REQ_END,
+                conn: 9,
+                id: 2 * u + 2,
+                ts_ns: 5000 + u,
+                lat_ns: 1 << (5 + u % 20),
+                op: opcode,
+                ..Default::default()
+            });
+        }
+        let mut snap = crate::probes::ProbeSnapshot::default();
+        for ino in [3u64, 6, 7] {
+            let mut stats = FaultStats {
+                count: ino,
+                lat_sum_ns: 1000 * ino,
+                ..FaultStats::ZERO
+            };
+            stats.lat_slots[ino as usize] = ino;
+            snap.faults.push(crate::probes::FaultRow {
+                key: FaultKey {
+                    dev: 9,
+                    size: (ino % 2) as u8,
+                    ino,
+                    ..Default::default()
+                },
+                stats,
+            });
+        }
+        j.apply_fault_snapshot(&snap, 9_000);
+        // The three faulted files are the most recent (new faults at 9000): /f3 and /f6 keep their
+        // series, /f7 (last by path) folds with the rest.
+        let (rows, folded) = rows(&j, 2);
+        assert_eq!((rows.len(), folded), (3, 6));
+        let kept: Vec<&str> = rows[..2].iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(kept, ["/f3", "/f6"]);
+        let mut want = Row::empty("__other__".into());
+        for f in j.files().filter(|f| !kept.contains(&f.info.path.as_str())) {
+            want.add(f);
+        }
+        assert!(want.opens > 0 && want.faults.iter().flatten().sum::<u64>() > 0);
+        assert_eq!(rows[2], want);
+    }
 
     #[test]
     fn coarse_buckets_count_each_bucket_once() {

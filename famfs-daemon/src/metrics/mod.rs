@@ -12,7 +12,10 @@ mod files;
 mod kernel;
 mod server;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -98,6 +101,9 @@ struct BuildLabels {
 /// The daemon's metrics.
 pub struct Metrics {
     registry: Registry,
+    /// Length of the last scrape's text: the next one is encoded into a buffer of about that size,
+    /// allocated once instead of grown by doubling (a 100k-file scrape is megabytes).
+    last_len: AtomicUsize,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -131,7 +137,10 @@ impl Metrics {
             build,
         );
         registry.register_collector(Box::new(KernelCollector::new(probes, files, labels)));
-        Metrics { registry }
+        Metrics {
+            registry,
+            last_len: AtomicUsize::new(0),
+        }
     }
 
     /// Add the FUSE server's own counters (`famfs_server_*`); `famfs_ops` = the negotiated
@@ -147,7 +156,8 @@ impl Metrics {
 
     /// Encode every metric in `format`.
     pub fn render(&self, format: Format) -> Result<String, std::fmt::Error> {
-        let mut out = String::with_capacity(16 * 1024);
+        let last = self.last_len.load(Ordering::Relaxed);
+        let mut out = String::with_capacity((last + last / 16).max(16 * 1024));
         match format {
             Format::OpenMetrics => {
                 prometheus_client::encoding::text::encode(&mut out, &self.registry)?
@@ -156,6 +166,7 @@ impl Metrics {
                 prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?
             }
         }
+        self.last_len.store(out.len(), Ordering::Relaxed);
         Ok(out)
     }
 }

@@ -1,10 +1,11 @@
 //! The lowest layer: small helpers with no better home, usable by every other module. Imports nothing
 //! from the rest of the crate.
 //!
-//! Owns: the monotonic clock shared by the probes and the server ([`monotonic_ns`]) and the one reader of
+//! Owns: the heap policy ([`alloc`]), the monotonic clock shared by the probes and the server ([`monotonic_ns`]) and the one reader of
 //! the kernel's symbol table ([`kallsyms`]), the duration syntax of
 //! the command line ([`duration`]) and number formatting for people ([`fmt`]). Must not hold state or know about FUSE, famfs or probes.
 
+pub mod alloc;
 pub mod duration;
 pub mod fmt;
 pub mod kallsyms;

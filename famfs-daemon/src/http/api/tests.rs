@@ -479,3 +479,28 @@ fn sums_read_back_bit_for_bit() {
     let back: Snapshot = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
     assert_eq!(back.opcodes[0].latency.sum.to_bits(), sum.to_bits());
 }
+
+#[test]
+fn file_rows_encode_as_the_vector_of_rows() {
+    let mut j = crate::join::Join::new(9, 1, 0, 0);
+    for (u, id) in [(10u64, 2u64), (12, 3), (14, 2)] {
+        j.ingest_server(&record(u, 14, id), &Cat);
+    }
+    j.track(4, &Cat);
+    let files: Vec<&FileStats> = j.files().collect();
+    let rows: Vec<FileRow> = files.iter().map(|f| FileRow::of(f, 5_000)).collect();
+    let want = serde_json::to_string(&rows).unwrap();
+    assert!(want.contains("\"path\":\"/f4\""), "{want}");
+    let got = serde_json::to_string(&FileRows {
+        files: &files,
+        now_ns: 5_000,
+    })
+    .unwrap();
+    assert_eq!(got, want);
+    let none = serde_json::to_string(&FileRows {
+        files: &[],
+        now_ns: 0,
+    })
+    .unwrap();
+    assert_eq!(none, "[]");
+}
