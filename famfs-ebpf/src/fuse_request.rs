@@ -48,17 +48,17 @@ fn stats_row(connection: u32, slot: u32, opcode: u32) -> Option<*mut ReqStats> {
         return REQ_SLOTS.get_ptr_mut(i);
     }
     let key = ReqKey { connection, opcode };
-    if let Some(p) = REQ_STATS.get_ptr_mut(&key) {
+    if let Some(p) = REQ_STATS.get_ptr_mut(key) {
         return Some(p);
     }
     let zero = ZERO_STATS.get_ptr(0)?;
     // SAFETY: `zero` points at a map value of the right type; the helper copies from it.
     let zero = unsafe { &*zero };
-    if REQ_STATS.insert(&key, zero, BPF_NOEXIST).is_err() && REQ_STATS.get_ptr(&key).is_none() {
+    if REQ_STATS.insert(key, zero, BPF_NOEXIST).is_err() && REQ_STATS.get_ptr(key).is_none() {
         bump(counters::STATS_FULL);
         return None;
     }
-    REQ_STATS.get_ptr_mut(&key)
+    REQ_STATS.get_ptr_mut(key)
 }
 
 #[inline(always)]
@@ -209,7 +209,7 @@ fn record(ctx: &TracePointContext) -> Option<[u64; RECORD / 8]> {
 #[inline(always)]
 fn field<T: Copy>(ctx: &TracePointContext, rec: &[u64; RECORD / 8], off: u32) -> Option<T> {
     let off = off as usize;
-    if off + size_of::<T>() <= RECORD && off % size_of::<T>() == 0 {
+    if off + size_of::<T>() <= RECORD && off.is_multiple_of(size_of::<T>()) {
         // SAFETY: in bounds of `rec` (checked above) and aligned for `T`, an integer type.
         return Some(unsafe { *(rec.as_ptr().cast::<u8>().add(off).cast::<T>()) });
     }
@@ -297,7 +297,11 @@ const WINDOW: usize = 128;
 fn send_fields(req: u64, off: &ReqOffsets) -> Option<(InHeader, u64)> {
     let base = off.in_len;
     let fm_at = off.req_fm.wrapping_sub(base) as usize;
-    if off.req_fm >= base && fm_at + 8 <= WINDOW && fm_at % 8 == 0 && base % 8 == 0 {
+    if off.req_fm >= base
+        && fm_at + 8 <= WINDOW
+        && fm_at.is_multiple_of(8)
+        && base.is_multiple_of(8)
+    {
         let w = kread::<[u64; WINDOW / 8]>(req, base)?;
         let h = InHeader {
             len: w[0] as u32,
