@@ -7,7 +7,8 @@ pub const SEND_EVENTS: u32 = 0;
 pub const END_EVENTS: u32 = 1;
 /// `fuse_request_end` with no matching in-flight entry (started before attach, or evicted).
 pub const UNMATCHED_END: u32 = 2;
-/// In-flight map full: the request is counted but its latency is lost.
+/// A send found its in-flight slot held by another request still in flight (or whose end was lost): that
+/// entry is overwritten, so its end is counted unmatched and its latency lost.
 pub const INFLIGHT_FULL: u32 = 3;
 /// Events for connections outside the watch set (filter on).
 pub const FILTERED: u32 = 4;

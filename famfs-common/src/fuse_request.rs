@@ -1,9 +1,12 @@
 //! Shapes for the `fuse:fuse_request_send` / `fuse:fuse_request_end` probes.
 //!
-//! Kernel side: `REQ_STATS` is a per-CPU hash keyed by [`ReqKey`] holding [`ReqStats`]; `INFLIGHT` is a
-//! bounded hash keyed by [`InflightKey`] holding [`Inflight`] between send and end. Tracepoint field
-//! offsets are load-time globals ([`TpOffsets`]) filled by user space from tracefs `format` files, so a
-//! kernel that moves a field does not silently corrupt the numbers.
+//! Kernel side: [`ReqStats`] rows live in `REQ_SLOTS`, a per-CPU array indexed by (stats slot, opcode)
+//! for watched connections ([`stats_index`]; the slot is the `WATCH_CONN` value), and in `REQ_STATS`, a
+//! per-CPU hash keyed by [`ReqKey`], for the rest (no filter, unwatched slots, opcodes past
+//! [`STATS_OPCODES`]). `INFLIGHT` is an array of [`Inflight`] slots indexed by a hash of the pairing key
+//! ([`inflight_index`]) between send and end; the end checks the stored key. Tracepoint field offsets
+//! are load-time globals ([`TpOffsets`]) filled by user space from tracefs `format` files, so a kernel
+//! that moves a field does not silently corrupt the numbers.
 
 use crate::hist::{LAT_SLOTS, SIZE_SLOTS};
 
@@ -47,22 +50,52 @@ impl ReqStats {
     };
 }
 
-/// In-flight key: the FUSE request id is unique per connection (and mount epoch).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct InflightKey {
-    pub connection: u32,
-    pub _pad: u32,
-    pub unique: u64,
+/// Watched connections with their own rows in `REQ_SLOTS` (`WATCH_CONN` values 1..=STATS_SLOTS; 0 = the
+/// hash path).
+pub const STATS_SLOTS: u32 = 8;
+/// Opcodes below this have a `REQ_SLOTS` row per slot; larger ones (CUSE_INIT) use the hash path.
+pub const STATS_OPCODES: u32 = 64;
+
+/// `REQ_SLOTS` index of (`WATCH_CONN` value `slot` ≥ 1, `opcode`), or None: the hash path.
+#[inline(always)]
+pub fn stats_index(slot: u32, opcode: u32) -> Option<u32> {
+    if slot == 0 || slot > STATS_SLOTS || opcode >= STATS_OPCODES {
+        return None;
+    }
+    Some((slot - 1) * STATS_OPCODES + opcode)
 }
 
-/// What the send probe remembers for the end probe.
+/// The watched connections with a stats slot, as one array value the programs scan (no hashing):
+/// `conns[i]` holds slot `i + 1` (0: free). `overflow` is set once a connection was watched without a
+/// slot (or is connection 0): then a connection not in `conns` is looked up in `WATCH_CONN`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchList {
+    pub conns: [u32; STATS_SLOTS as usize],
+    pub overflow: u32,
+    pub _pad: u32,
+}
+
+/// One in-flight request: what the send probe remembers for the end probe. `key` is the pairing key
+/// (the request's unique, or the kernel's request address); 0 = a free slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Inflight {
+    pub key: u64,
     pub start_ns: u64,
+    pub connection: u32,
     pub opcode: u32,
     pub pid: u32,
+    /// The connection's `WATCH_CONN` value at send (its stats slot; 0 = hash path).
+    pub stats_slot: u32,
+}
+
+/// The `INFLIGHT` slot of pairing key `key` on `connection`; `mask` is the array size − 1 (a power of
+/// two). Multiplicative hashing spreads both consecutive uniques and slab addresses.
+#[inline(always)]
+pub fn inflight_index(key: u64, connection: u32, mask: u32) -> u32 {
+    let h = (key ^ ((connection as u64) << 40)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((h >> 32) as u32) & mask
 }
 
 /// Byte offsets of the tracepoint fields the probes read (defaults: Linux 6.18, see the protocol doc §10.1).

@@ -22,16 +22,22 @@ mod user;
 /// Names of the maps and programs in the eBPF object, so both sides spell them the same way.
 pub mod names {
     pub const REQ_STATS: &str = "REQ_STATS";
+    /// Per-CPU array of request stats for watched connections, indexed by (stats slot, opcode).
+    pub const REQ_SLOTS: &str = "REQ_SLOTS";
+    /// In-flight requests: an array indexed by a hash of the pairing key (unique or request address).
     pub const INFLIGHT: &str = "INFLIGHT";
-    /// In-flight requests keyed by the kernel's request address (request-pointer pairing).
-    pub const INFLIGHT_REQ: &str = "INFLIGHT_REQ";
     pub const COUNTERS: &str = "COUNTERS";
     pub const WATCH_CONN: &str = "WATCH_CONN";
+    /// The watched connections with a stats slot, one array value the programs scan.
+    pub const WATCH_LIST: &str = "WATCH_LIST";
     pub const PROG_FUSE_REQUEST_SEND: &str = "fuse_request_send";
     pub const PROG_FUSE_REQUEST_END: &str = "fuse_request_end";
     /// Raw-tracepoint variants of the request probes, paired by request address.
     pub const PROG_FUSE_REQUEST_SEND_RAW: &str = "fuse_request_send_raw";
     pub const PROG_FUSE_REQUEST_END_RAW: &str = "fuse_request_end_raw";
+    /// An empty raw-tracepoint program, never attached by the daemon: the probe-cost bench attaches it
+    /// to both request tracepoints to measure the floor any program there costs.
+    pub const PROG_FUSE_REQUEST_FLOOR: &str = "fuse_request_floor";
     pub const FAULT_STATS: &str = "FAULT_STATS";
     pub const FAULT_START: &str = "FAULT_START";
     pub const FILEMAP_STATS: &str = "FILEMAP_STATS";

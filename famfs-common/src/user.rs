@@ -2,7 +2,7 @@
 
 use crate::{event, fault, kfunc};
 
-use crate::fuse_request::{Inflight, InflightKey, ReqKey, ReqOffsets, ReqStats, TpOffsets};
+use crate::fuse_request::{Inflight, ReqKey, ReqOffsets, ReqStats, TpOffsets, WatchList};
 
 macro_rules! pod {
     ($($t:ty),* $(,)?) => {$(
@@ -15,8 +15,8 @@ macro_rules! pod {
 pod!(
     ReqKey,
     ReqStats,
-    InflightKey,
     Inflight,
+    WatchList,
     TpOffsets,
     ReqOffsets,
     fault::FaultKey,

@@ -4,9 +4,9 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::programs::TracePointContext;
-use famfs_common::fuse_request::FILTER_WATCHED;
+use famfs_common::fuse_request::{FILTER_WATCHED, STATS_SLOTS};
 
-use crate::maps::{COUNTERS, FILTER_MODE, WATCH_CONN, global};
+use crate::maps::{COUNTERS, FILTER_MODE, WATCH_CONN, WATCH_LIST, global};
 
 /// Increment health counter `idx` on this CPU.
 #[inline(always)]
@@ -20,10 +20,31 @@ pub fn bump(idx: u32) {
 /// Whether events of FUSE connection (or device) `conn` are traced.
 #[inline(always)]
 pub fn connection_wanted(conn: u32) -> bool {
+    watched_slot(conn).is_some()
+}
+
+/// None when connection `conn` is filtered out; else its stats slot (its `WATCH_CONN` value; 0 without
+/// a filter or a slot: the hash path).
+#[inline(always)]
+pub fn watched_slot(conn: u32) -> Option<u32> {
     if global(&FILTER_MODE) != FILTER_WATCHED {
-        return true;
+        return Some(0);
     }
-    WATCH_CONN.get_ptr(conn).is_some()
+    let list = WATCH_LIST.get_ptr(0)?;
+    // SAFETY: the array's one value, read in place.
+    let list = unsafe { &*list };
+    if conn != 0 {
+        for i in 0..STATS_SLOTS as usize {
+            if list.conns[i] == conn {
+                return Some(i as u32 + 1);
+            }
+        }
+    }
+    if list.overflow == 0 {
+        return None;
+    }
+    // SAFETY: a map value pointer from a successful lookup, read at once.
+    WATCH_CONN.get_ptr(conn).map(|p| unsafe { *p })
 }
 
 /// Whether the filter is on (only watched connections/devices are traced).

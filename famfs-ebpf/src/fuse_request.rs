@@ -1,17 +1,23 @@
 //! `fuse:fuse_request_send` / `fuse:fuse_request_end`: per (connection, opcode) counts, errors, latency
-//! and reply-size log2 histograms, aggregated in `REQ_STATS`; in-flight requests in `INFLIGHT`.
+//! and reply-size log2 histograms, aggregated in `REQ_SLOTS` (watched connections: a per-CPU array row
+//! per (stats slot, opcode)) or `REQ_STATS` (the rest: a per-CPU hash); in-flight requests in `INFLIGHT`,
+//! an array slot per request chosen by hashing its pairing key.
 //!
-//! send: count `sent`, remember (start time, opcode) under (connection, unique).
-//! end:  take the in-flight entry, count completion/error, add latency and reply size to the slots;
+//! send: filter by connection (its `WATCH_CONN` value is its stats slot), count `sent`, store (key,
+//!       connection, opcode, start time, pid, slot) in the request's in-flight slot.
+//! end:  take the in-flight slot if it holds this request's key (then no connection read or filter
+//!       lookup is needed: the slot has them), count completion/error, add latency and reply size;
 //!       OPEN and GET_FMAP completions, and unmatched ends on watched connections, go to `EVENTS`.
 //!
 //! Two pairings, one loaded at a time: the classic tracepoints key in-flight requests by (connection,
-//! unique) from the tracepoint record; the raw-tracepoint variants (`*_raw`) key them by the kernel's
-//! request address and read the fields from `struct fuse_req` at BTF-derived offsets (`REQ_OFFSETS`),
-//! which also pairs requests on kernels whose send event fires before `unique` is assigned (6.12).
-//! Must not touch the fault or kernel-function maps.
+//! unique) from the tracepoint record (read with one helper call); the raw-tracepoint variants (`*_raw`)
+//! key them by the kernel's request address and read `struct fuse_req` at BTF-derived offsets
+//! (`REQ_OFFSETS`; the in and out headers one helper call each), which also pairs requests on kernels
+//! whose send event fires before `unique` is assigned (6.12). Must not touch the fault or
+//! kernel-function maps.
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::bpf_probe_read_kernel,
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
@@ -19,24 +25,29 @@ use aya_ebpf::{
 use famfs_common::{
     counters,
     event::{Event, KIND_REQ_END, KIND_REQ_END_UNMATCHED},
-    fuse_request::{Inflight, InflightKey, ReqKey, ReqOffsets, ReqStats},
+    fuse_request::{Inflight, ReqKey, ReqOffsets, ReqStats, inflight_index, stats_index},
     hist::{LAT_SLOTS, SIZE_SLOTS, log2_slot},
+    opcode::OPEN as FUSE_OPEN,
 };
 
 use crate::{
-    filter::{bump, connection_wanted, filtering, now_ns, read, tid_tgid},
+    filter::{bump, filtering, now_ns, read, tid_tgid, watched_slot},
     maps::{
-        EVENTS, FMAP_OPCODE, INFLIGHT, INFLIGHT_REQ, REQ_OFFSETS, REQ_STATS, TP_OFFSETS,
-        ZERO_STATS, global,
+        EVENTS, FMAP_OPCODE, INFLIGHT, INFLIGHT_MASK, REQ_OFFSETS, REQ_SLOTS, REQ_STATS,
+        TP_OFFSETS, ZERO_STATS, global,
     },
 };
 
 const BPF_NOEXIST: u64 = 1;
-use famfs_common::opcode::OPEN as FUSE_OPEN;
 
-/// The stats row for `key`, created zeroed on first use.
+/// The stats row of (`connection`, `opcode`): the connection's `REQ_SLOTS` row when it has a stats
+/// slot, else its `REQ_STATS` hash row, created zeroed on first use.
 #[inline(always)]
-fn stats_row(key: &ReqKey) -> Option<*mut ReqStats> {
+fn stats_row(connection: u32, slot: u32, opcode: u32) -> Option<*mut ReqStats> {
+    if let Some(i) = stats_index(slot, opcode) {
+        return REQ_SLOTS.get_ptr_mut(i);
+    }
+    let key = ReqKey { connection, opcode };
     if let Some(p) = REQ_STATS.get_ptr_mut(key) {
         return Some(p);
     }
@@ -57,85 +68,101 @@ fn emit(ev: Event) {
     }
 }
 
-/// Count a send on `connection`; false when the connection is filtered out.
+/// Account a send on `connection` and remember it under pairing `key` (0: nothing to pair on), in the
+/// in-flight slot of (`key`, `index_conn`).
 #[inline(always)]
-fn count_send(connection: u32, opcode: u32, unique: u64) -> bool {
-    if !connection_wanted(connection) {
+fn on_send(key: u64, index_conn: u32, connection: u32, opcode: u32, unique: u64) {
+    let Some(slot) = watched_slot(connection) else {
         bump(counters::FILTERED);
-        return false;
-    }
+        return;
+    };
     bump(counters::SEND_EVENTS);
-    if let Some(row) = stats_row(&ReqKey { connection, opcode }) {
+    if let Some(row) = stats_row(connection, slot, opcode) {
         // SAFETY: per-CPU value of this CPU.
         unsafe { (*row).sent += 1 };
     }
     if unique == 0 {
         bump(counters::SEND_UNIQUE_ZERO);
     }
-    true
-}
-
-#[inline(always)]
-fn inflight_now(opcode: u32) -> Inflight {
-    Inflight {
-        start_ns: now_ns(),
-        opcode,
-        pid: tid_tgid().1,
+    if key == 0 {
+        return;
     }
-}
-
-#[tracepoint]
-pub fn fuse_request_send(ctx: TracePointContext) -> u32 {
-    let off = global(&TP_OFFSETS);
-    let (Some(connection), Some(unique), Some(opcode)) = (
-        read::<u32>(&ctx, off.send_connection),
-        read::<u64>(&ctx, off.send_unique),
-        read::<u32>(&ctx, off.send_opcode),
-    ) else {
-        return 0;
-    };
-    if !count_send(connection, opcode, unique) || unique == 0 {
-        // unique 0: this kernel traces the send before assigning the id; nothing to pair on here.
-        return 0;
-    }
-    let key = InflightKey {
-        connection,
-        _pad: 0,
-        unique,
-    };
-    if INFLIGHT.insert(key, inflight_now(opcode), 0).is_err() {
-        bump(counters::INFLIGHT_FULL);
-    }
-    0
-}
-
-/// Account one request end. `inflight` is what its send left (None: send not seen).
-#[inline(always)]
-fn count_end(connection: u32, unique: u64, len: u32, error: i32, inflight: Option<Inflight>) {
-    let now = now_ns();
-    let Some(inflight) = inflight else {
-        bump(counters::UNMATCHED_END);
-        if filtering() {
-            emit(Event {
-                kind: KIND_REQ_END_UNMATCHED,
-                conn: connection,
-                id: unique,
-                ts_ns: now,
-                len,
-                error,
-                ..Event::default()
-            });
-        }
+    let Some(e) = INFLIGHT.get_ptr_mut(inflight_index(key, index_conn, global(&INFLIGHT_MASK)))
+    else {
         return;
     };
+    // SAFETY: a live array value; a concurrent end of another request hashed to this slot sees either
+    // key and checks it.
+    unsafe {
+        if (*e).key != 0 && (*e).key != key {
+            bump(counters::INFLIGHT_FULL);
+        }
+        *e = Inflight {
+            key,
+            start_ns: now_ns(),
+            connection,
+            opcode,
+            pid: tid_tgid().1,
+            stats_slot: slot,
+        };
+    }
+}
+
+/// Take the in-flight entry of pairing `key` if its slot holds it (and, when known, the same
+/// connection); the slot is freed.
+#[inline(always)]
+fn take_inflight(key: u64, index_conn: u32, connection: Option<u32>) -> Option<Inflight> {
+    if key == 0 {
+        return None;
+    }
+    let e = INFLIGHT.get_ptr_mut(inflight_index(key, index_conn, global(&INFLIGHT_MASK)))?;
+    // SAFETY: a live array value, copied out before the slot is freed.
+    unsafe {
+        let v = *e;
+        if v.key != key || connection.is_some_and(|c| c != v.connection) {
+            return None;
+        }
+        (*e).key = 0;
+        Some(v)
+    }
+}
+
+/// An end whose send was not seen, on `connection`: counted (and reported) when the connection is
+/// traced, else counted as filtered.
+#[inline(always)]
+fn unmatched_end(connection: u32, unique: u64, len: u32, error: i32) {
+    if watched_slot(connection).is_none() {
+        bump(counters::FILTERED);
+        return;
+    }
+    bump(counters::END_EVENTS);
+    bump(counters::UNMATCHED_END);
+    if filtering() {
+        emit(Event {
+            kind: KIND_REQ_END_UNMATCHED,
+            conn: connection,
+            id: unique,
+            ts_ns: now_ns(),
+            len,
+            error,
+            ..Event::default()
+        });
+    }
+}
+
+/// Account one request end whose send left `inflight`. `unique` is asked for only when an event is sent.
+#[inline(always)]
+fn count_end(inflight: &Inflight, unique: impl Fn() -> u64, len: u32, error: i32) {
+    bump(counters::END_EVENTS);
+    let now = now_ns();
     let lat = now.saturating_sub(inflight.start_ns);
-    let opcode = inflight.opcode;
+    let (connection, opcode) = (inflight.connection, inflight.opcode);
     let fmap_op = global(&FMAP_OPCODE);
     if opcode == FUSE_OPEN || (fmap_op != 0 && opcode == fmap_op) {
         emit(Event {
             kind: KIND_REQ_END,
             conn: connection,
-            id: unique,
+            id: unique(),
             ts_ns: now,
             lat_ns: lat,
             aux: 0,
@@ -145,7 +172,7 @@ fn count_end(connection: u32, unique: u64, len: u32, error: i32, inflight: Optio
             pid: inflight.pid,
         });
     }
-    let Some(row) = stats_row(&ReqKey { connection, opcode }) else {
+    let Some(row) = stats_row(connection, inflight.stats_slot, opcode) else {
         return;
     };
     // SAFETY: per-CPU value of this CPU; slot indexes are clamped below the array lengths.
@@ -168,38 +195,63 @@ fn count_end(connection: u32, unique: u64, len: u32, error: i32, inflight: Optio
     }
 }
 
+/// The first bytes of a tracepoint record, copied with one helper call.
+const RECORD: usize = 32;
+
+#[inline(always)]
+fn record(ctx: &TracePointContext) -> Option<[u64; RECORD / 8]> {
+    // SAFETY: bpf_probe_read_kernel copies through the kernel's fault-safe path; a bad address gives Err.
+    unsafe { bpf_probe_read_kernel(ctx.as_ptr() as *const [u64; RECORD / 8]) }.ok()
+}
+
+/// Field `T` at byte `off` of the record: from the copy when it lies inside (naturally aligned), else
+/// read from the record on its own.
+#[inline(always)]
+fn field<T: Copy>(ctx: &TracePointContext, rec: &[u64; RECORD / 8], off: u32) -> Option<T> {
+    let off = off as usize;
+    if off + size_of::<T>() <= RECORD && off.is_multiple_of(size_of::<T>()) {
+        // SAFETY: in bounds of `rec` (checked above) and aligned for `T`, an integer type.
+        return Some(unsafe { *(rec.as_ptr().cast::<u8>().add(off).cast::<T>()) });
+    }
+    read::<T>(ctx, off as u32)
+}
+
 #[tracepoint]
-pub fn fuse_request_end(ctx: TracePointContext) -> u32 {
+pub fn fuse_request_send(ctx: TracePointContext) -> u32 {
     let off = global(&TP_OFFSETS);
-    let (Some(connection), Some(unique), Some(len), Some(error)) = (
-        read::<u32>(&ctx, off.end_connection),
-        read::<u64>(&ctx, off.end_unique),
-        read::<u32>(&ctx, off.end_len),
-        read::<i32>(&ctx, off.end_error),
+    let Some(rec) = record(&ctx) else {
+        return 0;
+    };
+    let (Some(connection), Some(unique), Some(opcode)) = (
+        field::<u32>(&ctx, &rec, off.send_connection),
+        field::<u64>(&ctx, &rec, off.send_unique),
+        field::<u32>(&ctx, &rec, off.send_opcode),
     ) else {
         return 0;
     };
-    if !connection_wanted(connection) {
-        bump(counters::FILTERED);
+    // unique 0: this kernel traces the send before assigning the id; nothing to pair on here.
+    on_send(unique, connection, connection, opcode, unique);
+    0
+}
+
+#[tracepoint]
+pub fn fuse_request_end(ctx: TracePointContext) -> u32 {
+    let off = global(&TP_OFFSETS);
+    let Some(rec) = record(&ctx) else {
         return 0;
+    };
+    let (Some(connection), Some(unique), Some(len), Some(error)) = (
+        field::<u32>(&ctx, &rec, off.end_connection),
+        field::<u64>(&ctx, &rec, off.end_unique),
+        field::<u32>(&ctx, &rec, off.end_len),
+        field::<i32>(&ctx, &rec, off.end_error),
+    ) else {
+        return 0;
+    };
+    match take_inflight(unique, connection, Some(connection)) {
+        Some(inflight) => count_end(&inflight, || unique, len, error),
+        None => unmatched_end(connection, unique, len, error),
     }
-    bump(counters::END_EVENTS);
-    let key = InflightKey {
-        connection,
-        _pad: 0,
-        unique,
-    };
-    let inflight = match INFLIGHT.get_ptr(key) {
-        Some(p) => {
-            // SAFETY: pointer from a successful lookup; copied out before the entry is removed.
-            let v = unsafe { *p };
-            // Err: a concurrent end took the entry first; this end is counted with the copy either way.
-            let _ = INFLIGHT.remove(key);
-            Some(v)
-        }
-        None => None,
-    };
-    count_end(connection, unique, len, error, inflight);
     0
 }
 
@@ -218,25 +270,65 @@ fn req_connection(req: u64, off: &ReqOffsets) -> Option<u32> {
     kread::<u32>(fc, off.fc_dev)
 }
 
+/// `struct fuse_in_header`'s first fields (UAPI layout: len, opcode, unique).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct InHeader {
+    len: u32,
+    opcode: u32,
+    unique: u64,
+}
+
+/// `struct fuse_out_header`'s first fields (UAPI layout: len, error).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct OutHeader {
+    len: u32,
+    error: i32,
+}
+
+/// Bytes of `struct fuse_req` copied at once from the in header on, to take the header and `fm` with
+/// one helper call when `fm` lies within (it does on 6.12 and 6.18: 88 bytes apart).
+const WINDOW: usize = 128;
+
+/// The in header and `req->fm` of a request: one copy of the window holding both when it does (and the
+/// offsets are 8-byte aligned), else two reads.
+#[inline(always)]
+fn send_fields(req: u64, off: &ReqOffsets) -> Option<(InHeader, u64)> {
+    let base = off.in_len;
+    let fm_at = off.req_fm.wrapping_sub(base) as usize;
+    if off.req_fm >= base
+        && fm_at + 8 <= WINDOW
+        && fm_at.is_multiple_of(8)
+        && base.is_multiple_of(8)
+    {
+        let w = kread::<[u64; WINDOW / 8]>(req, base)?;
+        let h = InHeader {
+            len: w[0] as u32,
+            opcode: (w[0] >> 32) as u32,
+            unique: w[1],
+        };
+        return Some((h, *w.get(fm_at / 8)?));
+    }
+    Some((
+        kread::<InHeader>(req, off.in_len)?,
+        kread::<u64>(req, off.req_fm)?,
+    ))
+}
+
 #[raw_tracepoint(tracepoint = "fuse_request_send")]
 pub fn fuse_request_send_raw(ctx: RawTracePointContext) -> i32 {
     let req: u64 = ctx.arg(0);
     let off = global(&REQ_OFFSETS);
-    let (Some(connection), Some(opcode), Some(unique)) = (
-        req_connection(req, &off),
-        kread::<u32>(req, off.in_opcode),
-        kread::<u64>(req, off.in_unique),
-    ) else {
+    let Some((h, fm)) = send_fields(req, &off) else {
         return 0;
     };
-    if !count_send(connection, opcode, unique) {
+    let Some(connection) = kread::<u64>(fm, off.fm_fc).and_then(|fc| kread::<u32>(fc, off.fc_dev))
+    else {
         return 0;
-    }
-    // The request's address is unique while it is in flight; a stale entry (end lost) is overwritten
-    // when the address is reused, and the LRU map evicts the oldest when full.
-    if INFLIGHT_REQ.insert(req, inflight_now(opcode), 0).is_err() {
-        bump(counters::INFLIGHT_FULL);
-    }
+    };
+    // The request's address is unique while it is in flight; a stale slot (end lost) is overwritten.
+    on_send(req, 0, connection, h.opcode, h.unique);
     0
 }
 
@@ -244,29 +336,24 @@ pub fn fuse_request_send_raw(ctx: RawTracePointContext) -> i32 {
 pub fn fuse_request_end_raw(ctx: RawTracePointContext) -> i32 {
     let req: u64 = ctx.arg(0);
     let off = global(&REQ_OFFSETS);
-    let (Some(connection), Some(unique), Some(len), Some(error)) = (
-        req_connection(req, &off),
-        kread::<u64>(req, off.in_unique),
-        kread::<u32>(req, off.out_len),
-        kread::<i32>(req, off.out_error),
-    ) else {
+    let Some(h) = kread::<OutHeader>(req, off.out_len) else {
         return 0;
     };
-    if !connection_wanted(connection) {
-        bump(counters::FILTERED);
+    // The request's own unique (`out.h.unique` is only the reply's), read only for an event.
+    let unique = || kread::<u64>(req, off.in_unique).unwrap_or(0);
+    if let Some(inflight) = take_inflight(req, 0, None) {
+        count_end(&inflight, unique, h.len, h.error);
         return 0;
     }
-    bump(counters::END_EVENTS);
-    let inflight = match INFLIGHT_REQ.get_ptr(req) {
-        Some(p) => {
-            // SAFETY: pointer from a successful lookup; copied out before the entry is removed.
-            let v = unsafe { *p };
-            // Err: a concurrent end took the entry first; this end is counted with the copy either way.
-            let _ = INFLIGHT_REQ.remove(req);
-            Some(v)
-        }
-        None => None,
-    };
-    count_end(connection, unique, len, error, inflight);
+    if let Some(connection) = req_connection(req, &off) {
+        unmatched_end(connection, unique(), h.len, h.error);
+    }
+    0
+}
+
+/// Does nothing: the floor of a program on the request tracepoints (dispatch, context, BPF statistics),
+/// attached only by `benches/probe_cost.rs`, never by the daemon.
+#[raw_tracepoint(tracepoint = "fuse_request_send")]
+pub fn fuse_request_floor(_ctx: RawTracePointContext) -> i32 {
     0
 }

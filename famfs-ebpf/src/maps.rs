@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use famfs_common::{
     counters,
@@ -12,22 +12,29 @@ use famfs_common::{
         DaxOffsets, FaultKey, FaultStart, FaultStats, FileKey, FilemapOffsets, ProcFaultKey,
         ProcFaultStats,
     },
-    fuse_request::{FILTER_ALL, Inflight, InflightKey, ReqKey, ReqOffsets, ReqStats, TpOffsets},
+    fuse_request::{
+        FILTER_ALL, Inflight, ReqKey, ReqOffsets, ReqStats, STATS_OPCODES, STATS_SLOTS, TpOffsets,
+        WatchList,
+    },
     kfunc::{self, FnStartKey, FnStats},
 };
 
-/// Per (connection, opcode) request aggregates.
+/// Per (connection, opcode) request aggregates of connections without a stats slot (no filter, more
+/// watched connections than slots, opcodes past `STATS_OPCODES`).
 #[map]
 pub static REQ_STATS: PerCpuHashMap<ReqKey, ReqStats> = PerCpuHashMap::with_max_entries(1024, 0);
 
-/// Requests between `fuse_request_send` and `fuse_request_end`. Bounded; full = counted drop.
+/// Per (stats slot, opcode) request aggregates of watched connections (`stats_index`): an array, whose
+/// lookups the verifier inlines (no hashing, no locking).
 #[map]
-pub static INFLIGHT: HashMap<InflightKey, Inflight> = HashMap::with_max_entries(16384, 0);
+pub static REQ_SLOTS: PerCpuArray<ReqStats> =
+    PerCpuArray::with_max_entries(STATS_SLOTS * STATS_OPCODES, 0);
 
-/// Requests in flight keyed by the kernel's `struct fuse_req` address (request-pointer pairing). LRU:
-/// bounded, and an entry whose end was lost ages out instead of holding a slot forever.
+/// Requests between `fuse_request_send` and `fuse_request_end`, in the slot `inflight_index` gives their
+/// pairing key; the end checks the key stored there. Resized to a power of two at load (`INFLIGHT_MASK`).
+/// A send that finds its slot still taken overwrites it (counted `INFLIGHT_FULL`).
 #[map]
-pub static INFLIGHT_REQ: LruHashMap<u64, Inflight> = LruHashMap::with_max_entries(16384, 0);
+pub static INFLIGHT: Array<Inflight> = Array::with_max_entries(16384, 0);
 
 /// Health counters, see `famfs_common::counters`.
 #[map]
@@ -36,6 +43,11 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::
 /// FUSE connections (= device numbers of their superblocks) to trace when `FILTER_MODE == FILTER_WATCHED`.
 #[map]
 pub static WATCH_CONN: HashMap<u32, u32> = HashMap::with_max_entries(64, 0);
+
+/// The watched connections with a stats slot (index 0 only): scanned instead of hashing into
+/// `WATCH_CONN`, which is consulted only after a connection was watched without a slot.
+#[map]
+pub static WATCH_LIST: Array<WatchList> = Array::with_max_entries(1, 0);
 
 /// Zeroed values to insert from: these values are larger than what the BPF stack may hold.
 #[map]
@@ -73,6 +85,9 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 
 #[unsafe(no_mangle)]
 pub static FILTER_MODE: u32 = FILTER_ALL;
+/// `INFLIGHT`'s size − 1 (the size is a power of two).
+#[unsafe(no_mangle)]
+pub static INFLIGHT_MASK: u32 = 16383;
 #[unsafe(no_mangle)]
 pub static TP_OFFSETS: TpOffsets = TpOffsets::LINUX_6_18;
 /// `struct fuse_req` field offsets for the raw-tracepoint request probes (from kernel BTF at load time).

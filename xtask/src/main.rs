@@ -47,6 +47,10 @@ const APT_PACKAGES: &[&str] = &[
     // kmod are `apt-get download`ed into target/vm-cache and unpacked, never installed.)
     "qemu-system-x86",
     "e2fsprogs",
+    // benches/probe_cost.rs: the bpftrace baseline (a per-opcode latency histogram on the FUSE request
+    // tracepoints); bpftool to inspect per-program BPF statistics and translated code by hand.
+    "bpftrace",
+    "bpftool",
 ];
 
 fn main() -> ExitCode {

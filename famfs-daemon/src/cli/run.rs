@@ -31,7 +31,7 @@ pub struct RunArgs {
     /// Point a probe at another tracepoint, PROGRAM=CATEGORY:EVENT (testing degraded kernels).
     #[arg(long = "probe-target", value_parser = super::parse_override)]
     pub probe_targets: Vec<(String, String)>,
-    /// Capacity of the kernel in-flight request map.
+    /// Capacity of the kernel in-flight request map (rounded up to a power of two).
     #[arg(long, default_value_t = 16384)]
     pub inflight_max: u32,
     /// Maximum simultaneous HTTP connections.

@@ -65,6 +65,9 @@ fn load_object(cfg: &ProbeConfig, root: &Path, req_off: &ReqOffsets) -> Result<E
         FILTER_ALL
     };
     let slow_ns = cfg.slow_fault.as_nanos() as u64;
+    // The in-flight array is indexed by a hash masked to its size: a power of two.
+    let inflight = cfg.inflight_max.clamp(1, 1 << 24).next_power_of_two();
+    let inflight_mask = inflight - 1;
     let mut loader = EbpfLoader::new();
     loader
         .override_global("TP_OFFSETS", &lay.fuse, true)
@@ -75,8 +78,8 @@ fn load_object(cfg: &ProbeConfig, root: &Path, req_off: &ReqOffsets) -> Result<E
         .override_global("FMAP_OPCODE", &cfg.fmap_opcode, true)
         .override_global("SLOW_FAULT_NS", &slow_ns, true)
         .override_global("REQ_OFFSETS", req_off, true)
-        .map_max_entries(names::INFLIGHT, cfg.inflight_max.max(1))
-        .map_max_entries(names::INFLIGHT_REQ, cfg.inflight_max.max(1))
+        .override_global("INFLIGHT_MASK", &inflight_mask, true)
+        .map_max_entries(names::INFLIGHT, inflight)
         .map_max_entries(names::REQ_STATS, cfg.stats_max.max(1))
         .map_max_entries(names::FAULT_STATS, cfg.files_max.max(1))
         .map_max_entries(names::FILEMAP_STATS, cfg.files_max.max(1))

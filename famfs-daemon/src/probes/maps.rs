@@ -6,24 +6,77 @@ use std::time::Duration;
 
 use aya::{
     Ebpf,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuHashMap, RingBuf},
+    maps::{
+        Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf,
+    },
 };
 use famfs_common::{
     fault::{FaultKey, FaultStats, FileKey, ProcFaultKey, ProcFaultStats},
-    fuse_request::{Inflight, InflightKey, ReqKey, ReqStats},
+    fuse_request::{
+        Inflight, ReqKey, ReqStats, STATS_OPCODES, STATS_SLOTS, WatchList, stats_index,
+    },
     names,
 };
 
 use super::{EventReader, Probes};
 
-/// Add `connection` to the object's watch set.
+/// Add `connection` to the object's watch set, with the first free stats slot (its own rows in
+/// `REQ_SLOTS`) while there is one, else 0 (its rows go to the `REQ_STATS` hash). Watching a watched
+/// connection again keeps its slot.
 pub(crate) fn watch(ebpf: &mut Ebpf, connection: u32) -> anyhow::Result<()> {
     let map = ebpf
         .map_mut(names::WATCH_CONN)
         .ok_or_else(|| anyhow::anyhow!("WATCH_CONN map missing"))?;
     let mut m = BpfHashMap::<_, u32, u32>::try_from(map)?;
-    m.insert(connection, 1, 0)?;
+    if m.get(&connection, 0).is_ok() {
+        return Ok(());
+    }
+    let used: Vec<u32> = m.iter().filter_map(Result::ok).map(|(_, v)| v).collect();
+    let slot = match connection {
+        0 => 0,
+        _ => (1..=STATS_SLOTS).find(|s| !used.contains(s)).unwrap_or(0),
+    };
+    m.insert(connection, slot, 0)?;
+    let map = ebpf
+        .map_mut(names::WATCH_LIST)
+        .ok_or_else(|| anyhow::anyhow!("WATCH_LIST map missing"))?;
+    let mut list = Array::<_, WatchList>::try_from(map)?;
+    let mut l = list.get(&0, 0)?;
+    match slot {
+        0 => l.overflow = 1,
+        s => l.conns[(s - 1) as usize] = connection,
+    }
+    list.set(0, l, 0)?;
     Ok(())
+}
+
+/// The stats slot of a watched `connection` (0: none, or not watched).
+pub(crate) fn stats_slot(ebpf: &Ebpf, connection: u32) -> u32 {
+    ebpf.map(names::WATCH_CONN)
+        .and_then(|m| BpfHashMap::<_, u32, u32>::try_from(m).ok())
+        .and_then(|m| m.get(&connection, 0).ok())
+        .unwrap_or(0)
+}
+
+/// Zero the `REQ_SLOTS` rows of stats slot `slot` on every CPU.
+fn zero_slot_rows(ebpf: &mut Ebpf, slot: u32) {
+    let Some(Ok(mut m)) = ebpf
+        .map_mut(names::REQ_SLOTS)
+        .map(PerCpuArray::<_, ReqStats>::try_from)
+    else {
+        return;
+    };
+    for opcode in 0..STATS_OPCODES {
+        let Some(i) = stats_index(slot, opcode) else {
+            return;
+        };
+        let Ok(v) = m.get(&i, 0) else {
+            continue;
+        };
+        if let Ok(zero) = PerCpuValues::try_from(vec![ReqStats::ZERO; v.len()]) {
+            let _ = m.set(i, zero, 0);
+        }
+    }
 }
 
 /// Remove the entries of a hash map (per-CPU or not) whose key `matches`; unreadable keys are skipped.
@@ -34,6 +87,27 @@ macro_rules! remove_matching {
             let _ = $m.remove(&k);
         }
     }};
+}
+
+/// Free the taken `INFLIGHT` slots whose entry `matches`; returns how many were freed.
+fn clear_inflight(ebpf: &mut Ebpf, matches: impl Fn(&Inflight) -> bool) -> usize {
+    let Some(Ok(mut m)) = ebpf
+        .map_mut(names::INFLIGHT)
+        .map(Array::<_, Inflight>::try_from)
+    else {
+        return 0;
+    };
+    let taken: Vec<u32> = m
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| Some((i as u32, v.ok()?)))
+        .filter(|(_, v)| v.key != 0 && matches(v))
+        .map(|(i, _)| i)
+        .collect();
+    taken
+        .into_iter()
+        .filter(|i| m.set(*i, Inflight::default(), 0).is_ok())
+        .count()
 }
 
 impl Probes {
@@ -58,12 +132,11 @@ impl Probes {
         {
             remove_matching!(m, |k: &ReqKey| k.connection == connection);
         }
-        if let Some(Ok(mut m)) = ebpf
-            .map_mut(names::INFLIGHT)
-            .map(BpfHashMap::<_, InflightKey, Inflight>::try_from)
-        {
-            remove_matching!(m, |k: &InflightKey| k.connection == connection);
+        let slot = stats_slot(ebpf, connection);
+        if slot != 0 {
+            zero_slot_rows(ebpf, slot);
         }
+        clear_inflight(ebpf, |v| v.connection == connection);
         if let Some(Ok(mut m)) = ebpf
             .map_mut(names::FAULT_STATS)
             .map(BpfHashMap::<_, FaultKey, FaultStats>::try_from)
@@ -90,26 +163,9 @@ impl Probes {
         let Some(ebpf) = self.ebpf.as_mut() else {
             return 0;
         };
-        let Some(map) = ebpf.map_mut(names::INFLIGHT) else {
-            return 0;
-        };
-        let Ok(mut m) = BpfHashMap::<_, InflightKey, Inflight>::try_from(map) else {
-            return 0;
-        };
         let now = crate::util::monotonic_ns();
         let max = max_age.as_nanos() as u64;
-        let stale: Vec<InflightKey> = m
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(_, v)| now.saturating_sub(v.start_ns) > max)
-            .map(|(k, _)| k)
-            .collect();
-        let mut n = 0;
-        for k in stale {
-            if m.remove(&k).is_ok() {
-                n += 1;
-            }
-        }
+        let n = clear_inflight(ebpf, |v| now.saturating_sub(v.start_ns) > max);
         self.expired_inflight += n as u64;
         n
     }

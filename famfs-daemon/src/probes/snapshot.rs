@@ -1,11 +1,14 @@
 //! Reads the kernel aggregates into owned, CPU-summed snapshots. Called at scrape time (the
 //! ebpf_exporter model): no per-event user-space work, and the cost scales with map size, not event rate.
 
-use aya::maps::{HashMap as BpfHashMap, PerCpuArray, PerCpuHashMap};
+use aya::{
+    Ebpf,
+    maps::{HashMap as BpfHashMap, PerCpuArray, PerCpuHashMap},
+};
 use famfs_common::{
     counters,
     fault::{FaultKey, FaultStats, FileKey, ProcFaultKey, ProcFaultStats},
-    fuse_request::{ReqKey, ReqStats},
+    fuse_request::{ReqKey, ReqStats, STATS_OPCODES, stats_index},
     kfunc::{self, FnStats},
     names,
 };
@@ -90,6 +93,41 @@ pub(crate) fn add_stats(acc: &mut ReqStats, v: &ReqStats) {
     }
 }
 
+/// Add the `REQ_SLOTS` rows of every watched connection with a stats slot to `rows` (merged with a
+/// row of the same key, if the hash has one).
+fn add_slot_rows(ebpf: &Ebpf, rows: &mut Vec<RequestRow>) {
+    let (Some(Ok(watch)), Some(Ok(slots))) = (
+        ebpf.map(names::WATCH_CONN)
+            .map(BpfHashMap::<_, u32, u32>::try_from),
+        ebpf.map(names::REQ_SLOTS)
+            .map(PerCpuArray::<_, ReqStats>::try_from),
+    ) else {
+        return;
+    };
+    for (connection, slot) in watch.iter().filter_map(Result::ok) {
+        for opcode in 0..STATS_OPCODES {
+            let Some(i) = stats_index(slot, opcode) else {
+                break;
+            };
+            let Ok(per_cpu) = slots.get(&i, 0) else {
+                continue;
+            };
+            let mut stats = ReqStats::ZERO;
+            for v in per_cpu.iter() {
+                add_stats(&mut stats, v);
+            }
+            if stats.sent == 0 && stats.completed == 0 {
+                continue;
+            }
+            let key = ReqKey { connection, opcode };
+            match rows.iter_mut().find(|r| r.key == key) {
+                Some(r) => add_stats(&mut r.stats, &stats),
+                None => rows.push(RequestRow { key, stats }),
+            }
+        }
+    }
+}
+
 fn add_fn(acc: &mut FnStats, v: &FnStats) {
     acc.calls += v.calls;
     acc.returns += v.returns;
@@ -120,9 +158,10 @@ impl Probes {
                 }
                 snap.requests.push(RequestRow { key, stats });
             }
-            snap.requests
-                .sort_by_key(|r| (r.key.connection, r.key.opcode));
         }
+        add_slot_rows(ebpf, &mut snap.requests);
+        snap.requests
+            .sort_by_key(|r| (r.key.connection, r.key.opcode));
         if let Some(Ok(m)) = ebpf
             .map(names::FAULT_STATS)
             .map(BpfHashMap::<_, FaultKey, FaultStats>::try_from)
