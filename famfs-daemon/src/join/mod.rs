@@ -157,6 +157,58 @@ impl Default for FileTotals {
 }
 
 impl FileTotals {
+    /// Add every counter of `f` (what a view that sums files shows for them).
+    pub fn add_file(&mut self, f: &FileStats) {
+        self.opens += f.opens;
+        self.open_errors += f.open_errors;
+        f.open_lat.for_each(|i, c| self.open_lat_slots[i] += c);
+        self.open_lat_sum_ns += f.open_lat_sum_ns;
+        self.get_fmap += f.get_fmap;
+        self.get_fmap_retries += f.get_fmap_retries;
+        self.get_fmap_errors += f.get_fmap_errors;
+        self.fmap_bytes += u64::from(f.info.fmap_bytes);
+        self.fmap_extents += u64::from(f.info.fmap_extents);
+        self.size += f.info.size;
+        self.reads += f.reads;
+        self.read_bytes += f.read_bytes;
+        self.writes += f.writes;
+        self.write_bytes += f.write_bytes;
+        self.add_faults(f);
+    }
+
+    /// Take out `o`, a sum of some of the files these totals count.
+    pub fn sub(&mut self, o: &FileTotals) {
+        self.opens -= o.opens;
+        self.open_errors -= o.open_errors;
+        for (a, b) in self.open_lat_slots.iter_mut().zip(&o.open_lat_slots) {
+            *a -= b;
+        }
+        self.open_lat_sum_ns -= o.open_lat_sum_ns;
+        self.get_fmap -= o.get_fmap;
+        self.get_fmap_retries -= o.get_fmap_retries;
+        self.get_fmap_errors -= o.get_fmap_errors;
+        self.fmap_bytes -= o.fmap_bytes;
+        self.fmap_extents -= o.fmap_extents;
+        self.size -= o.size;
+        self.reads -= o.reads;
+        self.read_bytes -= o.read_bytes;
+        self.writes -= o.writes;
+        self.write_bytes -= o.write_bytes;
+        for (a, b) in self
+            .faults
+            .iter_mut()
+            .flatten()
+            .zip(o.faults.iter().flatten())
+        {
+            *a -= b;
+        }
+        for (a, b) in self.fault_lat_slots.iter_mut().zip(&o.fault_lat_slots) {
+            *a -= b;
+        }
+        self.fault_lat_sum_ns -= o.fault_lat_sum_ns;
+        self.page_cache_faults -= o.page_cache_faults;
+    }
+
     /// Add the kernel-snapshot part of `f` (DAX and page-cache faults).
     fn add_faults(&mut self, f: &FileStats) {
         self.page_cache_faults += f.page_cache_faults;

@@ -470,21 +470,7 @@ fn dax_faults_are_attributed_to_the_kernel_s_processes() {
 fn summed(j: &Join) -> FileTotals {
     let mut t = FileTotals::default();
     for f in j.files() {
-        t.opens += f.opens;
-        t.open_errors += f.open_errors;
-        f.open_lat.for_each(|i, c| t.open_lat_slots[i] += c);
-        t.open_lat_sum_ns += f.open_lat_sum_ns;
-        t.get_fmap += f.get_fmap;
-        t.get_fmap_retries += f.get_fmap_retries;
-        t.get_fmap_errors += f.get_fmap_errors;
-        t.fmap_bytes += u64::from(f.info.fmap_bytes);
-        t.fmap_extents += u64::from(f.info.fmap_extents);
-        t.size += f.info.size;
-        t.reads += f.reads;
-        t.read_bytes += f.read_bytes;
-        t.writes += f.writes;
-        t.write_bytes += f.write_bytes;
-        t.add_faults(f);
+        t.add_file(f);
     }
     t
 }

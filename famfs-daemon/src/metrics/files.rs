@@ -44,28 +44,11 @@ fn coarse_buckets(slots: &[u64; LAT_SLOTS], out: &mut Vec<(f64, u64)>) -> u64 {
     acc
 }
 
-/// What one series shows: a file, or the fold of many.
+/// What one series shows: a file, or the fold of many (the join's sums, plus the latest access).
 #[cfg_attr(test, derive(Debug, PartialEq))]
 struct Row {
     path: String,
-    opens: u64,
-    open_errors: u64,
-    open_slots: [u64; LAT_SLOTS],
-    open_sum_ns: u64,
-    get_fmap: u64,
-    retries: u64,
-    fmap_errors: u64,
-    fmap_bytes: u64,
-    extents: u64,
-    size: u64,
-    reads: u64,
-    read_bytes: u64,
-    writes: u64,
-    write_bytes: u64,
-    faults: [[u64; 3]; 2],
-    fault_slots: [u64; LAT_SLOTS],
-    fault_sum_ns: u64,
-    page_cache: u64,
+    t: FileTotals,
     last_access_ns: u64,
 }
 
@@ -73,121 +56,14 @@ impl Row {
     fn empty(path: String) -> Row {
         Row {
             path,
-            opens: 0,
-            open_errors: 0,
-            open_slots: [0; LAT_SLOTS],
-            open_sum_ns: 0,
-            get_fmap: 0,
-            retries: 0,
-            fmap_errors: 0,
-            fmap_bytes: 0,
-            extents: 0,
-            size: 0,
-            reads: 0,
-            read_bytes: 0,
-            writes: 0,
-            write_bytes: 0,
-            faults: [[0; 3]; 2],
-            fault_slots: [0; LAT_SLOTS],
-            fault_sum_ns: 0,
-            page_cache: 0,
+            t: FileTotals::default(),
             last_access_ns: 0,
         }
     }
 
     fn add(&mut self, f: &FileStats) {
-        self.opens += f.opens;
-        self.open_errors += f.open_errors;
-        f.open_lat.for_each(|i, c| self.open_slots[i] += c);
-        self.open_sum_ns += f.open_lat_sum_ns;
-        self.get_fmap += f.get_fmap;
-        self.retries += f.get_fmap_retries;
-        self.fmap_errors += f.get_fmap_errors;
-        self.fmap_bytes += u64::from(f.info.fmap_bytes);
-        self.extents += u64::from(f.info.fmap_extents);
-        self.size += f.info.size;
-        self.reads += f.reads;
-        self.read_bytes += f.read_bytes;
-        self.writes += f.writes;
-        self.write_bytes += f.write_bytes;
-        // Files that never faulted carry no fault state: nothing to add.
-        if let Some(d) = f.dax_faults() {
-            for (a, b) in self
-                .faults
-                .iter_mut()
-                .flatten()
-                .zip(d.counts.iter().flatten())
-            {
-                *a += b;
-            }
-            for (a, b) in self.fault_slots.iter_mut().zip(&d.lat_slots) {
-                *a += b;
-            }
-            self.fault_sum_ns += d.lat_sum_ns;
-        }
-        self.page_cache += f.page_cache_faults;
+        self.t.add_file(f);
         self.last_access_ns = self.last_access_ns.max(f.last_access_ns);
-    }
-}
-
-impl Row {
-    /// The sum of every tracked file (`join`'s totals).
-    fn totals(path: String, t: &FileTotals) -> Row {
-        Row {
-            path,
-            opens: t.opens,
-            open_errors: t.open_errors,
-            open_slots: t.open_lat_slots,
-            open_sum_ns: t.open_lat_sum_ns,
-            get_fmap: t.get_fmap,
-            retries: t.get_fmap_retries,
-            fmap_errors: t.get_fmap_errors,
-            fmap_bytes: t.fmap_bytes,
-            extents: t.fmap_extents,
-            size: t.size,
-            reads: t.reads,
-            read_bytes: t.read_bytes,
-            writes: t.writes,
-            write_bytes: t.write_bytes,
-            faults: t.faults,
-            fault_slots: t.fault_lat_slots,
-            fault_sum_ns: t.fault_lat_sum_ns,
-            page_cache: t.page_cache_faults,
-            last_access_ns: 0,
-        }
-    }
-
-    /// Take out a row [`Row::add`]ed into the totals `self` came from.
-    fn sub(&mut self, r: &Row) {
-        self.opens -= r.opens;
-        self.open_errors -= r.open_errors;
-        for (a, b) in self.open_slots.iter_mut().zip(&r.open_slots) {
-            *a -= b;
-        }
-        self.open_sum_ns -= r.open_sum_ns;
-        self.get_fmap -= r.get_fmap;
-        self.retries -= r.retries;
-        self.fmap_errors -= r.fmap_errors;
-        self.fmap_bytes -= r.fmap_bytes;
-        self.extents -= r.extents;
-        self.size -= r.size;
-        self.reads -= r.reads;
-        self.read_bytes -= r.read_bytes;
-        self.writes -= r.writes;
-        self.write_bytes -= r.write_bytes;
-        for (a, b) in self
-            .faults
-            .iter_mut()
-            .flatten()
-            .zip(r.faults.iter().flatten())
-        {
-            *a -= b;
-        }
-        for (a, b) in self.fault_slots.iter_mut().zip(&r.fault_slots) {
-            *a -= b;
-        }
-        self.fault_sum_ns -= r.fault_sum_ns;
-        self.page_cache -= r.page_cache;
     }
 }
 
@@ -205,9 +81,13 @@ fn rows(join: &Join, max_series: usize) -> (Vec<Row>, usize) {
         })
         .collect();
     if fold.folded > 0 {
-        let mut other = Row::totals("__other__".into(), join.totals());
+        let mut other = Row {
+            path: "__other__".into(),
+            t: join.totals().clone(),
+            last_access_ns: 0,
+        };
         for r in &out {
-            other.sub(r);
+            other.t.sub(&r.t);
         }
         other.last_access_ns = fold.folded_last_access_ns;
         out.push(other);
@@ -237,73 +117,73 @@ const fn counter(metric: Metric, help: &'static str, value: fn(&Row) -> u64) -> 
 /// The per-file counters and gauges, in the order they are exported.
 const SIMPLE: [Simple; 13] = [
     counter(FILE_OPENS, "OPEN requests per file (server-side)", |r| {
-        r.opens
+        r.t.opens
     }),
     counter(
         FILE_OPEN_ERRORS,
         "OPEN requests per file answered with an error",
-        |r| r.open_errors,
+        |r| r.t.open_errors,
     ),
     counter(FILE_GET_FMAP, "famfs GET_FMAP requests per file", |r| {
-        r.get_fmap
+        r.t.get_fmap
     }),
     counter(
         FILE_GET_FMAP_RETRIES,
         "GET_FMAP requests per file whose kernel buffer was too small (needed-size reply, then a retry)",
-        |r| r.retries,
+        |r| r.t.get_fmap_retries,
     ),
     counter(
         FILE_GET_FMAP_ERRORS,
         "GET_FMAP requests per file answered with an error (a famfs kernel then fails the open)",
-        |r| r.fmap_errors,
+        |r| r.t.get_fmap_errors,
     ),
     Simple {
         metric: FILE_FMAP,
         help: "Serialized fmap size per file (the GET_FMAP reply body)",
         unit: Some(&Unit::Bytes),
         kind: MetricType::Gauge,
-        value: |r| r.fmap_bytes,
+        value: |r| r.t.fmap_bytes,
     },
     Simple {
         metric: FILE_FMAP_EXTENTS,
         help: "Extents (or strips) in the file's fmap",
         unit: None,
         kind: MetricType::Gauge,
-        value: |r| r.extents,
+        value: |r| r.t.fmap_extents,
     },
     Simple {
         metric: FILE_SIZE,
         help: "File size per the famfs log",
         unit: Some(&Unit::Bytes),
         kind: MetricType::Gauge,
-        value: |r| r.size,
+        value: |r| r.t.size,
     },
     counter(
         FILE_READS,
         "READ requests per file (stock-kernel data path)",
-        |r| r.reads,
+        |r| r.t.reads,
     ),
     Simple {
         metric: FILE_READ,
         help: "Bytes read per file through READ (stock path)",
         unit: Some(&Unit::Bytes),
         kind: MetricType::Counter,
-        value: |r| r.read_bytes,
+        value: |r| r.t.read_bytes,
     },
     counter(FILE_WRITES, "WRITE requests per file (stock path)", |r| {
-        r.writes
+        r.t.writes
     }),
     Simple {
         metric: FILE_WRITTEN,
         help: "Bytes written per file through WRITE (stock path)",
         unit: Some(&Unit::Bytes),
         kind: MetricType::Counter,
-        value: |r| r.write_bytes,
+        value: |r| r.t.write_bytes,
     },
     counter(
         FILE_PAGE_CACHE_FAULTS,
         "Page-cache faults per file (stock path mmap)",
-        |r| r.page_cache,
+        |r| r.t.page_cache_faults,
     ),
 ];
 
@@ -347,9 +227,9 @@ fn encode_latencies(t: &Table<'_>, encoder: &mut DescriptorEncoder) -> Result<()
         MetricType::Histogram,
     )?;
     for (r, l) in t.iter() {
-        let count = coarse_buckets(&r.open_slots, &mut buckets);
+        let count = coarse_buckets(&r.t.open_lat_slots, &mut buckets);
         m.encode_family(l)?.encode_histogram::<NoLabelSet>(
-            r.open_sum_ns as f64 * 1e-9,
+            r.t.open_lat_sum_ns as f64 * 1e-9,
             count,
             &buckets,
             None,
@@ -366,7 +246,7 @@ fn encode_latencies(t: &Table<'_>, encoder: &mut DescriptorEncoder) -> Result<()
             for (c, res) in ["ok", "fallback", "error"].iter().enumerate() {
                 let ll = [l[0], l[1], ("size", *size), ("result", *res)];
                 m.encode_family(&ll)?
-                    .encode_counter::<NoLabelSet, _, u64>(&r.faults[s][c], None)?;
+                    .encode_counter::<NoLabelSet, _, u64>(&r.t.faults[s][c], None)?;
             }
         }
     }
@@ -377,9 +257,9 @@ fn encode_latencies(t: &Table<'_>, encoder: &mut DescriptorEncoder) -> Result<()
         MetricType::Histogram,
     )?;
     for (r, l) in t.iter() {
-        let count = coarse_buckets(&r.fault_slots, &mut buckets);
+        let count = coarse_buckets(&r.t.fault_lat_slots, &mut buckets);
         m.encode_family(l)?.encode_histogram::<NoLabelSet>(
-            r.fault_sum_ns as f64 * 1e-9,
+            r.t.fault_lat_sum_ns as f64 * 1e-9,
             count,
             &buckets,
             None,
@@ -551,7 +431,7 @@ mod tests {
         for f in j.files().filter(|f| !kept.contains(&f.info.path.as_str())) {
             want.add(f);
         }
-        assert!(want.opens > 0 && want.faults.iter().flatten().sum::<u64>() > 0);
+        assert!(want.t.opens > 0 && want.t.faults.iter().flatten().sum::<u64>() > 0);
         assert_eq!(rows[2], want);
     }
 
