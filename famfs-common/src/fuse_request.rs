@@ -129,10 +129,11 @@ impl TpOffsets {
 pub const FILTER_ALL: u32 = 0;
 pub const FILTER_WATCHED: u32 = 1;
 
-/// Byte offsets of the `struct fuse_req` fields read by the request-pointer probes (raw tracepoints on
-/// `fuse_request_send` / `fuse_request_end`, whose argument is the request itself). Filled in at load time
-/// from the kernel's BTF. Pairing send and end by the request's address works on kernels whose
-/// `fuse_request_send` fires before the request has its `unique` (seen on 6.12: unique 0 at send).
+/// Byte offsets of the `struct fuse_req` fields read by the request-pointer probes (BTF or raw
+/// tracepoints on `fuse_request_send` / `fuse_request_end`, whose argument is the request itself). Filled
+/// in at load time from the kernel's BTF. Pairing send and end by the request's address works on
+/// kernels whose `fuse_request_send` fires before the request has its `unique` (seen on 6.12: unique
+/// 0 at send).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ReqOffsets {

@@ -35,6 +35,9 @@ pub mod names {
     /// Raw-tracepoint variants of the request probes, paired by request address.
     pub const PROG_FUSE_REQUEST_SEND_RAW: &str = "fuse_request_send_raw";
     pub const PROG_FUSE_REQUEST_END_RAW: &str = "fuse_request_end_raw";
+    /// BTF-tracepoint (`tp_btf`) variants of the raw ones: the same pairing, fields by direct loads.
+    pub const PROG_FUSE_REQUEST_SEND_BTF: &str = "fuse_request_send_btf";
+    pub const PROG_FUSE_REQUEST_END_BTF: &str = "fuse_request_end_btf";
     /// An empty raw-tracepoint program, never attached by the daemon: the probe-cost bench attaches it
     /// to both request tracepoints to measure the floor any program there costs.
     pub const PROG_FUSE_REQUEST_FLOOR: &str = "fuse_request_floor";

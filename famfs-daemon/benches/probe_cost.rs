@@ -1,9 +1,11 @@
 //! Probe cost benchmark (not a test; root needed, SKIP otherwise). One in-process mount of our server
 //! with attribute and entry timeouts 0 (every stat is LOOKUP + GETATTR round trips); the workload is a
-//! stat of 5,000 files, measured with four setups in alternating rounds (the order rotates each round):
+//! stat of 5,000 files, measured with five setups in alternating rounds (the order rotates each round):
 //! * nothing attached;
 //! * our probes, loaded by the daemon's own loader (`Probes::load`, filtered to this mount's connection,
 //!   with the kernel-function probes, as `famfs-daemon run` attaches them);
+//! * our probes with the BTF tracepoints turned off (`btf_tracepoints: false`): the raw-tracepoint
+//!   request programs the daemon falls back to where `tp_btf` is refused;
 //! * Debian's bpftrace with a per-opcode latency histogram on the same tracepoints (the send keeps
 //!   start time and opcode by unique; the end, which has no opcode, looks them up);
 //! * the floor: an empty raw-tracepoint program of our object attached to both tracepoints.
@@ -17,7 +19,7 @@
 //!
 //! Run: `cargo bench -p famfs-daemon --bench probe_cost`. Our probes load with the daemon's default
 //! pairing (by request address where the kernel's BTF allows); `FAMFS_BENCH_PAIRING=unique` measures the
-//! classic-tracepoint pairing instead.
+//! classic-tracepoint pairing instead (for both "ours" setups, which then measure the same programs).
 
 // Benchmark code run by hand: a failed unwrap/expect/assertion aborts the run with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -45,7 +47,7 @@ use aya::{
 use famfs_common::names;
 use famfs_daemon::{
     fuse::{Mount, MountOptions, Session, SessionConfig},
-    probes::{EBPF_OBJECT, ProbeConfig, Probes},
+    probes::{EBPF_OBJECT, ProbeConfig, ProbeKind, Probes},
     server::{FamfsFs, ServerConfig},
 };
 use support::{
@@ -301,11 +303,19 @@ impl Floor {
 enum Setup {
     None,
     Ours,
+    /// Ours with the BTF tracepoints turned off: the raw-tracepoint programs the daemon falls back to.
+    OursRaw,
     Bpftrace,
     Floor,
 }
 
-const SETUPS: [Setup; 4] = [Setup::None, Setup::Ours, Setup::Bpftrace, Setup::Floor];
+const SETUPS: [Setup; 5] = [
+    Setup::None,
+    Setup::Ours,
+    Setup::OursRaw,
+    Setup::Bpftrace,
+    Setup::Floor,
+];
 
 /// One measured round of one setup: wall seconds, and BPF ns per request (None: nothing attached).
 #[derive(Clone)]
@@ -338,8 +348,9 @@ impl Bench {
         let mut split = None;
         let (secs, ns_per_req) = match setup {
             Setup::None => (stat_all(&self.paths), None),
-            Setup::Ours => {
+            Setup::Ours | Setup::OursRaw => {
                 let mut p = Probes::load(&ProbeConfig {
+                    btf_tracepoints: setup == Setup::Ours,
                     connections: Some(Vec::new()),
                     request_pairing: match std::env::var("FAMFS_BENCH_PAIRING").as_deref() {
                         Ok("unique") => famfs_daemon::probes::RequestPairing::Unique,
@@ -355,6 +366,17 @@ impl Bench {
                     p.status()
                 );
                 assert!(p.attached(names::PROG_FUSE_REQUEST_END), "{:?}", p.status());
+                if setup == Setup::OursRaw {
+                    let kinds = p.status().iter().filter(|s| {
+                        s.program == names::PROG_FUSE_REQUEST_SEND
+                            || s.program == names::PROG_FUSE_REQUEST_END
+                    });
+                    assert!(
+                        kinds.clone().all(|s| s.kind != ProbeKind::BtfTracepoint),
+                        "{:?}",
+                        p.status()
+                    );
+                }
                 let (bs, be) = (ours_prog(&p, false), ours_prog(&p, true));
                 let b = ours_cost(&p);
                 let s = stat_all(&self.paths);
@@ -457,12 +479,26 @@ fn report(rounds: &[Vec<Sample>]) {
          [{ours_lo:.0}–{ours_hi:.0}] | bpftrace histogram {bt:.0} [{bt_lo:.0}–{bt_hi:.0}] | empty \
          program (floor) {floor:.0} [{floor_lo:.0}–{floor_hi:.0}]"
     );
-    let (send, end): (Vec<f64>, Vec<f64>) = flat.iter().filter_map(|x| x.split).unzip();
+    let (raw, raw_lo, raw_hi) = ns_of(&flat, Setup::OursRaw);
     println!(
-        "ours per program run (medians): send {:.0} ns, end {:.0} ns",
-        median(send),
-        median(end)
+        "ours with the raw-tracepoint fallback (BTF tracepoints off): {raw:.0} [{raw_lo:.0}–{raw_hi:.0}] \
+         ns per request"
     );
+    for (s, what) in [
+        (Setup::Ours, "ours"),
+        (Setup::OursRaw, "ours (raw fallback)"),
+    ] {
+        let (send, end): (Vec<f64>, Vec<f64>) = flat
+            .iter()
+            .filter(|x| x.setup == s)
+            .filter_map(|x| x.split)
+            .unzip();
+        println!(
+            "{what} per program run (medians): send {:.0} ns, end {:.0} ns",
+            median(send),
+            median(end)
+        );
+    }
     let ratio = ours / bt;
     bench::row(&bench::Row {
         figure: "BPF time per FUSE request (send + end programs, kernel bpf_stats), stat of 5,000 files, attr timeout 0",
@@ -471,6 +507,14 @@ fn report(rounds: &[Vec<Sample>]) {
         ratio: Some(ratio),
         goal: "≤ ×0.5",
         met: Some(ratio <= 0.5),
+    });
+    bench::row(&bench::Row {
+        figure: "BPF time per FUSE request of the raw-tracepoint fallback (kernels without tp_btf)",
+        ours: format!("{raw:.0} ns [{raw_lo:.0}–{raw_hi:.0}]"),
+        baseline: format!("bpftrace per-opcode latency hist {bt:.0} ns [{bt_lo:.0}–{bt_hi:.0}]"),
+        ratio: Some(raw / bt),
+        goal: "",
+        met: None,
     });
     bench::row(&bench::Row {
         figure: "BPF floor per FUSE request: an empty program on send + end",
@@ -488,6 +532,7 @@ fn report(rounds: &[Vec<Sample>]) {
     );
     for (s, what) in [
         (Setup::Ours, "our probes"),
+        (Setup::OursRaw, "our probes (raw fallback)"),
         (Setup::Bpftrace, "bpftrace histogram"),
         (Setup::Floor, "empty program"),
     ] {

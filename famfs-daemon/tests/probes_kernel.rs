@@ -260,7 +260,7 @@ fn probe_status_matches_what_this_kernel_offers() {
     });
     for s in probes.status() {
         let exists = match s.kind {
-            ProbeKind::Tracepoint | ProbeKind::RawTracepoint => {
+            ProbeKind::Tracepoint | ProbeKind::RawTracepoint | ProbeKind::BtfTracepoint => {
                 let (c, e) = s.target.split_once(':').unwrap();
                 std::path::Path::new("/sys/kernel/tracing/events")
                     .join(c)
@@ -300,26 +300,28 @@ fn both_request_pairings_give_the_same_exact_counts() {
         ("b", pattern(2000, 2)),
         ("c", pattern(30, 3)),
     ];
-    for pairing in [RequestPairing::Unique, RequestPairing::Pointer] {
+    // Pointer pairing by BTF tracepoints, and by the raw tracepoints they fall back to.
+    for (pairing, btf, want_kind) in [
+        (RequestPairing::Unique, true, ProbeKind::Tracepoint),
+        (RequestPairing::Pointer, true, ProbeKind::BtfTracepoint),
+        (RequestPairing::Pointer, false, ProbeKind::RawTracepoint),
+    ] {
         let Some(sq) = SquashMount::new("both_request_pairings_give_the_same_exact_counts", &files)
         else {
             return;
         };
         let mut probes = Probes::load(&ProbeConfig {
             request_pairing: pairing,
+            btf_tracepoints: btf,
             ..watching(sq.conn)
         });
         assert_eq!(probes.request_pairing(), pairing);
-        let want_kind = match pairing {
-            RequestPairing::Pointer => ProbeKind::RawTracepoint,
-            _ => ProbeKind::Tracepoint,
-        };
         for p in ["fuse_request_send", "fuse_request_end"] {
             let row = probes.status().iter().find(|s| s.program == p).unwrap();
             assert_eq!(
                 (row.kind, &row.state),
                 (want_kind, &ProbeState::Attached),
-                "{pairing:?}"
+                "{want_kind:?}"
             );
         }
         let mut reader = probes.take_events().expect("ring buffer");
@@ -340,15 +342,15 @@ fn both_request_pairings_give_the_same_exact_counts() {
         assert_eq!(
             (open.sent, open.completed, open.errors, open.reply_bytes_sum),
             (3, 3, 0, 3 * 32),
-            "{pairing:?}: OPEN"
+            "{want_kind:?}: OPEN"
         );
-        assert_eq!(open.lat_slots.iter().sum::<u64>(), 3, "{pairing:?}");
-        assert_eq!(row(1).errors, 1, "{pairing:?}: the missing name's LOOKUP");
+        assert_eq!(open.lat_slots.iter().sum::<u64>(), 3, "{want_kind:?}");
+        assert_eq!(row(1).errors, 1, "{want_kind:?}: the missing name's LOOKUP");
         let read = row(15);
         assert_eq!(
             (read.sent, read.completed, read.reply_bytes_sum),
             (3, 3, 3 * 16 + 10 + 2000 + 30),
-            "{pairing:?}: READ"
+            "{want_kind:?}: READ"
         );
         // This kernel assigns the unique before the send event (6.12 does not; see the VM lane).
         assert_eq!(snap.counters[counters::SEND_UNIQUE_ZERO as usize], 0);
@@ -363,7 +365,7 @@ fn both_request_pairings_give_the_same_exact_counts() {
         });
         uniques.sort_unstable();
         uniques.dedup();
-        assert_eq!(uniques.len(), 3, "{pairing:?}: {uniques:?}");
+        assert_eq!(uniques.len(), 3, "{want_kind:?}: {uniques:?}");
         assert!(uniques.iter().all(|u| *u != 0 && u % 2 == 0));
     }
 }

@@ -10,17 +10,18 @@
 //!       OPEN and GET_FMAP completions, and unmatched ends on watched connections, go to `EVENTS`.
 //!
 //! Two pairings, one loaded at a time: the classic tracepoints key in-flight requests by (connection,
-//! unique) from the tracepoint record (read with one helper call); the raw-tracepoint variants (`*_raw`)
-//! key them by the kernel's request address and read `struct fuse_req` at BTF-derived offsets
-//! (`REQ_OFFSETS`; the in and out headers one helper call each), which also pairs requests on kernels
-//! whose send event fires before `unique` is assigned (6.12). Must not touch the fault or
-//! kernel-function maps.
+//! unique) from the tracepoint record (read with one helper call); the BTF-tracepoint (`*_btf`) and
+//! raw-tracepoint (`*_raw`) variants key them by the kernel's request address and read `struct
+//! fuse_req` at BTF-derived offsets (`REQ_OFFSETS`), which also pairs requests on kernels whose send
+//! event fires before `unique` is assigned (6.12). The BTF variants read by direct loads the verifier
+//! checks against the kernel's types (no helper call); the raw ones, the fallback where `tp_btf` is
+//! refused, copy with `bpf_probe_read_kernel`. Must not touch the fault or kernel-function maps.
 
 use aya_ebpf::{
     EbpfContext,
     helpers::bpf_probe_read_kernel,
-    macros::{raw_tracepoint, tracepoint},
-    programs::{RawTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, raw_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
 use famfs_common::{
     counters,
@@ -69,9 +70,10 @@ fn emit(ev: Event) {
 }
 
 /// Account a send on `connection` and remember it under pairing `key` (0: nothing to pair on), in the
-/// in-flight slot of (`key`, `index_conn`).
+/// in-flight slot of (`hash`, `index_conn`); `hash` is `key` except where the verifier types the key
+/// as a pointer, on which it allows no hashing.
 #[inline(always)]
-fn on_send(key: u64, index_conn: u32, connection: u32, opcode: u32, unique: u64) {
+fn on_send(key: u64, hash: u64, index_conn: u32, connection: u32, opcode: u32, unique: u64) {
     let Some(slot) = watched_slot(connection) else {
         bump(counters::FILTERED);
         return;
@@ -87,7 +89,7 @@ fn on_send(key: u64, index_conn: u32, connection: u32, opcode: u32, unique: u64)
     if key == 0 {
         return;
     }
-    let Some(e) = INFLIGHT.get_ptr_mut(inflight_index(key, index_conn, global(&INFLIGHT_MASK)))
+    let Some(e) = INFLIGHT.get_ptr_mut(inflight_index(hash, index_conn, global(&INFLIGHT_MASK)))
     else {
         return;
     };
@@ -108,14 +110,19 @@ fn on_send(key: u64, index_conn: u32, connection: u32, opcode: u32, unique: u64)
     }
 }
 
-/// Take the in-flight entry of pairing `key` if its slot holds it (and, when known, the same
-/// connection); the slot is freed.
+/// Take the in-flight entry of pairing `key` (slot of `hash`, see [`on_send`]) if its slot holds it
+/// (and, when known, the same connection); the slot is freed.
 #[inline(always)]
-fn take_inflight(key: u64, index_conn: u32, connection: Option<u32>) -> Option<Inflight> {
+fn take_inflight(
+    key: u64,
+    hash: u64,
+    index_conn: u32,
+    connection: Option<u32>,
+) -> Option<Inflight> {
     if key == 0 {
         return None;
     }
-    let e = INFLIGHT.get_ptr_mut(inflight_index(key, index_conn, global(&INFLIGHT_MASK)))?;
+    let e = INFLIGHT.get_ptr_mut(inflight_index(hash, index_conn, global(&INFLIGHT_MASK)))?;
     // SAFETY: a live array value, copied out before the slot is freed.
     unsafe {
         let v = *e;
@@ -230,7 +237,7 @@ pub fn fuse_request_send(ctx: TracePointContext) -> u32 {
         return 0;
     };
     // unique 0: this kernel traces the send before assigning the id; nothing to pair on here.
-    on_send(unique, connection, connection, opcode, unique);
+    on_send(unique, unique, connection, connection, opcode, unique);
     0
 }
 
@@ -248,7 +255,7 @@ pub fn fuse_request_end(ctx: TracePointContext) -> u32 {
     ) else {
         return 0;
     };
-    match take_inflight(unique, connection, Some(connection)) {
+    match take_inflight(unique, unique, connection, Some(connection)) {
         Some(inflight) => count_end(&inflight, || unique, len, error),
         None => unmatched_end(connection, unique, len, error),
     }
@@ -328,7 +335,7 @@ pub fn fuse_request_send_raw(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     // The request's address is unique while it is in flight; a stale slot (end lost) is overwritten.
-    on_send(req, 0, connection, h.opcode, h.unique);
+    on_send(req, req, 0, connection, h.opcode, h.unique);
     0
 }
 
@@ -341,13 +348,65 @@ pub fn fuse_request_end_raw(ctx: RawTracePointContext) -> i32 {
     };
     // The request's own unique (`out.h.unique` is only the reply's), read only for an event.
     let unique = || kread::<u64>(req, off.in_unique).unwrap_or(0);
-    if let Some(inflight) = take_inflight(req, 0, None) {
+    if let Some(inflight) = take_inflight(req, req, 0, None) {
         count_end(&inflight, unique, h.len, h.error);
         return 0;
     }
     if let Some(connection) = req_connection(req, &off) {
         unmatched_end(connection, unique(), h.len, h.error);
     }
+    0
+}
+
+/// A `T` at `base + off` by a direct load: `base` is a BTF-typed kernel pointer (a `tp_btf` argument or
+/// a pointer member read from one) and `off` a load-time global, which the verifier knows as a constant
+/// (`.rodata` is frozen), so it checks the access against the BTF type and emits a fault-safe load
+/// (PROBE_MEM: a bad address reads 0) instead of a helper call. Volatile: one load of exactly `T`, as
+/// the verifier refuses loads spanning two members.
+#[inline(always)]
+fn bload<T: Copy>(base: u64, off: u32) -> T {
+    // SAFETY: only verified against the BTF type of `base` by the kernel, which makes the load
+    // fault-safe; never dereferenced outside BPF.
+    unsafe { core::ptr::read_volatile((base + off as u64) as *const T) }
+}
+
+/// The in-flight slot hash of a request typed as a pointer: the verifier refuses any arithmetic on a
+/// BTF pointer but the difference of two (for a privileged loader), which is a plain number. `req −
+/// req->fm` is fixed for the request's life (its mount does not change), so send and end agree; the
+/// slot still holds the full address to compare.
+#[inline(always)]
+fn req_hash(req: u64, fm: u64) -> u64 {
+    req.wrapping_sub(fm)
+}
+
+/// The BTF-tracepoint variant of [`fuse_request_send_raw`]: the same fields by direct loads.
+#[btf_tracepoint(function = "fuse_request_send")]
+pub fn fuse_request_send_btf(ctx: BtfTracePointContext) -> i32 {
+    let req: u64 = ctx.arg(0);
+    let off = global(&REQ_OFFSETS);
+    let opcode = bload::<u32>(req, off.in_opcode);
+    let unique = bload::<u64>(req, off.in_unique);
+    let fm = bload::<u64>(req, off.req_fm);
+    let connection = bload::<u32>(bload::<u64>(fm, off.fm_fc), off.fc_dev);
+    on_send(req, req_hash(req, fm), 0, connection, opcode, unique);
+    0
+}
+
+/// The BTF-tracepoint variant of [`fuse_request_end_raw`].
+#[btf_tracepoint(function = "fuse_request_end")]
+pub fn fuse_request_end_btf(ctx: BtfTracePointContext) -> i32 {
+    let req: u64 = ctx.arg(0);
+    let off = global(&REQ_OFFSETS);
+    let len = bload::<u32>(req, off.out_len);
+    let error = bload::<i32>(req, off.out_error);
+    let unique = || bload::<u64>(req, off.in_unique);
+    let fm = bload::<u64>(req, off.req_fm);
+    if let Some(inflight) = take_inflight(req, req_hash(req, fm), 0, None) {
+        count_end(&inflight, unique, len, error);
+        return 0;
+    }
+    let connection = bload::<u32>(bload::<u64>(fm, off.fm_fc), off.fc_dev);
+    unmatched_end(connection, unique(), len, error);
     0
 }
 

@@ -242,7 +242,7 @@ impl FaultCounts {
 #[serde(default)]
 pub struct ProbeRow {
     pub program: String,
-    /// `tracepoint`, `raw_tracepoint`, `fentry`, `kprobe` or `function`.
+    /// `tracepoint`, `raw_tracepoint`, `tp_btf`, `fentry`, `kprobe` or `function`.
     pub kind: String,
     pub target: String,
     /// What the probe is for (empty in snapshots written before this field existed).

@@ -169,11 +169,8 @@ impl Collector for KernelCollector {
         )?;
         for s in &status {
             let kind = match s.kind {
-                ProbeKind::Tracepoint => "tracepoint",
-                ProbeKind::RawTracepoint => "raw_tracepoint",
-                ProbeKind::Fentry => "fentry",
-                ProbeKind::Kprobe => "kprobe",
                 ProbeKind::Function => "none",
+                k => k.as_str(),
             };
             let l = [
                 ("probe", s.program),

@@ -76,6 +76,8 @@ pub struct ProbeConfig {
     pub kfunc_mode: KfuncMode,
     /// How request sends and ends are paired.
     pub request_pairing: RequestPairing,
+    /// With request-pointer pairing, try the BTF-tracepoint (`tp_btf`) programs before the raw ones.
+    pub btf_tracepoints: bool,
     /// famfs GET_FMAP opcode on the watched connections (0 = none): its completions become events.
     pub fmap_opcode: u32,
     /// DAX faults at least this slow are reported one by one.
@@ -96,6 +98,7 @@ impl Default for ProbeConfig {
             kfuncs: true,
             kfunc_mode: KfuncMode::Auto,
             request_pairing: RequestPairing::Auto,
+            btf_tracepoints: true,
             fmap_opcode: 0,
             slow_fault: Duration::from_millis(1),
             target_overrides: Vec::new(),

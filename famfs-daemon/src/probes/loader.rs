@@ -5,9 +5,10 @@
 //! Tracepoints are the core probes. Kernel-function probes are optional: fentry/fexit where the kernel
 //! allows BPF tracing programs, else kprobe/kretprobe, else "unavailable: <both reasons>".
 //!
-//! FUSE requests are paired send → end by the request's address (raw tracepoints reading `struct
-//! fuse_req` at offsets from the kernel's BTF) when the BTF has them, else by (connection, unique) from
-//! the classic tracepoint records. The first also works on kernels whose send event carries unique 0.
+//! FUSE requests are paired send → end by the request's address (BTF tracepoints, else raw tracepoints,
+//! reading `struct fuse_req` at offsets from the kernel's BTF) when the BTF has them, else by
+//! (connection, unique) from the classic tracepoint records. The first also works on kernels whose send
+//! event carries unique 0.
 //!
 //! Owns: [`Probes`] (the loaded object, its rows, the pairing in use) and the load sequence. The attach
 //! of each program type is `attach`, map maintenance `maps`, map reads `snapshot`.
@@ -22,7 +23,10 @@ use famfs_common::{
 
 use super::{
     EBPF_OBJECT, ProbeConfig, ProbeState, ProbeStatus, RequestPairing,
-    attach::{errchain, kfunc, tracepoint},
+    attach::{
+        errchain, kfunc,
+        tracepoint::{self, RequestPrograms},
+    },
     btf, maps, tracefs,
 };
 
@@ -89,17 +93,38 @@ fn load_object(cfg: &ProbeConfig, root: &Path, req_off: &ReqOffsets) -> Result<E
         .map_err(|e| format!("loading the eBPF object failed: {}", errchain(&e)))
 }
 
-/// Decide the pairing: pointer when asked for, or (auto) when the offsets resolved and both raw
-/// programs load. Returns the pairing and, when pointer pairing is unusable, why.
+/// The pointer-paired request programs that load: the BTF tracepoints when allowed and the kernel takes
+/// them, else the raw tracepoints; else why neither.
+fn load_pointer_programs(ebpf: &mut Ebpf, try_btf: bool) -> Result<RequestPrograms, String> {
+    if try_btf {
+        match tracepoint::load_btf_pair(ebpf) {
+            Ok(()) => return Ok(RequestPrograms::Btf),
+            Err(e) => log::info!("FUSE request probes use raw tracepoints (tp_btf: {e})"),
+        }
+    }
+    tracepoint::load_raw_pair(ebpf).map(|()| RequestPrograms::Raw)
+}
+
+/// Decide the pairing: pointer when asked for, or (auto) when the offsets resolved and both BTF or both
+/// raw programs load. Returns the pairing, the request programs and, when pointer pairing is unusable,
+/// why.
 fn choose_pairing(
     ebpf: &mut Ebpf,
-    wanted: RequestPairing,
+    cfg: &ProbeConfig,
     req_offsets: &Result<ReqOffsets, String>,
-) -> (RequestPairing, Option<String>) {
+) -> (RequestPairing, RequestPrograms, Option<String>) {
+    let wanted = cfg.request_pairing;
+    let mut programs = RequestPrograms::Raw;
     let pointer_err = match (req_offsets, wanted) {
         (_, RequestPairing::Unique) => Some("unique pairing requested".to_string()),
         (Err(e), _) => Some(format!("struct fuse_req offsets: {e}")),
-        (Ok(_), _) => tracepoint::load_raw_pair(ebpf).err(),
+        (Ok(_), _) => match load_pointer_programs(ebpf, cfg.btf_tracepoints) {
+            Ok(p) => {
+                programs = p;
+                None
+            }
+            Err(e) => Some(e),
+        },
     };
     let pairing = match (&pointer_err, wanted) {
         (None, _) | (Some(_), RequestPairing::Pointer) => RequestPairing::Pointer,
@@ -110,7 +135,10 @@ fn choose_pairing(
             RequestPairing::Unique
         }
     };
-    (pairing, pointer_err)
+    if pairing == RequestPairing::Unique {
+        programs = RequestPrograms::Classic;
+    }
+    (pairing, programs, pointer_err)
 }
 
 impl Probes {
@@ -157,9 +185,9 @@ impl Probes {
                 Err(e) => log::warn!("BPF run-time statistics unavailable: {e}"),
             }
         }
-        let (pairing, pointer_err) = choose_pairing(&mut ebpf, cfg.request_pairing, &req_offsets);
+        let (pairing, programs, pointer_err) = choose_pairing(&mut ebpf, cfg, &req_offsets);
         probes.pairing = pairing;
-        let rows = tracepoint::attach_all(&mut ebpf, cfg, &root, pairing, pointer_err.as_deref());
+        let rows = tracepoint::attach_all(&mut ebpf, cfg, &root, programs, pointer_err.as_deref());
         rows.into_iter().for_each(|r| probes.push(r));
         if cfg.kfuncs {
             let rows = kfunc::attach_all(&mut ebpf, cfg.kfunc_mode);

@@ -13,6 +13,9 @@ pub enum ProbeKind {
     Tracepoint,
     /// Raw tracepoint: the program gets the tracepoint's arguments (the kernel objects), not its record.
     RawTracepoint,
+    /// BTF tracepoint (`tp_btf`): a raw tracepoint whose arguments the verifier types from the kernel's
+    /// BTF, so the program reads their fields by direct loads.
+    BtfTracepoint,
     /// fentry + fexit (BPF trampoline).
     Fentry,
     /// kprobe + kretprobe.
@@ -27,6 +30,7 @@ impl ProbeKind {
         match self {
             ProbeKind::Tracepoint => "tracepoint",
             ProbeKind::RawTracepoint => "raw_tracepoint",
+            ProbeKind::BtfTracepoint => "tp_btf",
             ProbeKind::Fentry => "fentry",
             ProbeKind::Kprobe => "kprobe",
             ProbeKind::Function => "function",
@@ -100,6 +104,7 @@ mod tests {
         for k in [
             ProbeKind::Tracepoint,
             ProbeKind::RawTracepoint,
+            ProbeKind::BtfTracepoint,
             ProbeKind::Fentry,
             ProbeKind::Kprobe,
             ProbeKind::Function,

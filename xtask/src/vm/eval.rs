@@ -150,13 +150,13 @@ fn boot(console: &str, kver: &str) -> Vec<String> {
     boot
 }
 
-/// Probe table on 6.12: every tracepoint attached, the request probes as raw tracepoints (pointer
+/// Probe table on 6.12: every tracepoint attached, the request probes as BTF tracepoints (pointer
 /// pairing), fentry for the kernel functions that exist, famfs functions absent with the reason.
 fn probe_table(console: &str) -> Vec<String> {
     let mut table = Vec::new();
     for (prog, kind) in [
-        ("fuse_request_send", "raw_tracepoint"),
-        ("fuse_request_end", "raw_tracepoint"),
+        ("fuse_request_send", "tp_btf"),
+        ("fuse_request_end", "tp_btf"),
         ("dax_pte_fault", "tracepoint"),
         ("dax_pte_fault_done", "tracepoint"),
         ("dax_pmd_fault", "tracepoint"),
@@ -418,7 +418,7 @@ fn daemon_metrics(console: &str) -> Vec<String> {
         ),
         (
             PROBE_ATTACHED.name,
-            &[("probe", "fuse_request_send"), ("kind", "raw_tracepoint")],
+            &[("probe", "fuse_request_send"), ("kind", "tp_btf")],
             1.0,
         ),
         (PROBE_RUNS.name, &[("probe", "dax_pte_fault_done")], 1280.0),

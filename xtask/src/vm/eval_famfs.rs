@@ -248,7 +248,7 @@ fn probe_health(s: &mut Samples<'_>) {
     }
     s.expect(
         PROBE_ATTACHED.name,
-        &[("probe", "fuse_request_send"), ("kind", "raw_tracepoint")],
+        &[("probe", "fuse_request_send"), ("kind", "tp_btf")],
         1.0,
     );
 }
@@ -351,7 +351,7 @@ mod tests {
         }
         l.push(format!(
             "FMETRIC {}{{probe=\"fuse_request_send\",target=\"fuse:fuse_request_send\",\
-             kind=\"raw_tracepoint\"}} 1",
+             kind=\"tp_btf\"}} 1",
             PROBE_ATTACHED.name
         ));
     }

@@ -41,6 +41,10 @@ pub(crate) fn object_programs(s: &ProbeStatus) -> Vec<(String, String)> {
             .into_iter()
             .map(|raw| (raw.to_string(), s.program.to_string()))
             .collect(),
+        ProbeKind::BtfTracepoint => tracepoint::btf_variant(s.program)
+            .into_iter()
+            .map(|btf| (btf.to_string(), s.program.to_string()))
+            .collect(),
         ProbeKind::Fentry | ProbeKind::Kprobe => kfunc::programs(s.kind, s.program)
             .into_iter()
             .map(|p| (p.clone(), p))

@@ -1,15 +1,16 @@
 //! Tracepoint and raw-tracepoint probes: the core probe table ([`TRACEPOINTS`]), each tracepoint's
 //! record layout read from tracefs, and attaching every row where its target exists on this kernel.
 //!
-//! The FUSE request probes come in two variants: classic tracepoints paired by (connection, unique) from
-//! the records, or raw tracepoints paired by the request's address (see `loader` for the choice). Must
-//! not choose the pairing or read maps.
+//! The FUSE request probes come in three variants: classic tracepoints paired by (connection, unique)
+//! from the records, or, paired by the request's address, BTF tracepoints (`tp_btf`: fields by direct
+//! loads) or raw tracepoints (fields by helper calls) (see `loader` for the choice). Must not choose
+//! the pairing or read maps.
 
 use std::path::Path;
 
 use aya::{
-    Ebpf,
-    programs::{Program, RawTracePoint, TracePoint},
+    Btf, Ebpf,
+    programs::{BtfTracePoint, Program, RawTracePoint, TracePoint},
 };
 use famfs_common::{
     fault::{DaxOffsets, FilemapOffsets},
@@ -18,7 +19,7 @@ use famfs_common::{
 };
 
 use super::errchain;
-use crate::probes::{ProbeConfig, ProbeKind, ProbeState, ProbeStatus, RequestPairing, tracefs};
+use crate::probes::{ProbeConfig, ProbeKind, ProbeState, ProbeStatus, tracefs};
 
 /// One tracepoint row of the probe table.
 #[derive(Clone, Copy, Debug)]
@@ -156,6 +157,44 @@ pub(crate) fn raw_variant(program: &str) -> Option<&'static str> {
     }
 }
 
+/// The BTF-tracepoint program of a request probe (`None` for the other tracepoints).
+pub(crate) fn btf_variant(program: &str) -> Option<&'static str> {
+    match program {
+        names::PROG_FUSE_REQUEST_SEND => Some(names::PROG_FUSE_REQUEST_SEND_BTF),
+        names::PROG_FUSE_REQUEST_END => Some(names::PROG_FUSE_REQUEST_END_BTF),
+        _ => None,
+    }
+}
+
+/// Which programs serve the two request probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RequestPrograms {
+    /// Classic tracepoints (unique pairing).
+    Classic,
+    /// Raw tracepoints (pointer pairing, fields by helper calls).
+    Raw,
+    /// BTF tracepoints (pointer pairing, fields by direct loads).
+    Btf,
+}
+
+/// Load (verify) both BTF request programs against the kernel's BTF; attaching is per probe afterwards.
+pub(crate) fn load_btf_pair(ebpf: &mut Ebpf) -> Result<(), String> {
+    let btf = Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {}", errchain(&e)))?;
+    for (name, event) in [
+        (names::PROG_FUSE_REQUEST_SEND_BTF, "fuse_request_send"),
+        (names::PROG_FUSE_REQUEST_END_BTF, "fuse_request_end"),
+    ] {
+        let p: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("program {name} missing from the eBPF object"))?
+            .try_into()
+            .map_err(|e| errchain(&e))?;
+        p.load(event, &btf)
+            .map_err(|e| format!("{name} load: {}", errchain(&e)))?;
+    }
+    Ok(())
+}
+
 /// Load (verify) both raw request programs; attaching is per probe afterwards.
 pub(crate) fn load_raw_pair(ebpf: &mut Ebpf) -> Result<(), String> {
     for name in [
@@ -173,27 +212,35 @@ pub(crate) fn load_raw_pair(ebpf: &mut Ebpf) -> Result<(), String> {
     Ok(())
 }
 
-/// Attach every row of [`TRACEPOINTS`]. With `Pointer` pairing the request probes attach their raw
-/// variants, which `pointer_err` (when set) says could not be loaded.
+/// Attach every row of [`TRACEPOINTS`]. The request probes attach the variant `programs` names (already
+/// loaded unless `Classic`); `pointer_err` (when set) says why the pointer-paired ones could not be.
 pub(crate) fn attach_all(
     ebpf: &mut Ebpf,
     cfg: &ProbeConfig,
     root: &Path,
-    pairing: RequestPairing,
+    programs: RequestPrograms,
     pointer_err: Option<&str>,
 ) -> Vec<ProbeStatus> {
     let mut rows = Vec::with_capacity(TRACEPOINTS.len());
     for spec in TRACEPOINTS {
         let (category, event) = tp_target(cfg, spec);
-        let raw = raw_variant(spec.program).filter(|_| pairing == RequestPairing::Pointer);
-        let (kind, state) = match (raw, pointer_err) {
-            (Some(_), Some(e)) => (
-                ProbeKind::RawTracepoint,
+        let variant = match programs {
+            RequestPrograms::Classic => None,
+            RequestPrograms::Raw => {
+                raw_variant(spec.program).map(|p| (ProbeKind::RawTracepoint, p))
+            }
+            RequestPrograms::Btf => {
+                btf_variant(spec.program).map(|p| (ProbeKind::BtfTracepoint, p))
+            }
+        };
+        let (kind, state) = match (variant, pointer_err) {
+            (Some((kind, _)), Some(e)) => (
+                kind,
                 ProbeState::Unavailable(format!("request-pointer pairing: {e}")),
             ),
-            (Some(raw), None) => (
-                ProbeKind::RawTracepoint,
-                attach_raw_tracepoint(ebpf, raw, root, &category, &event),
+            (Some((kind, program)), None) => (
+                kind,
+                attach_loaded(ebpf, kind, program, root, &category, &event),
             ),
             (None, _) => (
                 ProbeKind::Tracepoint,
@@ -229,9 +276,11 @@ fn tracepoint_program<'e>(
     })
 }
 
-/// Attach an already loaded raw-tracepoint program (see [`load_raw_pair`]) to `event`.
-fn attach_raw_tracepoint(
+/// Attach an already loaded raw-tracepoint or BTF-tracepoint program (see [`load_raw_pair`],
+/// [`load_btf_pair`]; a BTF tracepoint's event was fixed at load) to `event`.
+fn attach_loaded(
     ebpf: &mut Ebpf,
+    kind: ProbeKind,
     program: &str,
     root: &Path,
     category: &str,
@@ -241,13 +290,18 @@ fn attach_raw_tracepoint(
         Ok(p) => p,
         Err(unavailable) => return unavailable,
     };
-    let tp: &mut RawTracePoint = match prog.try_into() {
-        Ok(tp) => tp,
-        Err(e) => return ProbeState::Unavailable(errchain(&e)),
+    let attached = if kind == ProbeKind::BtfTracepoint {
+        let tp: Result<&mut BtfTracePoint, _> = prog.try_into();
+        tp.map_err(|e| errchain(&e))
+            .and_then(|tp| tp.attach().map(drop).map_err(|e| errchain(&e)))
+    } else {
+        let tp: Result<&mut RawTracePoint, _> = prog.try_into();
+        tp.map_err(|e| errchain(&e))
+            .and_then(|tp| tp.attach(event).map(drop).map_err(|e| errchain(&e)))
     };
-    match tp.attach(event) {
-        Ok(_) => ProbeState::Attached,
-        Err(e) => ProbeState::Unavailable(format!("attach: {}", errchain(&e))),
+    match attached {
+        Ok(()) => ProbeState::Attached,
+        Err(e) => ProbeState::Unavailable(format!("attach: {e}")),
     }
 }
 
@@ -305,6 +359,21 @@ mod tests {
         assert!(
             rows.iter()
                 .all(|r| r.state == ProbeState::Unavailable("why".into()))
+        );
+    }
+
+    #[test]
+    fn only_request_probes_have_btf_variants() {
+        let btf: Vec<_> = TRACEPOINTS
+            .iter()
+            .filter_map(|s| btf_variant(s.program))
+            .collect();
+        assert_eq!(
+            btf,
+            [
+                names::PROG_FUSE_REQUEST_SEND_BTF,
+                names::PROG_FUSE_REQUEST_END_BTF
+            ]
         );
     }
 
