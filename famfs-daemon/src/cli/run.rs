@@ -79,6 +79,12 @@ pub struct RunArgs {
     /// (max_pages 256): one request per read-ahead window.
     #[arg(long, default_value = DEFAULT_READ_AHEAD, value_name = "SIZE", value_parser = parse_read_ahead)]
     pub read_ahead: u32,
+    /// Answer READs by splicing the image's bytes into /dev/fuse through a pipe per worker instead
+    /// of copying them through a buffer (`--splice-reads false`: always copy). A 1 MiB reply needs
+    /// a pipe above pipe-max-size (1 MiB), which takes CAP_SYS_RESOURCE at start-up; replies that
+    /// do not fit are copied.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub splice_reads: bool,
     /// Per-file metric series kept before the least recently active files fold into __other__.
     #[arg(long, default_value_t = 500)]
     pub max_file_series: usize,
@@ -162,6 +168,7 @@ impl RunArgs {
             allow_other: self.allow_other,
             workers: usize::try_from(self.workers).unwrap_or(usize::MAX),
             read_ahead: self.read_ahead,
+            splice_reads: self.splice_reads,
             max_file_series: self.max_file_series,
             poll_interval: self.poll_interval,
             attr_timeout: self.attr_timeout,
