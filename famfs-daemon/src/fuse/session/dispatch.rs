@@ -215,10 +215,11 @@ impl<F: Filesystem> Ctx<'_, F> {
     fn read(&mut self, req: &Request<'_>, a: &ReadIn) -> Sent {
         let s = self.s;
         let lim = (a.size as usize).min(self.data.len());
-        if self.pipe.is_some() && s.splice_on.load(Ordering::Relaxed) {
-            if let Some(sent) = self.read_spliced(req, a, lim) {
-                return sent;
-            }
+        if self.pipe.is_some()
+            && s.splice_on.load(Ordering::Relaxed)
+            && let Some(sent) = self.read_spliced(req, a, lim)
+        {
+            return sent;
         }
         let Ctx { ch, data, rec, .. } = self;
         match s.fs.read(req, req.nodeid, a, &mut data[..lim]) {
