@@ -402,7 +402,7 @@ fn splice_lever(ours: &Served) {
     }
 }
 
-/// Worker counts, one mount each, alternating; sequential GB/s at the default read-ahead.
+/// Worker counts, one mount each, alternating; sequential GB/s at the default read-ahead, spliced.
 fn workers_lever(img: &Path, mnt: &Path) {
     let counts = [1usize, 2, 4, 8];
     let mut stats = vec![Stats::default(); counts.len()];
@@ -416,6 +416,7 @@ fn workers_lever(img: &Path, mnt: &Path) {
                 Setup {
                     workers: counts[i],
                     read_ahead: DEFAULT_RA,
+                    splice: true,
                     ..Default::default()
                 },
             );
