@@ -1,5 +1,6 @@
 //! Read-path benchmark of the stock-kernel data path (root needed, SKIP otherwise): every READ of a
-//! file on our mount is a FUSE request served by `pread` of the image. The image lives on tmpfs (a
+//! file on our mount is a FUSE request served from the image (spliced into `/dev/fuse` by default,
+//! see the splice lever; else `pread` into a buffer and `writev`). The image lives on tmpfs (a
 //! famfs image lives in memory), and every figure is printed beside references measured in the
 //! same run, in alternating rounds (medians, with the spread):
 //! * buffered sequential read of a 512 MiB file (1 MiB `read`s) through our mount, against the same
@@ -10,8 +11,9 @@
 //! * 4 KiB random reads at fixed-seed offsets, buffered (cache dropped first) and with O_DIRECT
 //!   (every read a READ request), against squashfuse_ll with the same flags and tmpfs (which serves
 //!   O_DIRECT from its page cache: the floor of a 4 KiB copy, not a like-for-like device);
-//! * the levers on our mount: read-ahead sizes (one mount, its bdi changed between rounds) and worker
-//!   counts (one mount each).
+//! * the levers on our mount: read-ahead sizes (one mount, its bdi changed between rounds), spliced
+//!   against copied READ replies at 512 KiB and 1 MiB read-ahead (toggled on one mount between
+//!   rounds) and worker counts (one mount each).
 //!
 //! Run: `cargo bench -p famfs-daemon --bench read` (or `cargo xtask bench --bench read`).
 
@@ -48,7 +50,7 @@ const ROUNDS: usize = 5;
 const RANDOM_READS: usize = 10_000;
 const SEED: u64 = 0x5eed_f00d_1234_5678;
 /// The read-ahead of the daemon's default `--read-ahead`, bytes.
-const DEFAULT_RA: u32 = 1 << 20;
+const DEFAULT_RA: u32 = 512 << 10;
 
 /// The kernel's per-file page-cache pages of `f` (cachestat(2), Linux 6.5).
 fn cached_pages(f: &File) -> u64 {
@@ -222,7 +224,7 @@ fn sequential(ours: &Served, refs: &Refs<'_>) {
     );
     assert!(
         reads.min() >= (SIZE / MIB) as f64,
-        "every byte went to the server: at least one 1 MiB READ per MiB"
+        "every byte went to the server: at least one READ per MiB"
     );
     let fig = format!("sequential read, {} MiB, buffered, vs tmpfs", SIZE / MIB);
     ratio_row(&fig, &o, "GB/s", "tmpfs", &t, 0.33);
@@ -336,7 +338,7 @@ fn read_ahead_lever(ours: &Served) {
         .position(|&k| k == DEFAULT_RA / 1024)
         .unwrap();
     ratio_row(
-        "sequential read, 512 MiB: --read-ahead 1M (default) vs the kernel's 128 KiB",
+        "sequential read, 512 MiB: --read-ahead 512K (default) vs the kernel's 128 KiB",
         &stats[def],
         "GB/s",
         "read-ahead 128 KiB",
@@ -345,7 +347,62 @@ fn read_ahead_lever(ours: &Served) {
     );
 }
 
-/// Worker counts, one mount each, alternating; sequential GB/s at the default read-ahead.
+/// Spliced READ replies (image → pipe → /dev/fuse, no copy through our memory) against copied
+/// ones (pread into the worker's buffer, writev), toggled on one mount between alternating rounds,
+/// at two read-ahead sizes: 512 KiB (a reply fits a pipe of pipe-max-size, 1 MiB) and 1 MiB (it
+/// needs 257 pipe buffers, so without CAP_SYS_RESOURCE those replies are copied).
+fn splice_lever(ours: &Served) {
+    let cases = [(512u32, false), (512, true), (1024, false), (1024, true)];
+    let mut stats = vec![Stats::default(); cases.len()];
+    let mut spliced = vec![Stats::default(); cases.len()];
+    let mut buf = vec![0u8; MIB as usize];
+    let file = ours.path.join("big.bin");
+    let st = ours.session.stats().clone();
+    for round in 0..=ROUNDS {
+        for k in 0..cases.len() {
+            let i = (round + k) % cases.len();
+            ours.set_read_ahead_kb(cases[i].0);
+            ours.session.set_splice_reads(cases[i].1);
+            drop_cache(&file);
+            let before = st.spliced_replies();
+            let v = seq_read(&file, &mut buf);
+            if round > 0 {
+                stats[i].push(v);
+                spliced[i].push((st.spliced_replies() - before) as f64);
+            }
+        }
+    }
+    ours.set_read_ahead_kb(DEFAULT_RA / 1024);
+    ours.session.set_splice_reads(true);
+    for (i, (kb, on)) in cases.iter().enumerate() {
+        let how = if *on {
+            "spliced"
+        } else {
+            "copied (pread + writev)"
+        };
+        println!(
+            "lever READ replies {how}, read-ahead {kb} KiB: sequential {} | spliced replies per pass {:.0}",
+            stats[i].show(2, "GB/s"),
+            spliced[i].median()
+        );
+    }
+    assert_eq!(spliced[0].max(), 0.0, "no splice while it is off");
+    assert!(spliced[1].min() > 0.0, "replies were spliced");
+    for (on, off, kb) in [(1, 0, 512), (3, 2, 1024)] {
+        ratio_row(
+            &format!(
+                "sequential read, 512 MiB, read-ahead {kb} KiB: spliced READ replies vs copied"
+            ),
+            &stats[on],
+            "GB/s",
+            "copied",
+            &stats[off],
+            0.0,
+        );
+    }
+}
+
+/// Worker counts, one mount each, alternating; sequential GB/s at the default read-ahead, spliced.
 fn workers_lever(img: &Path, mnt: &Path) {
     let counts = [1usize, 2, 4, 8];
     let mut stats = vec![Stats::default(); counts.len()];
@@ -359,6 +416,7 @@ fn workers_lever(img: &Path, mnt: &Path) {
                 Setup {
                     workers: counts[i],
                     read_ahead: DEFAULT_RA,
+                    splice: true,
                     ..Default::default()
                 },
             );
@@ -409,6 +467,7 @@ fn main() {
             &mnt,
             Setup {
                 read_ahead: DEFAULT_RA,
+                splice: true,
                 ..Default::default()
             },
         );
@@ -420,6 +479,7 @@ fn main() {
         sequential(&ours, &refs);
         random(&ours, &refs, &data);
         read_ahead_lever(&ours);
+        splice_lever(&ours);
     }
     workers_lever(&img, &mnt);
 }

@@ -7,7 +7,10 @@
 //!   other files are intact, the daemon stays up, `/healthz` names the failure, fsck is clean;
 //! * `.meta/.superblock` and `.meta/.log` refuse opening for writing with EPERM, root included;
 //! * the filesystem re-created under the mount: `/healthz` says stale, file reads get EIO;
-//! * an image given through a symbolic link is refused at start with a clear message.
+//! * an image given through a symbolic link is refused at start with a clear message;
+//! * spliced READ replies (the default; a pipe per worker): every file reads back exactly the image's
+//!   bytes (ends not on a page boundary, reads at odd offsets, replies that fit the pipe and 1 MiB
+//!   ones that may not), and past a truncated image's end they answer EIO, never short garbage.
 
 // Test code: a failed unwrap/expect/assertion is the test failing, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -357,4 +360,122 @@ fn an_image_behind_a_symbolic_link_is_refused_at_start() {
     );
     assert!(!is_mounted(&mnt));
     std::io::stderr().write_all(err.as_bytes()).unwrap();
+}
+
+/// Pipe descriptors the process `pid` holds.
+fn pipe_fds(pid: libc::pid_t) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| l.to_string_lossy().starts_with("pipe:"))
+        .count()
+}
+
+/// `len` bytes at `off` of `p` through one pread (loops over short reads), or the errno.
+fn pread_exact(p: &Path, off: u64, len: usize) -> Result<Vec<u8>, i32> {
+    let f = File::open(p).map_err(|e| e.raw_os_error().unwrap_or(0))?;
+    let mut v = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        match f.read_at(&mut v[done..], off + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) => return Err(e.raw_os_error().unwrap_or(0)),
+        }
+    }
+    v.truncate(done);
+    Ok(v)
+}
+
+#[test]
+fn spliced_reads_give_the_image_bytes_exactly_and_eio_past_a_truncated_end() {
+    let test = "spliced_reads_give_the_image_bytes_exactly_and_eio_past_a_truncated_end";
+    if !can_mount(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (img, mut image) = mkfs(d, "famfs.img", 4 * GIB);
+    // Ends off a page boundary; one file spanning several 2 MiB allocation units.
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("odd.bin", pattern(3 * MIB as usize + 4095, 3)),
+        ("tiny.txt", b"seventeen bytes!\n".to_vec()),
+        ("page-and-one.bin", pattern(4097, 4)),
+    ];
+    for (name, data) in &files {
+        let id = put(&mut image, name, data);
+        assert!(
+            first_extent(&image, id) + data.len() as u64 <= 64 * MIB,
+            "{name}"
+        );
+    }
+    image.creat("filler", 64 * MIB, 0o644, 0, 0, None).unwrap();
+    let far = pattern(2 * MIB as usize + 123, 5);
+    let far_id = put(&mut image, "far.bin", &far);
+    assert!(first_extent(&image, far_id) >= 64 * MIB);
+    drop(image);
+    // The copying daemon's pipes, for the count below.
+    let mnt = mnt_dir(d, "mnt");
+    let mut copying = Daemon::serve(
+        d,
+        &img,
+        &mnt,
+        &["--workers", "4", "--splice-reads", "false"],
+    );
+    let copy_pipes = pipe_fds(copying.pid().unwrap());
+    for (name, data) in &files {
+        assert!(
+            read_all(&mnt.join(name)).unwrap() == *data,
+            "{name} (copied)"
+        );
+    }
+    assert!(copying.stop().unwrap().success());
+
+    // 512 KiB read-ahead: replies of 512 KiB fit a pipe of pipe-max-size and are spliced.
+    let mut daemon = Daemon::serve(d, &img, &mnt, &["--workers", "4", "--read-ahead", "512K"]);
+    let pid = daemon.pid().unwrap();
+    assert_eq!(
+        pipe_fds(pid),
+        copy_pipes + 2 * 4,
+        "one pipe (two fds) per worker"
+    );
+    for (name, data) in files.iter().chain([("far.bin", far.clone())].iter()) {
+        assert!(read_all(&mnt.join(name)).unwrap() == *data, "{name}");
+    }
+    // Reads at odd offsets and lengths, the file's last bytes among them.
+    let (name, data) = &files[0];
+    let n = data.len() as u64;
+    for (off, len) in [
+        (5u64, 4093usize),
+        (MIB - 1, MIB as usize + 2),
+        (n - 10, 100),
+        (n, 10),
+    ] {
+        let end = (off as usize + len).min(data.len());
+        let want = &data[(off as usize).min(end)..end];
+        assert!(
+            pread_exact(&mnt.join(name), off, len).unwrap() == want,
+            "{name} at {off}+{len}"
+        );
+    }
+
+    OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(64 * MIB)
+        .unwrap();
+    // Past the new end: EIO on every try (a splice from beyond EOF comes back short and the
+    // copying path answers), never a short reply.
+    for _ in 0..3 {
+        assert_eq!(read_all(&mnt.join("far.bin")), Err(libc::EIO));
+    }
+    for (name, data) in &files {
+        assert!(
+            read_all(&mnt.join(name)).unwrap() == *data,
+            "{name} after the truncation"
+        );
+    }
+    assert!(daemon.is_running());
+    assert!(daemon.stop().unwrap().success());
 }

@@ -606,10 +606,10 @@ fn read_ahead_flag_sets_the_mounts_kernel_read_ahead_exactly() {
     put(&mut image, "f.bin", &data);
     drop(image);
     let mnt = mnt_dir(d, "mnt");
-    // (arguments, KiB the kernel must use): the default 1M, an explicit size, 0 = the kernel's own
+    // (arguments, KiB the kernel must use): the default 512K, an explicit size, 0 = the kernel's own
     // default (VM_READAHEAD_PAGES, 128 KiB).
     let cases: [(&[&str], u32); 3] = [
-        (&[], 1024),
+        (&[], 512),
         (&["--read-ahead", "8M"], 8192),
         (&["--read-ahead", "0"], 128),
     ];

@@ -34,6 +34,9 @@ pub struct Setup {
     /// Read-ahead, bytes: announced in INIT and set on the mount once INIT is answered, as the
     /// daemon's `--read-ahead` does (0: the kernel's default is left).
     pub read_ahead: u32,
+    /// Give the workers pipes for spliced READ replies (`SessionConfig::splice_reads`); whether
+    /// they are used is `Session::set_splice_reads`.
+    pub splice: bool,
 }
 
 impl Default for Setup {
@@ -42,6 +45,7 @@ impl Default for Setup {
             ttl: Duration::from_secs(30),
             workers: 4,
             read_ahead: 0,
+            splice: false,
         }
     }
 }
@@ -70,6 +74,7 @@ impl Served {
         let cfg = SessionConfig {
             connection: mount.connection(),
             max_readahead: setup.read_ahead,
+            splice_reads: setup.splice,
             ..Default::default()
         };
         let session = Arc::new(Session::new(fs, ch, cfg));

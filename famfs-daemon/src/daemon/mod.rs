@@ -90,6 +90,9 @@ pub struct DaemonConfig {
     /// Kernel read-ahead for the mount's files, bytes (0: the kernel's default): announced in INIT
     /// and set on the mount's backing device once INIT is answered ([`serve::Served::start`]).
     pub read_ahead: u32,
+    /// Splice READ data from the image into `/dev/fuse` (one pipe per worker, made before the
+    /// privilege drop) instead of copying it through a buffer.
+    pub splice_reads: bool,
     /// Per-file metric series kept before the least recently active files fold into `__other__`.
     pub max_file_series: usize,
     /// How often to look for log entries appended by others.

@@ -199,9 +199,14 @@ pub fn mount(
         daxdev_configured,
         records: Some(records),
         max_readahead: cfg.read_ahead,
+        splice_reads: cfg.splice_reads,
         ..Default::default()
     };
     let session = Arc::new(Session::new(fs.clone(), channel, session_cfg));
+    // Pipes for a whole 1 MiB reply exceed pipe-max-size: make them while still privileged.
+    if let Err(e) = session.prepare_splice(cfg.workers) {
+        log::warn!("pipes for spliced READ replies: {e}; workers make their own or copy");
+    }
     let mountpoint = mount.path().to_path_buf();
     Ok(Served {
         fs,

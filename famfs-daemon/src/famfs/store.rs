@@ -36,7 +36,7 @@ use std::{
     fs::{File, OpenOptions},
     io::{Seek, SeekFrom},
     os::{
-        fd::AsRawFd,
+        fd::{AsFd, AsRawFd, BorrowedFd},
         unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt},
     },
     path::{Path, PathBuf},
@@ -378,6 +378,17 @@ impl Store {
                 },
             }),
         }
+    }
+
+    /// The descriptor to read `[off, off + len)` from directly (e.g. to splice it), bounds-checked:
+    /// `Some` for a regular file or block device, `None` for a mapped device or memory (read those
+    /// with [`Store::read_into`]). A read through it may still come back short if the image shrank.
+    pub fn read_fd(&self, off: u64, len: u64) -> Result<Option<BorrowedFd<'_>>, StoreError> {
+        self.check(off, len)?;
+        Ok(match &self.shared.backing {
+            Backing::Fd(f) => Some(f.as_fd()),
+            Backing::Dax { .. } | Backing::Mem(_) => None,
+        })
     }
 
     /// Fill `buf` from byte offset `off`, bounds-checked.

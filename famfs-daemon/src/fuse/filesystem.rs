@@ -14,7 +14,7 @@ use super::{
         AttrOut, EntryOut, FlushIn, ForgetOne, FsyncIn, GetattrIn, Kstatfs, LkIn, OpenIn, OpenOut,
         ReadIn, ReleaseIn, SetattrIn, WireField, WriteIn,
     },
-    reply::{DirentBuf, DirentPlusBuf, FmapReply},
+    reply::{DirentBuf, DirentPlusBuf, FdRead, FmapReply},
     session::Negotiated,
 };
 
@@ -175,6 +175,22 @@ pub trait Filesystem: Send + Sync {
         _buf: &'a mut [u8],
     ) -> Result<&'a [u8], Errno> {
         Err(Errno::ENOSYS)
+    }
+
+    /// READ described as byte ranges of one descriptor (`out.push`, at most `arg.size` bytes in all;
+    /// fewer than asked means end of file), which the session may splice into `/dev/fuse` without a
+    /// copy through user memory. `Ok(false)`: answer with `read` instead (the default; also right
+    /// when the data is not behind a descriptor). The session falls back to `read` whenever it cannot
+    /// use the ranges (not a `/dev/fuse` channel, splicing off, a splice that came back short or
+    /// failed), so `read` must answer the same bytes, or the error.
+    fn read_fd<'a>(
+        &'a self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _arg: &ReadIn,
+        _out: &mut FdRead<'a>,
+    ) -> Result<bool, Errno> {
+        Ok(false)
     }
 
     /// WRITE of `data` (`arg.size` bytes) at `arg.offset`; returns the bytes written.

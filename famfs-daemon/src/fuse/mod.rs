@@ -35,7 +35,7 @@ pub use filesystem::{Filesystem, ForgetList, Request};
 pub use fmap::{WireExtent, WireFmap, WireLayout};
 pub use notify::Notifier;
 pub use record::RequestRecord;
-pub use reply::{DirentBuf, DirentPlusBuf, FmapReply, dt};
+pub use reply::{DirentBuf, DirentPlusBuf, FdRead, FmapReply, dt};
 pub use session::{Negotiated, Session, SessionConfig};
 pub use stats::SessionStats;
 

@@ -1,7 +1,10 @@
 //! Output buffers a filesystem fills while answering a request: READDIR / READDIRPLUS entry packing
-//! straight into the worker's reply buffer, and the GET_FMAP reply slot. Nothing here allocates.
+//! straight into the worker's reply buffer, the GET_FMAP reply slot, and a READ described as byte
+//! ranges of a descriptor ([`FdRead`]). Nothing here allocates.
 //!
 //! Owns only packing; sending, size limits and records are the session's.
+
+use std::os::fd::BorrowedFd;
 
 use super::{
     Errno,
@@ -172,5 +175,72 @@ impl<'a> FmapReply<'a> {
 impl From<FmapError> for Errno {
     fn from(_: FmapError) -> Errno {
         Errno::EINVAL
+    }
+}
+
+/// Ranges of one descriptor a READ reply may hold at most.
+pub const FD_READ_RANGES: usize = 8;
+
+/// A READ answered as "these byte ranges of this descriptor, in order": the session may splice them
+/// into `/dev/fuse` without copying them through its memory. At most [`FD_READ_RANGES`] ranges, all
+/// of one descriptor, never more bytes in total than the limit it was made with.
+#[derive(Debug)]
+pub struct FdRead<'a> {
+    fd: Option<BorrowedFd<'a>>,
+    ranges: [(u64, usize); FD_READ_RANGES],
+    n: usize,
+    total: usize,
+    limit: usize,
+}
+
+impl<'a> FdRead<'a> {
+    /// An empty answer of at most `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        FdRead {
+            fd: None,
+            ranges: [(0, 0); FD_READ_RANGES],
+            n: 0,
+            total: 0,
+            limit,
+        }
+    }
+
+    /// Append `len` bytes at offset `off` of `fd`. False (nothing added) if `fd` differs from the
+    /// earlier ranges' descriptor, the ranges are full, or the limit would be passed.
+    pub fn push(&mut self, fd: BorrowedFd<'a>, off: u64, len: usize) -> bool {
+        use std::os::fd::AsRawFd;
+        if self.fd.is_some_and(|f| f.as_raw_fd() != fd.as_raw_fd())
+            || self.n == FD_READ_RANGES
+            || self.total + len > self.limit
+        {
+            return false;
+        }
+        self.fd = Some(fd);
+        self.ranges[self.n] = (off, len);
+        self.n += 1;
+        self.total += len;
+        true
+    }
+
+    /// The descriptor (none until a range was pushed).
+    pub fn fd(&self) -> Option<BorrowedFd<'a>> {
+        self.fd
+    }
+
+    /// The ranges, as `(offset, length)`.
+    pub fn ranges(&self) -> &[(u64, usize)] {
+        &self.ranges[..self.n]
+    }
+
+    /// Bytes in all ranges.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Drop every range (the limit stays).
+    pub fn clear(&mut self) {
+        self.fd = None;
+        self.n = 0;
+        self.total = 0;
     }
 }

@@ -32,6 +32,11 @@ pub struct SessionStats {
     pub workers: AtomicU64,
     /// Workers serving on their own cloned `/dev/fuse` fd (the others share the session's fd).
     pub cloned_fds: AtomicU64,
+    /// READ replies spliced from the filesystem's descriptor into `/dev/fuse`.
+    pub spliced_replies: AtomicU64,
+    /// READs the filesystem offered as descriptor ranges but that were copied after all (too big
+    /// for the worker's pipe, or a splice from the descriptor came back short).
+    pub splice_fallbacks: AtomicU64,
 }
 
 impl Default for SessionStats {
@@ -48,6 +53,8 @@ impl Default for SessionStats {
             reply_failures: AtomicU64::new(0),
             workers: AtomicU64::new(0),
             cloned_fds: AtomicU64::new(0),
+            spliced_replies: AtomicU64::new(0),
+            splice_fallbacks: AtomicU64::new(0),
         }
     }
 }
@@ -110,6 +117,14 @@ impl SessionStats {
 
     pub fn replies_interrupted(&self) -> u64 {
         self.replies_interrupted.load(Ordering::Relaxed)
+    }
+
+    pub fn spliced_replies(&self) -> u64 {
+        self.spliced_replies.load(Ordering::Relaxed)
+    }
+
+    pub fn splice_fallbacks(&self) -> u64 {
+        self.splice_fallbacks.load(Ordering::Relaxed)
     }
 
     pub fn reply_failures(&self) -> u64 {

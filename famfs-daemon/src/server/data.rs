@@ -3,7 +3,8 @@
 //! copies in; and the record of recent I/O failures that `/healthz` reports.
 //!
 //! Owns: turning store failures into errnos for the FUSE reply (`EIO`; `ENOSPC`/`EDQUOT` when the
-//! image's filesystem is full), the last I/O failure (what, where, when), flushes. Must not interpret
+//! image's filesystem is full), the last I/O failure (what, where, when), flushes, handing out the
+//! descriptor for a READ the session splices (`read_fd`; bounds-checked like the copies). Must not interpret
 //! bytes (no famfs structures here) or resolve file offsets (the server does, with the file's fmap).
 //!
 //! No access raises SIGBUS on an image file or block device: the store uses `pread`/`pwrite`, so a
@@ -112,6 +113,16 @@ impl DataPath {
     /// Copy `dst.len()` bytes at device offset `off` into `dst`.
     pub fn read_into(&self, off: u64, dst: &mut [u8]) -> Result<(), StoreError> {
         self.store.read_into(off, dst)
+    }
+
+    /// The image's descriptor for reading `[off, off + len)` without a copy through our memory
+    /// (`None` for a mapped device: use [`DataPath::read_into`]).
+    pub fn read_fd(
+        &self,
+        off: u64,
+        len: u64,
+    ) -> Result<Option<std::os::fd::BorrowedFd<'_>>, StoreError> {
+        self.store.read_fd(off, len)
     }
 
     /// Copy `src` to device offset `off`.

@@ -8,8 +8,8 @@
 //! * famfs: GET_FMAP (the media fmap translated to the wire; the session applies the dialect's size
 //!   rules) and GET_DAXDEV (index 0 only).
 //! * Stock-kernel data path: OPEN/READ/WRITE/FLUSH/FSYNC/RELEASE with positional I/O on the image's
-//!   descriptor ([`data::DataPath`]) through the file's extents; writes stay within the fixed file
-//!   size. `.meta/.superblock` and `.meta/.log` are read-only through the mount (open for writing
+//!   descriptor ([`data::DataPath`]) through the file's extents (READ also as descriptor ranges the
+//!   session may splice, `read_fd`); writes stay within the fixed file size. `.meta/.superblock` and `.meta/.log` are read-only through the mount (open for writing
 //!   and WRITE: EPERM, for root too: only the log's own rules may change them).
 //! * One open: [`FamfsFs::open`] opens the image once (`O_NOFOLLOW`); the metadata side (a read-only
 //!   handle) and the data path share that descriptor.

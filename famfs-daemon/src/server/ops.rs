@@ -13,7 +13,7 @@ use super::{
     volume::{self, LOG_INO, Node, NodeKind, SUPERBLOCK_INO, Volume, WIRE_EXTENTS_INLINE},
 };
 use crate::fuse::{
-    DirentBuf, DirentPlusBuf, Errno, Filesystem, FmapReply, Request, WireExtent,
+    DirentBuf, DirentPlusBuf, Errno, FdRead, Filesystem, FmapReply, Request, WireExtent,
     abi::{
         Attr, AttrOut, EntryOut, FlushIn, FsyncIn, GetattrIn, Kstatfs, OpenIn, OpenOut, ReadIn,
         ReleaseIn, SetattrIn, WriteIn, fattr, init_flags,
@@ -276,6 +276,42 @@ impl Filesystem for FamfsFs {
             done += n;
         }
         Ok(&buf[..want])
+    }
+
+    fn read_fd<'a>(
+        &'a self,
+        _req: &Request<'_>,
+        ino: u64,
+        arg: &ReadIn,
+        out: &mut FdRead<'a>,
+    ) -> Result<bool, Errno> {
+        let vol = self.vol()?;
+        let (size, fmap) = Self::file(&vol, ino)?;
+        if self.is_stale() {
+            return Err(Errno::EIO);
+        }
+        let off = arg.offset;
+        if off >= size {
+            return Ok(true);
+        }
+        let want = u64::from(arg.size).min(size - off);
+        let mut done = 0u64;
+        while done < want {
+            let fo = off + done;
+            // Unmapped offsets, bounds and fd-less stores: `read` answers (and records the fault).
+            let Some((dev, avail)) = volume::resolve(fmap, fo, size) else {
+                return Ok(false);
+            };
+            let n = avail.min(want - done);
+            let Ok(Some(fd)) = self.inner.data.read_fd(dev, n) else {
+                return Ok(false);
+            };
+            if !out.push(fd, dev, n as usize) {
+                return Ok(false);
+            }
+            done += n;
+        }
+        Ok(true)
     }
 
     fn write(

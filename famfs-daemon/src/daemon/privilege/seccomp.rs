@@ -5,7 +5,8 @@
 //! The list is what the serving daemon was seen to do (`strace -f` of a daemon with probes, a mount,
 //! reads and writes, scrapes, log polls, SIGHUP and SIGTERM; `tests/privilege.rs` keeps it honest):
 //! FUSE `read`/`writev` on `/dev/fuse` (and the FUSE_DEV_IOC_CLONE ioctl of a worker's fd), image
-//! `pread`/`pwrite`/`msync`, BPF map reads and `BPF_OBJ_GET_INFO_BY_FD` on fds the probes opened,
+//! `pread`/`pwrite`/`msync`, `splice` of image data into a worker's pipe (made before the drop) and
+//! on into `/dev/fuse`, BPF map reads and `BPF_OBJ_GET_INFO_BY_FD` on fds the probes opened,
 //! `/proc/self/fdinfo` and sysfs reads, epoll/`accept4`/`recvfrom`/`sendto` for HTTP, futexes,
 //! clocks, the allocator's `mmap`/`munmap`/`madvise`/`brk`, new threads (`clone` with CLONE_THREAD
 //! only), signals, `capset` and `umount2(MNT_DETACH)` for the unmount at shutdown, `exit_group`.
@@ -93,6 +94,8 @@ fn allow_list(pid: u64) -> Vec<Allowed> {
         any("pwritev", SYS_pwritev),
         any("preadv2", SYS_preadv2),
         any("pwritev2", SYS_pwritev2),
+        // Spliced READ replies: image → a worker's pipe (made before the drop) → /dev/fuse.
+        any("splice", SYS_splice),
         any("lseek", SYS_lseek),
         any("close", SYS_close),
         any("fcntl", SYS_fcntl),

@@ -6,21 +6,22 @@
 //! Owns the opcode → method mapping and those per-opcode rules. Must not do framing or reply writing
 //! (that is `worker`), INIT (that is `init`), or any filesystem logic.
 
-use std::{ffi::OsStr, os::unix::ffi::OsStrExt};
+use std::{ffi::OsStr, os::unix::ffi::OsStrExt, sync::atomic::Ordering};
 
 use super::{
     super::{
         Errno, Filesystem, ForgetList, Request,
         abi::{
             self, BatchForgetIn, DecodeError, FlushIn, ForgetIn, ForgetOne, FsyncIn, GetattrIn,
-            GetxattrIn, GetxattrOut, InHeader, InterruptIn, LkIn, OpenIn, ReadIn, ReleaseIn,
-            SetattrIn, WriteIn, WriteOut, opcode,
+            GetxattrIn, GetxattrOut, InHeader, InterruptIn, LkIn, OpenIn, OutHeader, ReadIn,
+            ReleaseIn, SetattrIn, WriteIn, WriteOut, opcode,
         },
         dialect::{DialectSpec, FmapSize},
         fmap,
-        reply::{DirentBuf, DirentPlusBuf, FmapReply},
+        reply::{DirentBuf, DirentPlusBuf, FdRead, FmapReply},
     },
-    worker::{Ctx, Flow, NO_REPLY, Sent, no_reply, send_on},
+    splice::Filled,
+    worker::{Ctx, Flow, NO_REPLY, Sent, classify, no_reply, send_on},
 };
 
 /// Body offsets in errors count from the start of the request.
@@ -214,6 +215,12 @@ impl<F: Filesystem> Ctx<'_, F> {
     fn read(&mut self, req: &Request<'_>, a: &ReadIn) -> Sent {
         let s = self.s;
         let lim = (a.size as usize).min(self.data.len());
+        if self.pipe.is_some()
+            && s.splice_on.load(Ordering::Relaxed)
+            && let Some(sent) = self.read_spliced(req, a, lim)
+        {
+            return sent;
+        }
         let Ctx { ch, data, rec, .. } = self;
         match s.fs.read(req, req.nodeid, a, &mut data[..lim]) {
             Ok(bytes) => {
@@ -233,6 +240,52 @@ impl<F: Filesystem> Ctx<'_, F> {
             }
             Err(e) => send_on(s, ch, req.unique, e.wire(), &[]),
         }
+    }
+
+    /// READ through `Filesystem::read_fd` and this worker's pipe. None: answer by copying (the
+    /// filesystem declined, the reply does not fit the pipe, or a splice from its descriptor came
+    /// back short: the copying path then reads the same bytes or answers the error).
+    fn read_spliced(&mut self, req: &Request<'_>, a: &ReadIn, lim: usize) -> Option<Sent> {
+        let s = self.s;
+        let Ctx {
+            ch,
+            data,
+            rec,
+            pipe,
+            ..
+        } = self;
+        let pipe = pipe.as_ref().filter(|p| p.may_fit(lim))?;
+        let mut src = FdRead::new(lim);
+        match s.fs.read_fd(req, req.nodeid, a, &mut src) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(send_on(s, ch, req.unique, e.wire(), &[])),
+        }
+        if src.total() == 0 {
+            rec.io_bytes = 0;
+            return Some(send_on(s, ch, req.unique, 0, &[]));
+        }
+        let total = OutHeader::SIZE + src.total();
+        let len = u32::try_from(total).ok()?;
+        let head = OutHeader {
+            len,
+            error: 0,
+            unique: req.unique,
+        }
+        .to_bytes();
+        if pipe.fill(&head, &src, data) != Filled::Whole {
+            s.stats.splice_fallbacks.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        rec.io_bytes = src.total() as u32;
+        let sent = Sent {
+            error: 0,
+            bytes: len,
+            gone: false,
+        };
+        let r = pipe.send(ch.raw_fd(), total, data);
+        s.stats.spliced_replies.fetch_add(1, Ordering::Relaxed);
+        Some(classify(s, req.unique, total, sent, r))
     }
 
     fn getxattr(&mut self, req: &Request<'_>, a: &GetxattrIn, name: &OsStr) -> Sent {

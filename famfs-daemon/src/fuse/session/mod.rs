@@ -14,6 +14,7 @@
 
 mod dispatch;
 mod init;
+mod splice;
 mod worker;
 
 use std::{
@@ -64,6 +65,10 @@ pub struct SessionConfig {
     pub congestion_threshold: u16,
     /// Bounded sink for per-request records; a full sink drops (and counts) instead of blocking.
     pub records: Option<SyncSender<RequestRecord>>,
+    /// Answer READs the filesystem describes as descriptor ranges (`Filesystem::read_fd`) by
+    /// splicing them into `/dev/fuse` (each worker gets a pipe). Only on a `/dev/fuse` channel;
+    /// [`Session::set_splice_reads`] turns it off and on while running.
+    pub splice_reads: bool,
 }
 
 impl Default for SessionConfig {
@@ -79,6 +84,7 @@ impl Default for SessionConfig {
             max_background: 64,
             congestion_threshold: 48,
             records: None,
+            splice_reads: false,
         }
     }
 }
@@ -103,6 +109,11 @@ pub struct Session<F> {
     state_cv: Condvar,
     destroyed: AtomicBool,
     log_limit: RateLimit,
+    /// Whether workers with a pipe splice READ replies now.
+    splice_on: AtomicBool,
+    /// Pipes made ahead of the workers (while the process may still grow them past the
+    /// unprivileged limit): each worker takes one, or makes its own.
+    pipes: Mutex<Vec<splice::SplicePipe>>,
 }
 
 impl<F> std::fmt::Debug for Session<F> {
@@ -120,6 +131,7 @@ impl<F: Filesystem> Session<F> {
     pub fn new(fs: F, channel: Channel, cfg: SessionConfig) -> Session<F> {
         let max_write = cfg.max_write.max(PAGE as u32);
         let max_pages = u16::try_from(max_write.div_ceil(PAGE as u32)).unwrap_or(u16::MAX);
+        let cfg_splice = cfg.splice_reads;
         Session {
             fs,
             channel,
@@ -132,6 +144,8 @@ impl<F: Filesystem> Session<F> {
             state_cv: Condvar::new(),
             destroyed: AtomicBool::new(false),
             log_limit: RateLimit::new(10_000_000_000, 20),
+            splice_on: AtomicBool::new(cfg_splice),
+            pipes: Mutex::new(Vec::new()),
         }
     }
 
@@ -174,6 +188,54 @@ impl<F: Filesystem> Session<F> {
     /// A handle for sending invalidation notifications on this session's channel.
     pub fn notifier(&self) -> Notifier {
         Notifier::new(self.channel.clone())
+    }
+
+    /// Make the pipes of `workers` workers now (for spliced READ replies, when configured on a
+    /// `/dev/fuse` channel): a pipe big enough for the largest READ reply needs CAP_SYS_RESOURCE,
+    /// so a daemon calls this before it drops its capabilities. Workers without one make their own.
+    pub fn prepare_splice(&self, workers: usize) -> io::Result<()> {
+        if !self.splices() {
+            return Ok(());
+        }
+        let mut pool = self.pipes.lock().unwrap_or_else(|p| p.into_inner());
+        while pool.len() < workers {
+            pool.push(splice::SplicePipe::new(self.splice_pipe_bytes())?);
+        }
+        Ok(())
+    }
+
+    /// Turn spliced READ replies on or off (only effective when configured: `splice_reads`).
+    pub fn set_splice_reads(&self, on: bool) {
+        self.splice_on.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether this session's workers get pipes: configured, on a `/dev/fuse` channel.
+    fn splices(&self) -> bool {
+        self.cfg.splice_reads && self.channel.kind() == super::ChannelKind::FuseDev
+    }
+
+    /// A pipe for the largest READ reply: the header's buffer plus a buffer per page.
+    fn splice_pipe_bytes(&self) -> usize {
+        (usize::from(self.max_pages) + 2) * PAGE
+    }
+
+    /// A pipe for a starting worker: one made ahead, else a new one (None when not splicing or
+    /// the pipe cannot be made).
+    fn take_pipe(&self) -> Option<splice::SplicePipe> {
+        if !self.splices() {
+            return None;
+        }
+        let made = self.pipes.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match made {
+            Some(p) => Some(p),
+            None => match splice::SplicePipe::new(self.splice_pipe_bytes()) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    log::warn!("fuse: no pipe for spliced READ replies ({e}); this worker copies");
+                    None
+                }
+            },
+        }
     }
 
     /// Request buffer size per worker: `max(8192, 80 + max_write)` plus a page for extensions.

@@ -1,9 +1,10 @@
 //! One worker thread: its loop (receive a request into a reused buffer, serve it, repeat until the
 //! connection ends), request framing checks, the request record, and reply writing.
 //!
-//! Owns: the worker's buffers, the framing of requests (header, length field, extensions), the one
-//! `writev` per reply and how its outcome is classified and counted, delivering each record without
-//! blocking. Must not decode request bodies or call the filesystem (that is `dispatch` and `init`).
+//! Owns: the worker's buffers and pipe, the framing of requests (header, length field, extensions),
+//! the one `writev` per reply and how its outcome (or a spliced READ reply's, `splice`) is classified
+//! and counted, delivering each record without blocking. Must not decode request bodies or call the
+//! filesystem (that is `dispatch` and `init`).
 
 use std::{
     io::{self, IoSlice},
@@ -20,6 +21,7 @@ use super::{
         channel::Channel,
     },
     PAGE, Session,
+    splice::SplicePipe,
 };
 use crate::util::monotonic_ns;
 
@@ -58,6 +60,8 @@ pub(super) struct Ctx<'s, F> {
     pub(super) ch: Channel,
     pub(super) data: Vec<u8>,
     pub(super) fmap: Vec<u8>,
+    /// This worker's pipe for spliced READ replies (`/dev/fuse` channels with splicing configured).
+    pub(super) pipe: Option<SplicePipe>,
     records: Option<SyncSender<RequestRecord>>,
     pub(super) rec: RequestRecord,
 }
@@ -71,6 +75,7 @@ impl<'s, F: Filesystem> Worker<'s, F> {
                 ch,
                 data: vec![0u8; s.data_buffer_size()],
                 fmap: Vec::with_capacity(PAGE),
+                pipe: s.take_pipe(),
                 records: s.cfg.records.clone(),
                 rec: RequestRecord::default(),
             },
@@ -298,7 +303,19 @@ pub(super) fn send_on<F>(
         bytes: len,
         gone: false,
     };
-    match s_send(ch, &iov[..k]) {
+    classify(s, unique, total, sent, s_send(ch, &iov[..k]))
+}
+
+/// Count and log a reply's outcome (`r`: what writing its `total` bytes returned).
+pub(super) fn classify<F>(
+    s: &Session<F>,
+    unique: u64,
+    total: usize,
+    sent: Sent,
+    r: io::Result<usize>,
+) -> Sent {
+    let error = sent.error;
+    match r {
         Ok(n) if n == total => sent,
         Ok(n) => {
             s.stats.reply_failures.fetch_add(1, Ordering::Relaxed);
