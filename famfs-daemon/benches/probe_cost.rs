@@ -27,16 +27,14 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::{
     ffi::CString,
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{
-        Arc,
-        mpsc::{Receiver, RecvTimeoutError, channel},
-    },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -44,15 +42,10 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{RawTracePoint, raw_trace_point::RawTracePointLinkId},
 };
+use common::Served;
 use famfs_common::names;
-use famfs_daemon::{
-    fuse::{Mount, MountOptions, Session, SessionConfig},
-    probes::{EBPF_OBJECT, ProbeConfig, ProbeKind, Probes},
-    server::{FamfsFs, ServerConfig},
-};
-use support::{
-    GIB, bench, can_mount, image::mkfs, mounts::force_unmount, require_program, wait_for,
-};
+use famfs_daemon::probes::{EBPF_OBJECT, ProbeConfig, ProbeKind, Probes};
+use support::{GIB, bench, can_mount, image::mkfs, require_program, wait_for};
 
 const FILES: usize = 5000;
 const DIRS: usize = 25;
@@ -73,65 +66,6 @@ tracepoint:fuse:fuse_request_end {
   }
 }
 "#;
-
-/// An in-process mount of the image, served by 4 workers; unmounted on drop.
-struct Served {
-    mount: Option<Mount>,
-    /// Sent by the serving thread as `Session::run` returns (disconnected if it panicked).
-    done: Receiver<std::io::Result<()>>,
-    thread: Option<JoinHandle<()>>,
-    path: PathBuf,
-    connection: u32,
-}
-
-impl Served {
-    fn new(img: &Path, mnt: &Path) -> Served {
-        let cfg = ServerConfig {
-            ttl: Duration::ZERO,
-            ..Default::default()
-        };
-        let fs = FamfsFs::open(img, &cfg).expect("open image");
-        let (mount, ch) = Mount::new(mnt, &MountOptions::default()).expect("mount");
-        let connection = mount.connection();
-        let cfg = SessionConfig {
-            connection,
-            ..Default::default()
-        };
-        let session = Arc::new(Session::new(fs, ch, cfg));
-        let s2 = session.clone();
-        let (tx, done) = channel();
-        let thread = std::thread::spawn(move || {
-            let _ = tx.send(s2.run(4));
-        });
-        session
-            .wait_negotiated(Duration::from_secs(10))
-            .expect("INIT answered");
-        Served {
-            path: mount.path().to_path_buf(),
-            mount: Some(mount),
-            done,
-            thread: Some(thread),
-            connection,
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(mut m) = self.mount.take() {
-            let _ = m.unmount();
-        }
-        // Wait for the session to end (at most 10 s; a session still running is left behind).
-        let ended = !matches!(
-            self.done.recv_timeout(Duration::from_secs(10)),
-            Err(RecvTimeoutError::Timeout)
-        );
-        if ended && let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        force_unmount(&self.path);
-    }
-}
 
 /// `kernel.bpf_stats_enabled` set to 1 while alive; the previous value is written back on drop.
 struct BpfStats {
@@ -602,7 +536,14 @@ fn main() {
     std::fs::create_dir(&mnt).unwrap();
 
     let _stats = BpfStats::enable();
-    let served = Served::new(&img, &mnt);
+    let served = Served::new(
+        &img,
+        &mnt,
+        common::Setup {
+            ttl: Duration::ZERO,
+            ..common::Setup::default()
+        },
+    );
     let paths: Vec<CString> = rel
         .iter()
         .map(|r| CString::new(served.path.join(r).as_os_str().as_bytes()).unwrap())

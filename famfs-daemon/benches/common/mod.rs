@@ -1,4 +1,4 @@
-//! What the mount benchmarks (`server.rs`, `read.rs`) share: an in-process mount of a famfs image
+//! What the mount benchmarks (`server.rs`, `read.rs`, `probe_cost.rs`) share: an in-process mount of a famfs image
 //! served by our session ([`Served`]), a `squashfuse_ll` mount as the same-run reference of a FUSE
 //! server this project did not write ([`SquashLl`]), and the median / spread of alternating rounds
 //! ([`Stats`]). Included by each bench as `#[path = "common/mod.rs"] mod common;` next to the test
@@ -58,6 +58,8 @@ pub struct Served {
     done: Receiver<std::io::Result<()>>,
     thread: Option<JoinHandle<()>>,
     pub path: PathBuf,
+    /// The FUSE connection (the mount's device minor), what the probes filter on.
+    pub connection: u32,
 }
 
 impl Served {
@@ -71,8 +73,9 @@ impl Served {
         )
         .expect("open image");
         let (mount, ch) = Mount::new(mnt, &MountOptions::default()).expect("mount");
+        let connection = mount.connection();
         let cfg = SessionConfig {
-            connection: mount.connection(),
+            connection,
             max_readahead: setup.read_ahead,
             splice_reads: setup.splice,
             ..Default::default()
@@ -93,6 +96,7 @@ impl Served {
                 .expect("set read-ahead");
         }
         Served {
+            connection,
             path: mount.path().to_path_buf(),
             mount: Some(mount),
             session,
