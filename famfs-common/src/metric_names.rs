@@ -73,6 +73,8 @@ metrics! {
     SERVER_RECORDS = "server_records" "_total";
     SERVER_REPLY_FAILURES = "server_reply_failures" "_total";
     SERVER_WORKERS = "server_workers" "";
+    SERVER_SPLICED_READS = "server_spliced_reads" "_total";
+    SERVER_HELPER_WAKEUPS = "server_helper_wakeups" "_total";
 }
 
 #[cfg(test)]

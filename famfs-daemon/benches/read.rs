@@ -13,7 +13,8 @@
 //!   O_DIRECT from its page cache: the floor of a 4 KiB copy, not a like-for-like device);
 //! * the levers on our mount: read-ahead sizes (one mount, its bdi changed between rounds), spliced
 //!   against copied READ replies at 512 KiB and 1 MiB read-ahead (toggled on one mount between
-//!   rounds) and worker counts (one mount each).
+//!   rounds) and worker counts, all blocking on `/dev/fuse` or on demand, with one reader and two
+//!   at once (one mount each).
 //!
 //! Run: `cargo bench -p famfs-daemon --bench read` (or `cargo xtask bench --bench read`).
 
@@ -176,50 +177,46 @@ struct Refs<'a> {
     squash: &'a Path,
 }
 
-fn sequential(ours: &Served, refs: &Refs<'_>) {
+/// Sequential reads through our mount as the daemon serves it by default (`ours`), through a
+/// second mount with `--on-demand-workers true` (`on_demand`), tmpfs and squashfuse_ll, alternating.
+fn sequential(ours: &Served, on_demand: &Served, refs: &Refs<'_>) {
     let mut buf = vec![0u8; MIB as usize];
-    let ours_file = ours.path.join("big.bin");
-    let sq_file = refs.squash.join("big.bin");
-    let (mut o, mut t, mut q) = (Stats::default(), Stats::default(), Stats::default());
+    let files = [
+        ours.path.join("big.bin"),
+        on_demand.path.join("big.bin"),
+        refs.tmpfs.to_path_buf(),
+        refs.squash.join("big.bin"),
+    ];
+    let mut got = vec![Stats::default(); files.len()];
     let mut reads = Stats::default();
     for round in 0..=ROUNDS {
         // Round 0 warms up (the tmpfs copy, the servers' code paths) and is not counted.
-        for k in 0..3 {
-            match (round + k) % 3 {
-                0 => {
-                    drop_cache(&ours_file);
-                    let before = ours.reads();
-                    let v = seq_read(&ours_file, &mut buf);
-                    if round > 0 {
-                        o.push(v);
-                        reads.push((ours.reads() - before) as f64);
-                    }
-                }
-                1 => {
-                    let v = seq_read(refs.tmpfs, &mut buf);
-                    if round > 0 {
-                        t.push(v);
-                    }
-                }
-                _ => {
-                    drop_cache(&sq_file);
-                    let v = seq_read(&sq_file, &mut buf);
-                    if round > 0 {
-                        q.push(v);
-                    }
+        for k in 0..files.len() {
+            let i = (round + k) % files.len();
+            if i != 2 {
+                drop_cache(&files[i]);
+            }
+            let before = ours.reads();
+            let v = seq_read(&files[i], &mut buf);
+            if round > 0 {
+                got[i].push(v);
+                if i == 0 {
+                    reads.push((ours.reads() - before) as f64);
                 }
             }
         }
     }
     let per_read = SIZE as f64 / reads.median() / 1024.0;
     println!(
-        "sequential read, {} MiB, buffered (read-ahead {} KiB, 4 workers): ours {} | tmpfs {} | \
-         squashfuse_ll {} | READ requests per pass {:.0} ({per_read:.0} KiB each)",
+        "sequential read, {} MiB, buffered (read-ahead {} KiB, 4 workers): ours {} | ours with \
+         on-demand workers {} | tmpfs {} | squashfuse_ll {} | READ requests per pass {:.0} \
+         ({per_read:.0} KiB each)",
         SIZE / MIB,
         ours.read_ahead_kb(),
-        o.show(2, "GB/s"),
-        t.show(2, "GB/s"),
-        q.show(2, "GB/s"),
+        got[0].show(2, "GB/s"),
+        got[1].show(2, "GB/s"),
+        got[2].show(2, "GB/s"),
+        got[3].show(2, "GB/s"),
         reads.median(),
     );
     assert!(
@@ -227,12 +224,17 @@ fn sequential(ours: &Served, refs: &Refs<'_>) {
         "every byte went to the server: at least one READ per MiB"
     );
     let fig = format!("sequential read, {} MiB, buffered, vs tmpfs", SIZE / MIB);
-    ratio_row(&fig, &o, "GB/s", "tmpfs", &t, 0.33);
+    ratio_row(&fig, &got[0], "GB/s", "tmpfs", &got[2], 0.33);
+    let fig = format!(
+        "sequential read, {} MiB, buffered, --on-demand-workers true, vs tmpfs",
+        SIZE / MIB
+    );
+    ratio_row(&fig, &got[1], "GB/s", "tmpfs", &got[2], 0.33);
     let fig = format!(
         "sequential read, {} MiB, buffered, vs squashfuse_ll",
         SIZE / MIB
     );
-    ratio_row(&fig, &o, "GB/s", "squashfuse_ll", &q, 0.0);
+    ratio_row(&fig, &got[0], "GB/s", "squashfuse_ll", &got[3], 0.0);
 }
 
 fn random(ours: &Served, refs: &Refs<'_>, want: &[u8]) {
@@ -402,33 +404,127 @@ fn splice_lever(ours: &Served) {
     }
 }
 
-/// Worker counts, one mount each, alternating; sequential GB/s at the default read-ahead, spliced.
-fn workers_lever(img: &Path, mnt: &Path) {
-    let counts = [1usize, 2, 4, 8];
-    let mut stats = vec![Stats::default(); counts.len()];
+/// Two buffered sequential readers at once, of `big.bin` and `big2.bin`; aggregate GB/s.
+fn two_readers(dir: &Path) -> f64 {
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| {
+            let mut buf = vec![0u8; MIB as usize];
+            seq_read(&dir.join("big2.bin"), &mut buf)
+        });
+        let mut buf = vec![0u8; MIB as usize];
+        seq_read(&dir.join("big.bin"), &mut buf);
+        other.join().unwrap();
+    });
+    2.0 * SIZE as f64 / t.elapsed().as_secs_f64() / 1e9
+}
+
+/// Worker counts and on-demand workers, one mount each, alternating; sequential GB/s at the
+/// default read-ahead, spliced, with one reader and with two at once.
+fn workers_lever(img: &Path, mnt: &Path, want: &[u8]) {
+    let offs = offsets();
+    // (workers, on demand)
+    let cases = [
+        (1usize, false),
+        (2, false),
+        (4, false),
+        (8, false),
+        (4, true),
+    ];
+    let mut one = vec![Stats::default(); cases.len()];
+    let mut two = vec![Stats::default(); cases.len()];
+    let mut rnd = vec![Stats::default(); cases.len()];
+    let mut rnd_direct = vec![Stats::default(); cases.len()];
     let mut buf = vec![0u8; MIB as usize];
     for round in 0..=ROUNDS {
-        for k in 0..counts.len() {
-            let i = (round + k) % counts.len();
+        for k in 0..cases.len() {
+            let i = (round + k) % cases.len();
             let served = Served::new(
                 img,
                 mnt,
                 Setup {
-                    workers: counts[i],
+                    workers: cases[i].0,
+                    on_demand: cases[i].1,
                     read_ahead: DEFAULT_RA,
                     splice: true,
                     ..Default::default()
                 },
             );
             let v = seq_read(&served.path.join("big.bin"), &mut buf);
+            drop_cache(&served.path.join("big.bin"));
+            let w = two_readers(&served.path);
+            drop_cache(&served.path.join("big.bin"));
+            let r = random_read(&served.path.join("big.bin"), false, &offs, want).unwrap();
+            let rd = random_read(&served.path.join("big.bin"), true, &offs, want).unwrap();
             if round > 0 {
-                stats[i].push(v);
+                rnd_direct[i].push(rd);
+                one[i].push(v);
+                two[i].push(w);
+                rnd[i].push(r);
             }
         }
     }
-    for (i, n) in counts.iter().enumerate() {
-        println!("lever workers {n}: sequential {}", stats[i].show(2, "GB/s"));
+    let name = |i: usize| {
+        let (n, on_demand) = cases[i];
+        if on_demand {
+            format!("{n} on demand")
+        } else {
+            format!("{n} all blocking")
+        }
+    };
+    for i in 0..cases.len() {
+        println!(
+            "lever workers {}: sequential, one reader {} | two readers at once (aggregate) {} | \
+             random 4 KiB buffered {} | O_DIRECT {}",
+            name(i),
+            one[i].show(2, "GB/s"),
+            two[i].show(2, "GB/s"),
+            rnd[i].show(1, "k reads/s"),
+            rnd_direct[i].show(1, "k reads/s")
+        );
     }
+    // `--on-demand-workers true` against the default, 4 workers all blocking (libfuse's way), and 1.
+    let (od, all4, single) = (4, 2, 0);
+    ratio_row(
+        "sequential read, one reader: 4 workers on demand vs all 4 blocking on /dev/fuse (default)",
+        &one[od],
+        "GB/s",
+        "all blocking",
+        &one[all4],
+        0.0,
+    );
+    ratio_row(
+        "sequential read, two readers at once: 4 workers on demand vs all 4 blocking (default)",
+        &two[od],
+        "GB/s",
+        "all blocking",
+        &two[all4],
+        0.0,
+    );
+    ratio_row(
+        "random 4 KiB reads, buffered: 4 workers on demand vs all 4 blocking (default)",
+        &rnd[od],
+        "k reads/s",
+        "all blocking",
+        &rnd[all4],
+        0.0,
+    );
+    ratio_row(
+        "random 4 KiB reads, O_DIRECT: 4 workers on demand vs all 4 blocking (default)",
+        &rnd_direct[od],
+        "k reads/s",
+        "all blocking",
+        &rnd_direct[all4],
+        0.0,
+    );
+    ratio_row(
+        "sequential read, two readers at once: 4 workers on demand vs 1 worker",
+        &two[od],
+        "GB/s",
+        "1 worker",
+        &two[single],
+        0.0,
+    );
 }
 
 fn main() {
@@ -446,6 +542,7 @@ fn main() {
     let data = pattern(SIZE as usize, 7);
     let (img, mut image) = mkfs(d, "famfs.img", 4 * GIB);
     put(&mut image, "big.bin", &data);
+    put(&mut image, "big2.bin", &pattern(SIZE as usize, 8));
     drop(image);
     let src = d.join("src");
     std::fs::create_dir(&src).unwrap();
@@ -455,6 +552,7 @@ fn main() {
     SquashLl::make_image(&src, &sqfs);
     let mnt = support::mounts::mnt_dir(d, "mnt");
     let sq_mnt = support::mounts::mnt_dir(d, "sq");
+    let od_mnt = support::mounts::mnt_dir(d, "on-demand");
     println!(
         "setup: famfs image, tmpfs copy and uncompressed squashfs of a {} MiB file, all on tmpfs, in {:.1} s",
         SIZE / MIB,
@@ -468,18 +566,30 @@ fn main() {
             Setup {
                 read_ahead: DEFAULT_RA,
                 splice: true,
+                on_demand: false,
                 ..Default::default()
             },
         );
         assert_eq!(ours.read_ahead_kb(), DEFAULT_RA / 1024);
+        let on_demand = Served::new(
+            &img,
+            &od_mnt,
+            Setup {
+                read_ahead: DEFAULT_RA,
+                splice: true,
+                on_demand: true,
+                ..Default::default()
+            },
+        );
         let refs = Refs {
             tmpfs: &tmpfs_file,
             squash: &squash.path,
         };
-        sequential(&ours, &refs);
+        sequential(&ours, &on_demand, &refs);
+        drop(on_demand);
         random(&ours, &refs, &data);
         read_ahead_lever(&ours);
         splice_lever(&ours);
     }
-    workers_lever(&img, &mnt);
+    workers_lever(&img, &mnt, &data);
 }

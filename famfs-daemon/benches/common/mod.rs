@@ -37,6 +37,9 @@ pub struct Setup {
     /// Give the workers pipes for spliced READ replies (`SessionConfig::splice_reads`); whether
     /// they are used is `Session::set_splice_reads`.
     pub splice: bool,
+    /// Extra workers wait off the device until requests queue up
+    /// (`SessionConfig::on_demand_workers`, the daemon's `--on-demand-workers`, off by default).
+    pub on_demand: bool,
 }
 
 impl Default for Setup {
@@ -46,6 +49,7 @@ impl Default for Setup {
             workers: 4,
             read_ahead: 0,
             splice: false,
+            on_demand: false,
         }
     }
 }
@@ -78,6 +82,7 @@ impl Served {
             connection,
             max_readahead: setup.read_ahead,
             splice_reads: setup.splice,
+            on_demand_workers: setup.on_demand,
             ..Default::default()
         };
         let session = Arc::new(Session::new(fs, ch, cfg));

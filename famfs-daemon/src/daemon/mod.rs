@@ -87,6 +87,8 @@ pub struct DaemonConfig {
     pub allow_other: bool,
     /// FUSE worker threads.
     pub workers: usize,
+    /// Workers beyond the first wait off `/dev/fuse` until requests queue up.
+    pub on_demand_workers: bool,
     /// Kernel read-ahead for the mount's files, bytes (0: the kernel's default): announced in INIT
     /// and set on the mount's backing device once INIT is answered ([`serve::Served::start`]).
     pub read_ahead: u32,

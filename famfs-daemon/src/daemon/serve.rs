@@ -200,6 +200,7 @@ pub fn mount(
         records: Some(records),
         max_readahead: cfg.read_ahead,
         splice_reads: cfg.splice_reads,
+        on_demand_workers: cfg.on_demand_workers,
         ..Default::default()
     };
     let session = Arc::new(Session::new(fs.clone(), channel, session_cfg));

@@ -99,6 +99,38 @@ impl Channel {
         }
     }
 
+    /// Make reads on this channel's fd return EAGAIN instead of blocking (a cloned `/dev/fuse` fd is
+    /// its own open file, so this does not affect the other workers' fds).
+    pub fn set_nonblocking(&self) -> io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: F_GETFL/F_SETFL on an fd that is open while `self` lives.
+        let r = unsafe {
+            let fl = libc::fcntl(fd, libc::F_GETFL);
+            if fl < 0 {
+                fl
+            } else {
+                libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK)
+            }
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether a message is waiting to be read (a `poll` with no timeout); false on error.
+    pub fn pending(&self) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, valid for the call; timeout 0 never blocks.
+        let r = unsafe { libc::poll(&mut p, 1, 0) };
+        r > 0 && p.revents & libc::POLLIN != 0
+    }
+
     /// A channel for another worker thread: for `/dev/fuse`, a new fd attached to the same connection
     /// with `FUSE_DEV_IOC_CLONE` (each worker then has its own processing queue; a reply must go to the
     /// fd its request was read from, which the session guarantees). Falls back to sharing this fd

@@ -37,6 +37,9 @@ pub struct SessionStats {
     /// READs the filesystem offered as descriptor ranges but that were copied after all (too big
     /// for the worker's pipe, or a splice from the descriptor came back short).
     pub splice_fallbacks: AtomicU64,
+    /// Times an on-demand helper worker was woken because requests were queued behind the one a
+    /// worker had just taken.
+    pub helper_wakeups: AtomicU64,
 }
 
 impl Default for SessionStats {
@@ -55,6 +58,7 @@ impl Default for SessionStats {
             cloned_fds: AtomicU64::new(0),
             spliced_replies: AtomicU64::new(0),
             splice_fallbacks: AtomicU64::new(0),
+            helper_wakeups: AtomicU64::new(0),
         }
     }
 }
@@ -125,6 +129,10 @@ impl SessionStats {
 
     pub fn splice_fallbacks(&self) -> u64 {
         self.splice_fallbacks.load(Ordering::Relaxed)
+    }
+
+    pub fn helper_wakeups(&self) -> u64 {
+        self.helper_wakeups.load(Ordering::Relaxed)
     }
 
     pub fn reply_failures(&self) -> u64 {

@@ -8,8 +8,8 @@
 use std::{borrow::Cow, sync::Arc};
 
 use famfs_common::metric_names::{
-    SERVER_MALFORMED_REQUESTS, SERVER_RECORDS, SERVER_REPLY_FAILURES, SERVER_REQUEST_ERRORS,
-    SERVER_REQUESTS, SERVER_WORKERS,
+    SERVER_HELPER_WAKEUPS, SERVER_MALFORMED_REQUESTS, SERVER_RECORDS, SERVER_REPLY_FAILURES,
+    SERVER_REQUEST_ERRORS, SERVER_REQUESTS, SERVER_SPLICED_READS, SERVER_WORKERS,
 };
 use prometheus_client::{
     collector::Collector,
@@ -110,6 +110,26 @@ impl Collector for ServerCollector {
             .encode_gauge(&(s.cloned_fds() as i64))?;
         m.encode_family(&[("fd", "shared")])?
             .encode_gauge(&(s.workers().saturating_sub(s.cloned_fds()) as i64))?;
+        let mut m = encoder.encode_descriptor(
+            SERVER_SPLICED_READS.base,
+            "READ replies offered for splicing from the image: spliced into /dev/fuse, or copied \
+             after all (larger than the worker's pipe, or a short splice)",
+            None,
+            MetricType::Counter,
+        )?;
+        m.encode_family(&[("outcome", "spliced")])?
+            .encode_counter::<NoLabelSet, _, u64>(&s.spliced_replies(), None)?;
+        m.encode_family(&[("outcome", "copied")])?
+            .encode_counter::<NoLabelSet, _, u64>(&s.splice_fallbacks(), None)?;
+        encoder
+            .encode_descriptor(
+                SERVER_HELPER_WAKEUPS.base,
+                "Times an on-demand worker was woken because requests queued behind the one being \
+                 served",
+                None,
+                MetricType::Counter,
+            )?
+            .encode_counter::<NoLabelSet, _, u64>(&s.helper_wakeups(), None)?;
         Ok(())
     }
 }

@@ -80,8 +80,9 @@ impl Drop for Served {
     }
 }
 
-/// Mount the test filesystem at `mnt` and serve it with 4 workers.
-fn serve(mnt: &Path) -> (Served, Arc<Session<TestFs>>, Receiver<RequestRecord>) {
+/// Mount the test filesystem at `mnt` and serve it with 4 workers (extra ones on demand or all
+/// blocking on the device).
+fn serve(mnt: &Path, on_demand: bool) -> (Served, Arc<Session<TestFs>>, Receiver<RequestRecord>) {
     let (mount, ch) = Mount::new(
         mnt,
         &MountOptions {
@@ -99,6 +100,7 @@ fn serve(mnt: &Path) -> (Served, Arc<Session<TestFs>>, Receiver<RequestRecord>) 
             connection: conn,
             mount_epoch: 3,
             records: Some(tx),
+            on_demand_workers: on_demand,
             ..Default::default()
         },
     ));
@@ -118,13 +120,25 @@ fn serve(mnt: &Path) -> (Served, Arc<Session<TestFs>>, Receiver<RequestRecord>) 
 
 #[test]
 fn real_mount_ls_stat_read_concurrent_readers_unmount() {
-    if !can_mount("real_mount_ls_stat_read_concurrent_readers_unmount") {
-        return;
+    if can_mount("real_mount_ls_stat_read_concurrent_readers_unmount") {
+        ls_stat_read_concurrent_readers_unmount(false);
     }
+}
+
+/// The same with on-demand workers: three helpers wait off the device; every request is still
+/// answered once and they all leave at unmount.
+#[test]
+fn real_mount_on_demand_workers_serve_and_leave_at_unmount() {
+    if can_mount("real_mount_on_demand_workers_serve_and_leave_at_unmount") {
+        ls_stat_read_concurrent_readers_unmount(true);
+    }
+}
+
+fn ls_stat_read_concurrent_readers_unmount(on_demand: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let (mut served, session, rx) = serve(&mnt);
+    let (mut served, session, rx) = serve(&mnt, on_demand);
     let mnt = served.mount.as_ref().unwrap().path().to_path_buf();
     let conn = served.conn;
 
@@ -231,7 +245,7 @@ fn real_mount_is_removed_when_the_test_panics() {
     let mnt = mnt.canonicalize().unwrap();
     let m2 = mnt.clone();
     let r = std::panic::catch_unwind(move || {
-        let (_served, session, _rx) = serve(&m2);
+        let (_served, session, _rx) = serve(&m2, false);
         session.wait_negotiated(Duration::from_secs(10)).unwrap();
         let f = std::fs::File::open(m2.join("hello.txt")).unwrap();
         assert!(mount_connection(&m2).is_some());
@@ -261,7 +275,7 @@ fn stale_mount_is_detected_and_detached_before_mounting() {
     let e = std::fs::metadata(&mnt).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN), "{e}");
 
-    let (mut served, session, _rx) = serve(&mnt);
+    let (mut served, session, _rx) = serve(&mnt, true);
     assert!(served.mount.as_ref().unwrap().stale_detached());
     session.wait_negotiated(Duration::from_secs(10)).unwrap();
     assert_eq!(std::fs::read(mnt.join("hello.txt")).unwrap(), HELLO);

@@ -13,6 +13,7 @@
 //! [`RequestRecord`]: super::RequestRecord
 
 mod dispatch;
+mod gate;
 mod init;
 mod splice;
 mod worker;
@@ -69,6 +70,9 @@ pub struct SessionConfig {
     /// splicing them into `/dev/fuse` (each worker gets a pipe). Only on a `/dev/fuse` channel;
     /// [`Session::set_splice_reads`] turns it off and on while running.
     pub splice_reads: bool,
+    /// Extra workers wait off the device until requests queue up (`gate`); needs cloned
+    /// `/dev/fuse` fds, else every worker blocks on the device.
+    pub on_demand_workers: bool,
 }
 
 impl Default for SessionConfig {
@@ -85,6 +89,7 @@ impl Default for SessionConfig {
             congestion_threshold: 48,
             records: None,
             splice_reads: false,
+            on_demand_workers: false,
         }
     }
 }
@@ -268,14 +273,27 @@ impl<F: Filesystem> Session<F> {
     /// fatal read error, if any. Calls `Filesystem::destroy` once at the end.
     pub fn run(&self, workers: usize) -> io::Result<()> {
         let n = workers.max(1);
+        let mut chans = Vec::with_capacity(n - 1);
+        for _ in 1..n {
+            chans.push(self.channel.clone_for_worker());
+        }
+        // On-demand helpers need their own non-blocking fds: a shared fd made non-blocking would
+        // make the lead spin.
+        let gated = self.cfg.on_demand_workers
+            && n > 1
+            && chans
+                .iter()
+                .all(|(ch, cloned)| *cloned && ch.set_nonblocking().is_ok());
+        let gate = gate::Gate::default();
+        let gate = gated.then_some(&gate);
         let result = std::thread::scope(|scope| {
             let mut handles = Vec::with_capacity(n - 1);
             self.stats.workers.store(1, Ordering::Relaxed);
-            for i in 1..n {
-                let (ch, cloned) = self.channel.clone_for_worker();
+            for (i, (ch, cloned)) in chans.into_iter().enumerate() {
+                let i = i + 1;
                 let spawned = std::thread::Builder::new()
                     .name(format!("fuse-worker-{i}"))
-                    .spawn_scoped(scope, move || Worker::new(self, ch).run());
+                    .spawn_scoped(scope, move || Worker::new(self, ch).run(gate, false));
                 match spawned {
                     Ok(h) => {
                         handles.push(h);
@@ -291,12 +309,13 @@ impl<F: Filesystem> Session<F> {
                 }
             }
             log::info!(
-                "fuse: serving connection {} with {} workers ({} on cloned fds)",
+                "fuse: serving connection {} with {} workers ({} on cloned fds{})",
                 self.cfg.connection,
                 self.stats.workers(),
-                self.stats.cloned_fds()
+                self.stats.cloned_fds(),
+                if gated { ", helpers on demand" } else { "" }
             );
-            let mut result = Worker::new(self, self.channel.clone()).run();
+            let mut result = Worker::new(self, self.channel.clone()).run(gate, true);
             for h in handles {
                 let r = h
                     .join()

@@ -21,6 +21,7 @@ use super::{
         channel::Channel,
     },
     PAGE, Session,
+    gate::Gate,
     splice::SplicePipe,
 };
 use crate::util::monotonic_ns;
@@ -82,14 +83,41 @@ impl<'s, F: Filesystem> Worker<'s, F> {
         }
     }
 
-    pub(super) fn run(mut self) -> io::Result<()> {
+    /// Serve until the connection ends. `gate`: on-demand workers (see `gate`); `lead` says whether
+    /// this worker blocks on the channel (the lead) or waits at the gate (a helper, whose channel
+    /// does not block).
+    pub(super) fn run(mut self, gate: Option<&Gate>, lead: bool) -> io::Result<()> {
+        let r = match gate {
+            Some(g) if !lead => self.help(g),
+            _ => self.serve(gate, false),
+        };
+        if let Some(g) = gate {
+            g.end();
+        }
+        r.map(|_| ())
+    }
+
+    fn help(&mut self, gate: &Gate) -> io::Result<Flow> {
+        while gate.park() {
+            if self.serve(Some(gate), true)? == Flow::Exit {
+                return Ok(Flow::Exit);
+            }
+        }
+        Ok(Flow::Exit)
+    }
+
+    /// Receive and serve requests until the connection ends (`Exit`) or, with `until_empty` on a
+    /// non-blocking channel, until none is queued (`Continue`). With a gate, a request taken while
+    /// another is queued wakes a parked helper.
+    fn serve(&mut self, gate: Option<&Gate>, until_empty: bool) -> io::Result<Flow> {
         loop {
             let n = match self.ctx.ch.receive(&mut self.req) {
-                Ok(0) => return Ok(()),
+                Ok(0) => return Ok(Flow::Exit),
                 Ok(n) => n,
                 Err(e) => match e.raw_os_error() {
+                    Some(libc::EAGAIN) if until_empty => return Ok(Flow::Continue),
                     Some(libc::ENOENT | libc::EINTR | libc::EAGAIN) => continue,
-                    Some(libc::ENODEV) => return Ok(()),
+                    Some(libc::ENODEV) => return Ok(Flow::Exit),
                     _ => {
                         return Err(io::Error::new(
                             e.kind(),
@@ -99,8 +127,19 @@ impl<'s, F: Filesystem> Worker<'s, F> {
                 },
             };
             let recv_ns = monotonic_ns();
+            if let Some(g) = gate
+                && g.has_parked()
+                && self.ctx.ch.pending()
+                && g.wake_one()
+            {
+                self.ctx
+                    .s
+                    .stats
+                    .helper_wakeups
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             if self.ctx.handle(&self.req[..n], recv_ns) == Flow::Exit {
-                return Ok(());
+                return Ok(Flow::Exit);
             }
         }
     }
