@@ -17,6 +17,13 @@
 //! is per request either way. Wall time is per round, reported as medians of per-round ratios against
 //! the nothing-attached round with their min–max.
 //!
+//! The rounds run twice. First with the threads where the scheduler puts them (the stat-ing thread
+//! and the server's workers on different CPUs, as in production): the BPF figures and the goal row;
+//! the wall-time ratios of this pass are printed but swing ±40% (a LOOKUP round trip is a few
+//! wake-ups, and where they land dominates). Then with every thread pinned to one CPU, which never
+//! idles between a request and its reply: wall time is CPU time and the ratios hold to a few
+//! percent (the wall-time rows), and BPF time without cross-CPU map traffic.
+//!
 //! Run: `cargo bench -p famfs-daemon --bench probe_cost`. Our probes load with the daemon's default
 //! pairing (by request address where the kernel's BTF allows); `FAMFS_BENCH_PAIRING=unique` measures the
 //! classic-tracepoint pairing instead (for both "ours" setups, which then measure the same programs).
@@ -403,7 +410,28 @@ fn wall_ratio(rounds: &[Vec<Sample>], s: Setup) -> (f64, f64, f64) {
     )
 }
 
-fn report(rounds: &[Vec<Sample>]) {
+/// Put every thread of this process on CPU 0 (threads started later inherit it).
+fn pin_to_one_cpu() {
+    // SAFETY: a zeroed cpu_set_t with one CPU set, valid for each call.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU 0 is inside the set's bounds.
+    unsafe { libc::CPU_SET(0, &mut set) };
+    for e in std::fs::read_dir("/proc/self/task").unwrap() {
+        let tid: libc::pid_t = e.unwrap().file_name().to_str().unwrap().parse().unwrap();
+        // SAFETY: `set` is valid for the call; `tid` is a thread of this process.
+        let rc = unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set) };
+        assert_eq!(
+            rc,
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// The BPF figures of the unpinned pass (requester and server threads where the scheduler puts
+/// them, as in production): the goal row.
+fn report_bpf(rounds: &[Vec<Sample>]) {
     let flat: Vec<Sample> = rounds.concat();
     let (ours, ours_lo, ours_hi) = ns_of(&flat, Setup::Ours);
     let (bt, bt_lo, bt_hi) = ns_of(&flat, Setup::Bpftrace);
@@ -418,21 +446,7 @@ fn report(rounds: &[Vec<Sample>]) {
         "ours with the raw-tracepoint fallback (BTF tracepoints off): {raw:.0} [{raw_lo:.0}–{raw_hi:.0}] \
          ns per request"
     );
-    for (s, what) in [
-        (Setup::Ours, "ours"),
-        (Setup::OursRaw, "ours (raw fallback)"),
-    ] {
-        let (send, end): (Vec<f64>, Vec<f64>) = flat
-            .iter()
-            .filter(|x| x.setup == s)
-            .filter_map(|x| x.split)
-            .unzip();
-        println!(
-            "{what} per program run (medians): send {:.0} ns, end {:.0} ns",
-            median(send),
-            median(end)
-        );
-    }
+    print_split(&flat);
     let ratio = ours / bt;
     bench::row(&bench::Row {
         figure: "BPF time per FUSE request (send + end programs, kernel bpf_stats), stat of 5,000 files, attr timeout 0",
@@ -458,6 +472,53 @@ fn report(rounds: &[Vec<Sample>]) {
         goal: "",
         met: None,
     });
+    print_wall(rounds, "unpinned", false);
+}
+
+fn print_split(flat: &[Sample]) {
+    for (s, what) in [
+        (Setup::Ours, "ours"),
+        (Setup::OursRaw, "ours (raw fallback)"),
+    ] {
+        let (send, end): (Vec<f64>, Vec<f64>) = flat
+            .iter()
+            .filter(|x| x.setup == s)
+            .filter_map(|x| x.split)
+            .unzip();
+        println!(
+            "{what} per program run (medians): send {:.0} ns, end {:.0} ns",
+            median(send),
+            median(end)
+        );
+    }
+}
+
+/// The pinned pass: every thread (requester, server, bpftrace) on one CPU, so the CPU never idles
+/// between a request and its reply and wall time is CPU time: the stable wall-time rows.
+fn report_pinned(rounds: &[Vec<Sample>]) {
+    let flat: Vec<Sample> = rounds.concat();
+    let (ours, ours_lo, ours_hi) = ns_of(&flat, Setup::Ours);
+    let (bt, bt_lo, bt_hi) = ns_of(&flat, Setup::Bpftrace);
+    let (floor, ..) = ns_of(&flat, Setup::Floor);
+    println!(
+        "pinned to one CPU: BPF ns per FUSE request: ours {ours:.0} [{ours_lo:.0}–{ours_hi:.0}] | \
+         bpftrace histogram {bt:.0} [{bt_lo:.0}–{bt_hi:.0}] | floor {floor:.0}"
+    );
+    print_split(&flat);
+    bench::row(&bench::Row {
+        figure: "BPF time per FUSE request, requester and server pinned to one CPU (no cross-CPU map traffic)",
+        ours: format!("{ours:.0} ns [{ours_lo:.0}–{ours_hi:.0}]"),
+        baseline: format!("bpftrace per-opcode latency hist {bt:.0} ns [{bt_lo:.0}–{bt_hi:.0}]"),
+        ratio: Some(ours / bt),
+        goal: "",
+        met: None,
+    });
+    print_wall(rounds, "pinned to one CPU", true);
+}
+
+/// Wall-time ratios against the round's nothing-attached pass; table rows when `rows`.
+fn print_wall(rounds: &[Vec<Sample>], pass: &str, rows: bool) {
+    let flat: Vec<Sample> = rounds.concat();
     let none = median(
         flat.iter()
             .filter(|x| x.setup == Setup::None)
@@ -471,35 +532,28 @@ fn report(rounds: &[Vec<Sample>]) {
         (Setup::Floor, "empty program"),
     ] {
         let (r, lo, hi) = wall_ratio(rounds, s);
-        // The fastest round of each setup: the least disturbed by other load on the machine.
-        let best = |want: Setup| {
-            flat.iter()
-                .filter(|x| x.setup == want)
-                .map(|x| x.secs)
-                .fold(f64::INFINITY, f64::min)
-        };
         println!(
-            "wall time with {what} ÷ nothing attached: ×{r:.3} [{lo:.3}–{hi:.3}] (median of per-round \
-             ratios [min–max]); fastest rounds ×{:.3}",
-            best(s) / best(Setup::None)
+            "{pass}: wall time with {what} ÷ nothing attached: ×{r:.3} [{lo:.3}–{hi:.3}] (median of \
+             per-round ratios [min–max]; nothing attached {:.0} ms per {} stats)",
+            none * 1e3,
+            FILES * PASSES
         );
-        bench::row(&bench::Row {
-            figure: &format!(
-                "wall time of the stat workload with {what} (per-round ratio to nothing attached)"
-            ),
-            ours: format!(
-                "×{r:.3} [{lo:.3}–{hi:.3}], fastest rounds ×{:.3}",
-                best(s) / best(Setup::None)
-            ),
-            baseline: format!(
-                "nothing attached {:.0} ms per {} stats",
-                none * 1e3,
-                FILES * PASSES
-            ),
-            ratio: Some(r),
-            goal: "",
-            met: None,
-        });
+        if rows {
+            bench::row(&bench::Row {
+                figure: &format!(
+                    "wall time of the stat workload with {what}, {pass} (per-round ratio to nothing attached)"
+                ),
+                ours: format!("×{r:.3} [{lo:.3}–{hi:.3}]"),
+                baseline: format!(
+                    "nothing attached {:.0} ms per {} stats",
+                    none * 1e3,
+                    FILES * PASSES
+                ),
+                ratio: Some(r),
+                goal: "",
+                met: None,
+            });
+        }
     }
 }
 
@@ -556,12 +610,18 @@ fn main() {
         bt_out: d.join("bpftrace.out"),
     };
     stat_all(&b.paths);
-    let mut rounds = Vec::with_capacity(ROUNDS);
-    for r in 0..ROUNDS {
-        let samples: Vec<Sample> = (0..SETUPS.len())
-            .map(|i| b.round(SETUPS[(i + r) % SETUPS.len()]))
-            .collect();
-        rounds.push(samples);
-    }
-    report(&rounds);
+    let mut measure = || {
+        (0..ROUNDS)
+            .map(|r| {
+                (0..SETUPS.len())
+                    .map(|i| b.round(SETUPS[(i + r) % SETUPS.len()]))
+                    .collect::<Vec<Sample>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let free = measure();
+    report_bpf(&free);
+    pin_to_one_cpu();
+    let pinned = measure();
+    report_pinned(&pinned);
 }

@@ -84,7 +84,7 @@ pub struct RunArgs {
     /// leave the kernel's default, 128K). Set on the mount's backing device once INIT is answered
     /// and announced as INIT's max_readahead. The default, 512K: READs of 512 KiB, which a spliced
     /// reply carries through a pipe of the unprivileged pipe-max-size (1 MiB READs need a bigger
-    /// one); measured in the same run, 512K spliced beat 1M copied by ×1.6 (README, Benchmarks).
+    /// one); 512K beat 128K and 1M in the same run (README, Benchmarks).
     #[arg(long, default_value = DEFAULT_READ_AHEAD, value_name = "SIZE", value_parser = parse_read_ahead)]
     pub read_ahead: u32,
     /// Answer READs by splicing the image's bytes into /dev/fuse through a pipe per worker instead
