@@ -9,6 +9,8 @@
 //! and the HTTP server on a 2-worker tokio runtime, as `famfs-daemon run` builds them. Its VmRSS is read
 //! from `/proc/PID/status` before the files are added (the baseline) and after every scrape, so the
 //! client's buffers (in this process) are not counted. The child is killed when the bench ends.
+//! In this process: where a scrape's time goes, and how long the join (the file table's one writer)
+//! waits for its lock while unlimited listings are encoded, against one listing's time.
 
 // A benchmark, not product code: a failed step should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -414,7 +416,7 @@ fn in_process() {
         black_box(famfs_daemon::join::fold_for_series(&st.join, 500).folded);
         fold.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        black_box(famfs_daemon::join::query(st.join.files(), &q).len());
+        black_box(famfs_daemon::join::query(&st.join, &q).len());
         top.push(t.elapsed().as_secs_f64());
         drop(st);
         let t = Instant::now();
@@ -432,6 +434,64 @@ fn in_process() {
         "in process, {FILES} files, 50 runs: Metrics::render p50 {r50:.2} ms (p99 {r99:.2}), of which the fold \
          {f50:.2} ms; top's query (select and sort, no rows) {q50:.2} ms"
     );
+    writer_waits(state);
+}
+
+/// How long the join (the one writer of the file table) waits for its write lock while the daemon's
+/// views encode unlimited listings of every file, against how long one listing takes (what one hold
+/// of the read lock for the whole listing would make it wait).
+fn writer_waits(state: SharedFileState) {
+    use famfs_daemon::http::Views;
+    const LISTINGS: usize = 5;
+    let views = DaemonViews {
+        metrics: Metrics::new(None, Some(state.clone())),
+        probes: None,
+        files: Some(state.clone()),
+        session_ended: None,
+        fs: None,
+    };
+    let all =
+        famfs_daemon::http::api::parse_file_query(Some("sort=path&limit=1099511627776")).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    // Reserved up front: the measuring loop allocates nothing (a growing vector's reallocation
+    // would be measured too).
+    let mut waits = Vec::with_capacity(1 << 22);
+    let mut listings = Vec::new();
+    std::thread::scope(|s| {
+        let lister = s.spawn(|| {
+            let mut took = Vec::new();
+            for _ in 0..LISTINGS {
+                let t = Instant::now();
+                let body = views.files_json(&all).unwrap();
+                took.push(t.elapsed().as_secs_f64());
+                assert!(body.len() > FILES as usize * 100, "{} bytes", body.len());
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+            took
+        });
+        // The join's side: take the write lock again and again, as ingest does, until the listings end.
+        while !done.load(std::sync::atomic::Ordering::Acquire) && waits.len() < waits.capacity() {
+            waits.push(state.writer_wait().unwrap().as_secs_f64());
+            std::thread::yield_now();
+        }
+        listings = lister.join().unwrap();
+    });
+    let worst = waits.iter().copied().fold(0.0, f64::max) * 1e3;
+    let (w50, w99) = pcts(&mut waits);
+    let (l50, _) = pcts(&mut listings);
+    println!(
+        "join write-lock waits during {LISTINGS} unlimited listings ({} takes): max {worst:.2} ms, p99 \
+         {w99:.3} ms, p50 {w50:.4} ms; one listing {l50:.1} ms",
+        waits.len()
+    );
+    bench::row(&bench::Row {
+        figure: "join write-lock wait while unlimited listings of 100k files are encoded (longest of all takes)",
+        ours: format!("max {worst:.2} ms (p99 {w99:.3} ms)"),
+        baseline: format!("one listing {l50:.1} ms (one read-lock hold for all rows)"),
+        ratio: Some(worst / l50),
+        goal: "",
+        met: None,
+    });
 }
 
 fn main() {

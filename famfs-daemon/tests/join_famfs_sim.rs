@@ -365,7 +365,7 @@ fn rfc_v2_needed_size_retries_fmap_bytes_and_extents_per_file() {
         sort: FileSort::Path,
         ..Default::default()
     };
-    let views: Vec<FileRow> = query(rig.state.read().unwrap().join.files(), &q)
+    let views: Vec<FileRow> = query(&rig.state.read().unwrap().join, &q)
         .into_iter()
         .map(|f| FileRow::of(f, 0))
         .collect();

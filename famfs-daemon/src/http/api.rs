@@ -382,23 +382,53 @@ impl FileRow {
     }
 }
 
-/// Files encoded as a JSON array of [`FileRow`]s, each row made only while it is written (a listing
-/// of 100k files then holds one row at a time, not 100k). The same text as the `Vec<FileRow>`.
+/// Files encoded as a JSON array of [`FileRow`]s, written in as many batches as the caller likes:
+/// each row is made only while it is written (a listing of 100k files holds one row at a time, not
+/// 100k), and the text is the same as the `Vec<FileRow>`'s.
 #[derive(Debug)]
-pub struct FileRows<'a> {
-    pub files: &'a [&'a FileStats],
+pub struct FileRowsJson {
+    buf: Vec<u8>,
     /// The rows' clock ([`FileRow::of`]).
-    pub now_ns: u64,
+    now_ns: u64,
+    rows: usize,
 }
 
-impl Serialize for FileRows<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = s.serialize_seq(Some(self.files.len()))?;
-        for f in self.files {
-            seq.serialize_element(&FileRow::of(f, self.now_ns))?;
+impl FileRowsJson {
+    /// An empty array whose rows will be made at `now_ns`; `capacity`: bytes to reserve.
+    pub fn new(now_ns: u64, capacity: usize) -> FileRowsJson {
+        let mut buf = Vec::with_capacity(capacity.max(2));
+        buf.push(b'[');
+        FileRowsJson {
+            buf,
+            now_ns,
+            rows: 0,
         }
-        seq.end()
+    }
+
+    /// Append `f`'s row.
+    pub fn push(&mut self, f: &FileStats) -> Result<(), serde_json::Error> {
+        if self.rows > 0 {
+            self.buf.push(b',');
+        }
+        self.rows += 1;
+        serde_json::to_writer(&mut self.buf, &FileRow::of(f, self.now_ns))
+    }
+
+    /// Rows written so far.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The array's text.
+    pub fn finish(mut self) -> String {
+        self.buf.push(b']');
+        // serde_json writes UTF-8 only; the brackets and commas are ASCII.
+        String::from_utf8(self.buf)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 

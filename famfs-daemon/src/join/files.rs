@@ -130,9 +130,6 @@ impl Default for FileQuery {
     }
 }
 
-/// A file with its sort key's number taken out once (not per comparison).
-type Keyed<'a> = (u64, &'a FileStats);
-
 impl FileSort {
     /// The number `self` orders by (0 for [`FileSort::Path`], which orders by path alone).
     fn key_of(self, f: &FileStats) -> u64 {
@@ -144,34 +141,56 @@ impl FileSort {
             FileSort::Path => 0,
         }
     }
-
-    /// [`FileSort::compare`] on keyed files: descending by the number, ties (and `Path`) by path.
-    fn compare_keyed(self, a: &Keyed<'_>, b: &Keyed<'_>) -> Ordering {
-        b.0.cmp(&a.0)
-            .then_with(|| a.1.info.path.cmp(&b.1.info.path))
-    }
 }
 
-/// Put the first `n` of `v` in `sort`'s order at its front, sorted (the rest, after them, in no
-/// particular order); returns how many that is.
-fn first_sorted(v: &mut [Keyed<'_>], sort: FileSort, n: usize) -> usize {
-    let cmp = |a: &Keyed<'_>, b: &Keyed<'_>| sort.compare_keyed(a, b);
-    let n = n.min(v.len());
+/// Apply `q` to the join's files: the positions (in [`Join::file_slice`]) of the matching files in
+/// the query's order, at most `q.limit` of them. Files are never removed from the table, so a position
+/// names the same file for the table's life: a reader can take the order under the read lock once and
+/// read the rows in batches, letting the join write between them. No path is compared: by path is
+/// the join's own order ([`Join::by_path`]), and the other orders break ties by rank in it.
+pub fn query_positions(join: &Join, q: &FileQuery) -> Vec<u32> {
+    let files = join.file_slice();
+    let order = join.by_path();
+    let wanted = |f: &FileStats| q.path.as_deref().is_none_or(|p| f.info.path.contains(p));
+    if q.sort == FileSort::Path {
+        return order
+            .iter()
+            .copied()
+            .filter(|&i| files.get(i as usize).is_some_and(wanted))
+            .take(q.limit)
+            .collect();
+    }
+    let mut rank = vec![0u32; files.len()];
+    for (&i, r) in order.iter().zip(0u32..) {
+        if let Some(x) = rank.get_mut(i as usize) {
+            *x = r;
+        }
+    }
+    // (sort number, path rank, position): the number taken out once, not per comparison.
+    let cmp = |a: &(u64, u32, u32), b: &(u64, u32, u32)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+    let mut v: Vec<(u64, u32, u32)> = files
+        .iter()
+        .zip(rank)
+        .zip(0u32..)
+        .filter(|((f, _), _)| wanted(f))
+        .map(|((f, r), i)| (q.sort.key_of(f), r, i))
+        .collect();
+    let n = q.limit.min(v.len());
     if n < v.len() {
         v.select_nth_unstable_by(n, cmp);
     }
     v[..n].sort_unstable_by(cmp);
-    n
+    v.truncate(n);
+    v.into_iter().map(|(_, _, i)| i).collect()
 }
 
-/// Apply `q` to `files`: the matching files in the query's order, at most `q.limit` of them.
-pub fn query<'a>(files: impl Iterator<Item = &'a FileStats>, q: &FileQuery) -> Vec<&'a FileStats> {
-    let mut v: Vec<Keyed<'a>> = files
-        .filter(|f| q.path.as_deref().is_none_or(|p| f.info.path.contains(p)))
-        .map(|f| (q.sort.key_of(f), f))
-        .collect();
-    let n = first_sorted(&mut v, q.sort, q.limit);
-    v.into_iter().take(n).map(|(_, f)| f).collect()
+/// Apply `q` to the join's files: the matching files in the query's order, at most `q.limit` of them.
+pub fn query<'a>(join: &'a Join, q: &FileQuery) -> Vec<&'a FileStats> {
+    let files = join.file_slice();
+    query_positions(join, q)
+        .into_iter()
+        .filter_map(|i| files.get(i as usize))
+        .collect()
 }
 
 /// Files split for bounded-cardinality series: the most recently active keep their own series, the

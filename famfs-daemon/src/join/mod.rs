@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use famfs_common::{event, fault::FaultKey, hist::LAT_SLOTS, hist::log2_slot};
 
-pub use files::{FileQuery, FileSort, Fold, SortFields, fold_for_series, query};
+pub use files::{FileQuery, FileSort, Fold, SortFields, fold_for_series, query, query_positions};
 pub use lat::LatHist;
 pub use procs::{FaultTop, PROC_SLOTS, ProcCount, ProcFaults, ProcTop};
 pub use state::{FileState, SharedFileState, StatePoisoned};
@@ -342,6 +342,10 @@ pub struct Join {
     /// `files[i].last_access_ns` for every `i`, side by side: what the metrics' fold ranks files by,
     /// read without touching the files themselves.
     recency: Vec<u64>,
+    /// Positions in `files` ordered by path, kept as files are added (a binary search and one move
+    /// of this array; files are only ever added): a listing by path needs no sort, and the other
+    /// orders break ties by this rank instead of comparing paths.
+    by_path: Vec<u32>,
     totals: FileTotals,
     pending_server: HashMap<u64, PendingServer>,
     pending_kernel: HashMap<u64, PendingKernel>,
@@ -360,6 +364,7 @@ impl Join {
             files: Vec::with_capacity(1024),
             index: HashMap::with_capacity(1024),
             recency: Vec::with_capacity(1024),
+            by_path: Vec::with_capacity(1024),
             totals: FileTotals::default(),
             pending_server: HashMap::with_capacity(1024),
             pending_kernel: HashMap::with_capacity(1024),
@@ -399,9 +404,17 @@ impl Join {
                 self.totals.size += info.size;
                 self.totals.fmap_bytes += u64::from(info.fmap_bytes);
                 self.totals.fmap_extents += u64::from(info.fmap_extents);
+                let files = &self.files;
+                let at = self.by_path.partition_point(|&j| {
+                    files
+                        .get(j as usize)
+                        .is_some_and(|f| f.info.path < info.path)
+                });
+                let i = u32::try_from(self.files.len()).ok()?;
+                self.by_path.insert(at, i);
                 self.files.push(FileStats::new(nodeid, info));
                 self.recency.push(0);
-                Some(*e.insert(self.files.len() - 1))
+                Some(*e.insert(i as usize))
             }
         }
     }
@@ -680,6 +693,11 @@ impl Join {
     /// Every file's `last_access_ns`, in the order of [`Join::files`].
     pub fn recency(&self) -> &[u64] {
         &self.recency
+    }
+
+    /// Positions in [`Join::file_slice`], ordered by path.
+    pub fn by_path(&self) -> &[u32] {
+        &self.by_path
     }
 
     /// The files as a slice, in the order of [`Join::recency`].

@@ -183,7 +183,7 @@ fn queries_filter_sort_and_limit() {
     j.ingest_server(&rec(4, 14, 3), &c);
     j.ingest_server(&rec(6, 14, 4), &c);
     j.ingest_server(&rec(8, 14, 2), &c);
-    let v = query(j.files(), &q);
+    let v = query(&j, &q);
     assert_eq!(v.len(), 1);
     assert_eq!((v[0].info.path.as_str(), v[0].opens), ("dir/b", 2));
 }
@@ -557,4 +557,71 @@ fn totals_are_the_sum_of_every_file() {
         (j.totals().faults[1][0], j.totals().page_cache_faults),
         (0, 0)
     );
+}
+
+/// Files tracked in no particular path order: the join keeps them by path, and every query order
+/// (ties among equal numbers broken by path, filters, limits) is the full sort by `FileSort::compare`.
+#[test]
+fn path_order_is_kept_on_insert_and_every_query_is_the_full_sort() {
+    let paths = [
+        "m/b", "a", "z/q", "m/a", "b/x", "aa", "m/ab", "0", "z/p", "m",
+    ];
+    let mut m = HashMap::new();
+    for (k, p) in paths.iter().enumerate() {
+        m.insert(
+            10 + k as u64,
+            FileInfo {
+                path: (*p).into(),
+                size: 1,
+                // Three files share each fmap size: ties broken by path.
+                fmap_bytes: 8 * (k as u32 % 3),
+                fmap_extents: 1,
+            },
+        );
+    }
+    let c = Cat(m);
+    let mut j = Join::new(CONN, EPOCH, 0, 0);
+    // Opens: files 12 and 15 twice, 11 once; the rest never opened (equal zero keys).
+    for (u, id) in [(2u64, 12u64), (4, 15), (6, 12), (8, 15), (10, 11)] {
+        j.ingest_server(&rec(u, 14, id), &c);
+    }
+    for id in 10..20 {
+        assert!(j.track(id, &c));
+    }
+    let by_path: Vec<&str> = j
+        .by_path()
+        .iter()
+        .map(|&i| j.file_slice()[i as usize].info.path.as_str())
+        .collect();
+    let mut sorted = paths.to_vec();
+    sorted.sort_unstable();
+    assert_eq!(by_path, sorted);
+    for sort in FileSort::ALL {
+        for (limit, path) in [
+            (100, None),
+            (3, None),
+            (0, None),
+            (2, Some("m/")),
+            (9, Some("a")),
+        ] {
+            let q = FileQuery {
+                sort,
+                limit,
+                path: path.map(Into::into),
+            };
+            let got: Vec<&str> = query(&j, &q).iter().map(|f| f.info.path.as_str()).collect();
+            let mut want: Vec<&FileStats> = j
+                .file_slice()
+                .iter()
+                .filter(|f| path.is_none_or(|p| f.info.path.contains(p)))
+                .collect();
+            want.sort_by(|a, b| sort.compare(&a.sort_fields(), &b.sort_fields()));
+            let want: Vec<&str> = want
+                .iter()
+                .take(limit)
+                .map(|f| f.info.path.as_str())
+                .collect();
+            assert_eq!(got, want, "{sort} limit {limit} path {path:?}");
+        }
+    }
 }

@@ -458,7 +458,7 @@ mod tests {
             sort: FileSort::Faults,
             ..Default::default()
         };
-        let views: Vec<FileRow> = query(join.files(), &q)
+        let views: Vec<FileRow> = query(&join, &q)
             .into_iter()
             .map(|f| FileRow::of(f, 0))
             .collect();

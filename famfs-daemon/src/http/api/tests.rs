@@ -313,7 +313,7 @@ fn rows_sort_like_the_daemon_sorts_its_files() {
             sort,
             ..Default::default()
         };
-        let daemon: Vec<String> = crate::join::query(j.files(), &q)
+        let daemon: Vec<String> = crate::join::query(&j, &q)
             .iter()
             .map(|f| f.info.path.clone())
             .collect();
@@ -491,16 +491,16 @@ fn file_rows_encode_as_the_vector_of_rows() {
     let rows: Vec<FileRow> = files.iter().map(|f| FileRow::of(f, 5_000)).collect();
     let want = serde_json::to_string(&rows).unwrap();
     assert!(want.contains("\"path\":\"/f4\""), "{want}");
-    let got = serde_json::to_string(&FileRows {
-        files: &files,
-        now_ns: 5_000,
-    })
-    .unwrap();
-    assert_eq!(got, want);
-    let none = serde_json::to_string(&FileRows {
-        files: &[],
-        now_ns: 0,
-    })
-    .unwrap();
-    assert_eq!(none, "[]");
+    // In batches of 1 and 3 rows: the same text.
+    let mut got = FileRowsJson::new(5_000, 0);
+    for batch in files.chunks(1).take(1).chain(files[1..].chunks(3)) {
+        for f in batch {
+            got.push(f).unwrap();
+        }
+    }
+    assert_eq!(got.len(), files.len());
+    assert_eq!(got.finish(), want);
+    let none = FileRowsJson::new(0, 0);
+    assert!(none.is_empty());
+    assert_eq!(none.finish(), "[]");
 }
