@@ -76,8 +76,8 @@ pub struct RunArgs {
     /// Workers beyond the first wait off /dev/fuse until a worker sees requests queued behind the
     /// one it took (default `false`: every worker blocks reading /dev/fuse, as libfuse's do). A
     /// streaming workload then runs on one server thread, which leaves the reader its CPU: one
-    /// sequential reader ×1.2 faster, but one-at-a-time small requests (random 4 KiB reads, stat)
-    /// about ×0.5 and two readers ×0.9 against all-blocking workers (README, Benchmarks).
+    /// sequential reader ×1.2 faster, but one-at-a-time small requests (random 4 KiB reads) about
+    /// ×0.6 and two readers ×0.9 against all-blocking workers (README, Benchmarks).
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub on_demand_workers: bool,
     /// Kernel read-ahead for files of the mount (e.g. 1M, 512K; a multiple of 4K up to 256M; 0:

@@ -14,7 +14,7 @@ use crate::{
         Views,
         api::{FileDetail, FileRow, FileRowsJson, ProbeRow, Snapshot},
     },
-    join::{FileQuery, SharedFileState, query, query_positions},
+    join::{FileQuery, FileStats, SharedFileState, query_positions},
     metrics::{Format, Metrics},
     probes::{ProbeSnapshot, ProbeStatus, Probes},
     server::FamfsFs,
@@ -79,6 +79,41 @@ impl DaemonViews {
         Ok((p.status().to_vec(), snap))
     }
 
+    /// The files `q` selects, in its order: `start` makes the listing from their number and the
+    /// listing's clock, then `row` adds each file to it. The order is taken under the read lock once; the rows are then read in batches
+    /// of [`LIST_BATCH`], each under the read lock on its own, and between batches the join, if it waits
+    /// to write, goes first ([`SharedFileState::let_writer_in`]): a listing of every file never keeps
+    /// the join from writing for longer than one batch. Each row is one consistent moment of its file;
+    /// rows of later batches may be a little newer than the order.
+    fn each_file<L>(
+        &self,
+        q: &FileQuery,
+        start: impl FnOnce(usize, u64) -> L,
+        mut row: impl FnMut(&mut L, &FileStats) -> Result<(), String>,
+    ) -> Result<L, String> {
+        let Some(files) = &self.files else {
+            return Ok(start(0, 0));
+        };
+        let (order, now) = {
+            let st = files.read().map_err(|e| e.to_string())?;
+            (query_positions(&st.join, q), crate::util::monotonic_ns())
+        };
+        let mut listing = start(order.len(), now);
+        for batch in order.chunks(LIST_BATCH) {
+            files.let_writer_in();
+            let st = files.read().map_err(|e| e.to_string())?;
+            let all = st.join.file_slice();
+            for &i in batch {
+                // Files are never removed: a position taken above is still in the table.
+                let f = all
+                    .get(i as usize)
+                    .ok_or_else(|| format!("file table position {i} is gone"))?;
+                row(&mut listing, f)?;
+            }
+        }
+        Ok(listing)
+    }
+
     fn probe_rows(status: &[ProbeStatus]) -> Result<Vec<ProbeRow>, String> {
         status
             .iter()
@@ -100,45 +135,25 @@ impl Views for DaemonViews {
     }
 
     fn files(&self, q: &FileQuery) -> Result<Vec<FileRow>, String> {
-        let Some(files) = &self.files else {
-            return Ok(Vec::new());
-        };
-        let st = files.read().map_err(|e| e.to_string())?;
-        let now = crate::util::monotonic_ns();
-        Ok(query(&st.join, q)
-            .into_iter()
-            .map(|f| FileRow::of(f, now))
-            .collect())
+        let (rows, _) = self.each_file(
+            q,
+            |n, now| (Vec::with_capacity(n), now),
+            |(rows, now), f| {
+                rows.push(FileRow::of(f, *now));
+                Ok(())
+            },
+        )?;
+        Ok(rows)
     }
 
-    /// The order is taken under the read lock once; the rows are then encoded in batches of
-    /// [`LIST_BATCH`], each under the read lock on its own, so a listing of every file never keeps the
-    /// join from writing for longer than one batch (and never holds every row at once). Each row is
-    /// one consistent moment of its file; rows of later batches may be a little newer than the order.
-    /// Between batches the join, if it waits to write, goes first ([`SharedFileState::let_writer_in`]).
+    /// Encoded row by row, never holding every row at once (see [`DaemonViews::each_file`]).
     fn files_json(&self, q: &FileQuery) -> Result<String, String> {
-        let Some(files) = &self.files else {
-            return Ok("[]".into());
-        };
-        let (order, now) = {
-            let st = files.read().map_err(|e| e.to_string())?;
-            (query_positions(&st.join, q), crate::util::monotonic_ns())
-        };
-        let mut rows = FileRowsJson::new(now, order.len().saturating_mul(ROW_BYTES));
-        for batch in order.chunks(LIST_BATCH) {
-            files.let_writer_in();
-            let st = files.read().map_err(|e| e.to_string())?;
-            let all = st.join.file_slice();
-            for &i in batch {
-                // Files are never removed: a position taken above is still in the table.
-                let f = all
-                    .get(i as usize)
-                    .ok_or_else(|| format!("file table position {i} is gone"))?;
-                rows.push(f).map_err(|e| format!("encoding JSON: {e}"))?;
-            }
-        }
+        let rows = self.each_file(
+            q,
+            |n, now| FileRowsJson::new(now, n.saturating_mul(ROW_BYTES)),
+            |rows, f| rows.push(f).map_err(|e| format!("encoding JSON: {e}")),
+        )?;
         let body = rows.finish();
-        drop(order);
         if body.len() >= RELEASE_AFTER {
             crate::util::alloc::release_free();
         }
