@@ -60,6 +60,17 @@ fn walk_dir(
     Ok(())
 }
 
+impl FamfsFs {
+    /// How many bytes a READ of up to `len` at `off` of a file of `size` returns (0 at or past the
+    /// end); EIO once the maps went stale (the image changed under us).
+    fn read_len(&self, size: u64, off: u64, len: u64) -> Result<u64, Errno> {
+        if self.is_stale() {
+            return Err(Errno::EIO);
+        }
+        Ok(len.min(size.saturating_sub(off)))
+    }
+}
+
 impl Filesystem for FamfsFs {
     fn init_flags(&self) -> u64 {
         init_flags::DO_READDIRPLUS | init_flags::READDIRPLUS_AUTO
@@ -252,14 +263,8 @@ impl Filesystem for FamfsFs {
     ) -> Result<&'a [u8], Errno> {
         let vol = self.vol()?;
         let (size, fmap) = Self::file(&vol, ino)?;
-        if self.is_stale() {
-            return Err(Errno::EIO);
-        }
         let off = arg.offset;
-        if off >= size {
-            return Ok(&buf[..0]);
-        }
-        let want = (buf.len() as u64).min(size - off) as usize;
+        let want = self.read_len(size, off, buf.len() as u64)? as usize;
         let mut done = 0usize;
         while done < want {
             let fo = off + done as u64;
@@ -287,14 +292,8 @@ impl Filesystem for FamfsFs {
     ) -> Result<bool, Errno> {
         let vol = self.vol()?;
         let (size, fmap) = Self::file(&vol, ino)?;
-        if self.is_stale() {
-            return Err(Errno::EIO);
-        }
         let off = arg.offset;
-        if off >= size {
-            return Ok(true);
-        }
-        let want = u64::from(arg.size).min(size - off);
+        let want = self.read_len(size, off, u64::from(arg.size))?;
         let mut done = 0u64;
         while done < want {
             let fo = off + done;
