@@ -200,13 +200,7 @@ fn child() {
     std::thread::spawn(move || {
         rt.block_on(async move {
             // Views without a file table: the baseline's server, up before the files exist.
-            let base = DaemonViews {
-                metrics: Metrics::new(None, None),
-                probes: None,
-                files: None,
-                session_ended: None,
-                fs: None,
-            };
+            let base = views_of(None);
             let bl = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
             let base_addr = bl.local_addr().unwrap();
             tokio::spawn(http::serve(
@@ -223,13 +217,7 @@ fn child() {
                 fs_uuid: "3f2d9c1e-7b4a-4e8f-9a61-0c5d2e7f8a93".into(),
                 max_series: 500,
             });
-            let views = DaemonViews {
-                metrics: Metrics::new(None, Some(state.clone())),
-                probes: None,
-                files: Some(state),
-                session_ended: None,
-                fs: None,
-            };
+            let views = views_of(Some(state));
             let l = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
             tx.send((l.local_addr().unwrap(), base_addr)).unwrap();
             http::serve(l, Arc::new(views), Limits::default(), WebConfig::default()).await;
@@ -244,6 +232,18 @@ fn child() {
     // Serve until the parent kills us.
     loop {
         std::thread::park();
+    }
+}
+
+/// The daemon's HTTP views over `files` (none: the baseline's, without a file table); no probes, no
+/// mount.
+fn views_of(files: Option<SharedFileState>) -> DaemonViews {
+    DaemonViews {
+        metrics: Metrics::new(None, files.clone()),
+        probes: None,
+        files,
+        session_ended: None,
+        fs: None,
     }
 }
 
@@ -443,13 +443,7 @@ fn in_process() {
 fn writer_waits(state: SharedFileState) {
     use famfs_daemon::http::Views;
     const LISTINGS: usize = 5;
-    let views = DaemonViews {
-        metrics: Metrics::new(None, Some(state.clone())),
-        probes: None,
-        files: Some(state.clone()),
-        session_ended: None,
-        fs: None,
-    };
+    let views = views_of(Some(state.clone()));
     let all =
         famfs_daemon::http::api::parse_file_query(Some("sort=path&limit=1099511627776")).unwrap();
     let done = std::sync::atomic::AtomicBool::new(false);

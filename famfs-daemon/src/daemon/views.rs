@@ -82,7 +82,7 @@ impl DaemonViews {
     /// The files `q` selects, in its order: `start` makes the listing from their number and the
     /// listing's clock, then `row` adds each file to it. The order is taken under the read lock once; the rows are then read in batches
     /// of [`LIST_BATCH`], each under the read lock on its own, and between batches the join, if it waits
-    /// to write, goes first ([`SharedFileState::let_writer_in`]): a listing of every file never keeps
+    /// to write, goes first ([`SharedFileState::read`]): a listing of every file never keeps
     /// the join from writing for longer than one batch. Each row is one consistent moment of its file;
     /// rows of later batches may be a little newer than the order.
     fn each_file<L>(
@@ -100,7 +100,6 @@ impl DaemonViews {
         };
         let mut listing = start(order.len(), now);
         for batch in order.chunks(LIST_BATCH) {
-            files.let_writer_in();
             let st = files.read().map_err(|e| e.to_string())?;
             let all = st.join.file_slice();
             for &i in batch {

@@ -40,7 +40,7 @@ struct Shared {
     writers_waiting: AtomicUsize,
 }
 
-/// How long [`SharedFileState::let_writer_in`] waits at most.
+/// How long [`SharedFileState::read`] lets a waiting writer go first at most.
 const WRITER_GRACE: Duration = Duration::from_millis(2);
 
 impl SharedFileState {
@@ -51,18 +51,14 @@ impl SharedFileState {
         }))
     }
 
-    /// A shared borrow of the state (readers never block each other).
+    /// A shared borrow of the state (readers never block each other). While the join waits to write,
+    /// the reader first yields (at most [`WRITER_GRACE`]) until the join has the lock: otherwise a
+    /// reader taking the lock batch after batch (a listing of every file) wins every time, since the
+    /// lock lets a new reader in while the writer woken at the last unlock is still on its way, and
+    /// the join waits for the whole listing. Costs one atomic load when no writer waits.
     pub fn read(&self) -> Result<RwLockReadGuard<'_, FileState>, StatePoisoned> {
-        self.0.lock.read().map_err(|_| StatePoisoned)
-    }
-
-    /// For a reader that takes the lock batch after batch (a listing of every file): call between
-    /// batches, holding nothing. While the join waits to write, yield (at most [`WRITER_GRACE`]) until
-    /// it has the lock. Without this the reader wins every time: the lock lets a new reader in while
-    /// the writer it woke at the last unlock is still on its way, and the join waits for the whole
-    /// listing.
-    pub fn let_writer_in(&self) {
         self.let_writer_in_within(WRITER_GRACE);
+        self.0.lock.read().map_err(|_| StatePoisoned)
     }
 
     fn let_writer_in_within(&self, grace: Duration) {

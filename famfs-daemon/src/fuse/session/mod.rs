@@ -279,11 +279,7 @@ impl<F: Filesystem> Session<F> {
         }
         // On-demand helpers need their own non-blocking fds: a shared fd made non-blocking would
         // make the lead spin.
-        let gated = self.cfg.on_demand_workers
-            && n > 1
-            && chans
-                .iter()
-                .all(|(ch, cloned)| *cloned && ch.set_nonblocking().is_ok());
+        let gated = self.cfg.on_demand_workers && n > 1 && chans.iter().all(|(_, cloned)| *cloned);
         let gate = gate::Gate::default();
         let gate = gated.then_some(&gate);
         let result = std::thread::scope(|scope| {
@@ -291,9 +287,17 @@ impl<F: Filesystem> Session<F> {
             self.stats.workers.store(1, Ordering::Relaxed);
             for (i, (ch, cloned)) in chans.into_iter().enumerate() {
                 let i = i + 1;
+                // A helper whose fd cannot be made non-blocking blocks on the device like the lead.
+                let helper = gated
+                    && ch
+                        .set_nonblocking()
+                        .inspect_err(|e| {
+                            log::warn!("fuse: worker {i} blocks on the device: O_NONBLOCK: {e}")
+                        })
+                        .is_ok();
                 let spawned = std::thread::Builder::new()
                     .name(format!("fuse-worker-{i}"))
-                    .spawn_scoped(scope, move || Worker::new(self, ch).run(gate, false));
+                    .spawn_scoped(scope, move || Worker::new(self, ch).run(gate, !helper));
                 match spawned {
                     Ok(h) => {
                         handles.push(h);
